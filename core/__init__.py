@@ -1,0 +1,1 @@
+"""Face Insight Studio core: data, models, training, inference and analysis. Never imports streamlit."""

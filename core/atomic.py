@@ -1,0 +1,49 @@
+"""Atomic writes: write beside the target, flush, then `os.replace`, so a crash mid-save never leaves a
+half-written file where a good one was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it replaces the target, on error it is removed.
+    `suffix` matters to writers that check the extension (Keras wants `.keras`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_text(target: str | Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_save_npy(target: str | Path, array) -> None:
+    import numpy as np
+    with atomic_path(target, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def atomic_save_model(model, target: str | Path) -> None:
+    with atomic_path(target, suffix=".keras") as tmp:
+        model.save(tmp)

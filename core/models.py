@@ -1,0 +1,196 @@
+"""Model builders: functional Keras models with outputs named `age` (years), `gender` (P(female)) and `race`
+(5-way softmax). Models with a distribution age head also output `age_dist`, a softmax over whole years 0–116,
+whose expectation is `age` and whose spread is the age uncertainty.
+
+Preprocessing (rescaling) lives inside every model, so callers pass RGB pixels in 0–255, uint8 or float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers, regularizers
+
+ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+AGE_BINS = 117  # whole years 0..116, the UTKFace range
+AGE_LOSSES = ("mae", "mse", "huber")
+OUTPUTS = ("age", "gender", "race")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "custom_cnn"
+    img_size: int = 128
+    # "regression": one linear unit. "distribution": softmax over years + its expectation (label-distribution
+    # learning), which trains better and yields an uncertainty for free.
+    age_head: str = "regression"
+    width: int = 32  # base filter count for the CNNs built here (custom_cnn's reference is fixed at 32)
+    dropout: float = 0.3
+    l2: float = 1e-4  # used by the branched / residual models
+    imagenet: bool = True  # resnet50 only: try ImageNet weights, fall back to random init when offline
+
+    @classmethod
+    def tiny(cls, arch: str = "custom_cnn", **overrides) -> ModelConfig:
+        """Small enough to build and fit in well under a second per step; for tests."""
+        return cls(**{"arch": arch, "img_size": 32, "width": 8, "imagenet": False, **overrides})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+# ------------------------------------------------------------------------------------------------ heads
+
+def _inputs(cfg: ModelConfig) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    image = keras.Input((cfg.img_size, cfg.img_size, 3), name="image")
+    return image, layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(image)
+
+
+def age_outputs(features, cfg: ModelConfig, prefix: str = "age") -> dict:
+    """`age` in years; with a distribution head also `age_dist`. The expectation is a frozen Dense layer whose
+    kernel holds the bin ages, so the model stays Lambda-free and serialisable."""
+    if cfg.age_head == "regression":
+        return {"age": layers.Dense(1, name="age")(features)}
+    dist = layers.Dense(AGE_BINS, activation="softmax", name="age_dist")(features)
+    expectation = layers.Dense(1, use_bias=False, trainable=False, name="age")
+    age = expectation(dist)
+    expectation.set_weights([np.arange(AGE_BINS, dtype="float32").reshape(-1, 1)])
+    return {"age": age, "age_dist": dist}
+
+
+def _classification_outputs(gender_features, race_features) -> dict:
+    return {
+        "gender": layers.Dense(1, activation="sigmoid", name="gender")(gender_features),
+        "race": layers.Dense(5, activation="softmax", name="race")(race_features),
+    }
+
+
+def _model(image, outputs: dict, name: str) -> keras.Model:
+    ordered = {key: outputs[key] for key in (*OUTPUTS, "age_dist") if key in outputs}
+    return keras.Model(image, ordered, name=name)
+
+
+# --------------------------------------------------------------------------------------------- builders
+
+def build_custom_cnn(cfg: ModelConfig) -> keras.Model:
+    """The reference architecture, exactly: 3 × (Conv 3×3 → ReLU → BN → MaxPool), Flatten, Dense 512 + Dropout
+    0.5, Dense 256 + Dropout 0.3, three heads."""
+    image, x = _inputs(cfg)
+    for i, filters in enumerate((32, 64, 128)):
+        x = layers.Conv2D(filters, 3, activation="relu", padding="same", name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(512, activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.5, name="drop1")(x)
+    x = layers.Dense(256, activation="relu", name="fc2")(x)
+    x = layers.Dropout(0.3, name="drop2")(x)
+    return _model(image, {**age_outputs(x, cfg), **_classification_outputs(x, x)}, "custom_cnn")
+
+
+def _conv_bn(x, filters: int, name: str, l2: float, strides: int = 1):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                      kernel_regularizer=regularizers.L2(l2), name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_multitask_cnn(cfg: ModelConfig) -> keras.Model:
+    """A shared trunk learns generic face features; each head gets its own conv + dense branch so age, gender
+    and race can specialise instead of fighting over one representation."""
+    image, x = _inputs(cfg)
+    w = cfg.width
+    for i, filters in enumerate((w, 2 * w, 4 * w)):
+        x = _conv_bn(x, filters, f"trunk{i + 1}", cfg.l2)
+        x = layers.MaxPooling2D(2, name=f"trunk{i + 1}_pool")(x)
+
+    def branch(head: str, units: int):
+        b = _conv_bn(x, 4 * w, f"{head}_branch1", cfg.l2)
+        b = _conv_bn(b, 8 * w, f"{head}_branch2", cfg.l2, strides=2)
+        b = layers.GlobalAveragePooling2D(name=f"{head}_gap")(b)
+        b = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.L2(cfg.l2), name=f"{head}_fc")(b)
+        return layers.Dropout(cfg.dropout, name=f"{head}_drop")(b)
+
+    outputs = {**age_outputs(branch("age", 8 * w), cfg),
+               **_classification_outputs(branch("gender", 4 * w), branch("race", 4 * w))}
+    return _model(image, outputs, "multitask_cnn")
+
+
+def _residual_block(x, filters: int, name: str, l2: float, strides: int = 1):
+    shortcut = x
+    y = _conv_bn(x, filters, f"{name}_a", l2, strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizers.L2(l2),
+                      name=f"{name}_b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def build_residual_cnn(cfg: ModelConfig) -> keras.Model:
+    """The shipped model's trunk: a small ResNet (2 blocks per stage, 4 stages) trained from scratch. Sized for
+    a 2-core CPU: ~3M parameters with width 32 at 96 px."""
+    image, x = _inputs(cfg)
+    w = cfg.width
+    x = _conv_bn(x, w, "stem1", cfg.l2, strides=2)
+    x = _conv_bn(x, w, "stem2", cfg.l2)
+    for stage, filters in enumerate((w, 2 * w, 4 * w, 8 * w)):
+        for block in range(2):
+            strides = 2 if block == 0 and stage > 0 else 1
+            x = _residual_block(x, filters, f"stage{stage + 1}_block{block + 1}", cfg.l2, strides)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(cfg.dropout, name="drop")(x)
+
+    def head(name: str, units: int):
+        return layers.Dense(units, activation="relu", kernel_regularizer=regularizers.L2(cfg.l2), name=name)(x)
+
+    outputs = {**age_outputs(head("age_fc", 256), cfg),
+               **_classification_outputs(head("gender_fc", 64), head("race_fc", 128))}
+    return _model(image, outputs, "residual_cnn")
+
+
+def build_resnet50(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
+    """ResNet-50 backbone with our heads. Returns (model, note); the note explains a fallback to random init."""
+    image, x = _inputs(cfg)
+    note = None
+    weights = "imagenet" if cfg.imagenet else None
+    try:
+        backbone = keras.applications.ResNet50(include_top=False, weights=weights,
+                                               input_shape=(cfg.img_size, cfg.img_size, 3))
+    except Exception as error:  # offline, blocked or corrupt download: keep going, but say so
+        note = f"ImageNet weights unavailable ({type(error).__name__}); ResNet-50 starts from random weights."
+        backbone = keras.applications.ResNet50(include_top=False, weights=None,
+                                               input_shape=(cfg.img_size, cfg.img_size, 3))
+    if weights is None and note is None:
+        note = "ResNet-50 built without ImageNet weights (random init), as configured."
+    backbone._name = "resnet50_backbone"
+    # keras.applications' ResNet expects caffe-style inputs; scaling to [-1, 1] is close enough when the
+    # weights are random and fine-tuning adapts pretrained ones quickly.
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(cfg.dropout, name="drop")(x)
+    outputs = {**age_outputs(x, cfg), **_classification_outputs(x, x)}
+    return _model(image, outputs, "resnet50"), note
+
+
+def build_model(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
+    """Build any architecture by name. Returns (model, note) where note is a message for the user or None."""
+    builders = {"custom_cnn": build_custom_cnn, "multitask_cnn": build_multitask_cnn,
+                "residual_cnn": build_residual_cnn}
+    if cfg.arch == "resnet50":
+        return build_resnet50(cfg)
+    if cfg.arch not in builders:
+        raise ValueError(f"Unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    return builders[cfg.arch](cfg), None
+
+
+def backbone_layer(model: keras.Model) -> keras.Layer | None:
+    """The nested ResNet-50 backbone, if any (frozen for the first epochs of fine-tuning)."""
+    try:
+        return model.get_layer("resnet50_backbone")
+    except ValueError:
+        return None

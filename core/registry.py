@@ -1,0 +1,106 @@
+"""The models the app knows: shipped ones in models/ (each `<name>.keras` beside a `<name>.json` model card) and
+training runs in runs/<run>/model.keras. Listing reads only small JSON files, never TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import settings
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL_NAME = "face_insight_v1"
+
+
+class ModelError(Exception):
+    """A model that cannot be used (missing, outside the app's folders, unreadable); the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    source: str  # "shipped" or "run"
+    card: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.source})"
+
+    @property
+    def img_size(self) -> int | None:
+        return self.card.get("img_size") or self.card.get("model", {}).get("img_size")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def shipped_models(models_dir: Path | None = None) -> list[ModelEntry]:
+    models_dir = models_dir or settings.MODELS_DIR
+    entries = []
+    for card_path in sorted(models_dir.glob("*.json")):
+        card = _read_json(card_path)
+        model_path = card_path.with_suffix(".keras")
+        if card is None or not model_path.is_file():
+            log.warning("Skipping %s: unreadable card or no %s beside it", card_path, model_path.name)
+            continue
+        entries.append(ModelEntry(card_path.stem, model_path, "shipped", card))
+    # the default model first, so pickers preselect it
+    return sorted(entries, key=lambda e: (e.name != DEFAULT_MODEL_NAME, e.name))
+
+
+def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str]]:
+    """Finished or stopped runs with a model, newest first, and warnings about folders that were skipped."""
+    runs_dir = runs_dir or settings.runs_dir()
+    entries, warnings = [], []
+    if not runs_dir.is_dir():
+        return entries, warnings
+    for run in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True):
+        config, model_path = _read_json(run / "config.json"), run / "model.keras"
+        metrics = _read_json(run / "metrics.json") or {}
+        if config is None or not model_path.is_file():
+            if (run / "config.json").exists() and metrics.get("status") not in (None, "failed"):
+                warnings.append(f"Skipped run folder {run.name}: its config or model is missing or unreadable.")
+            continue
+        if metrics.get("status") not in ("finished", "stopped"):
+            continue  # still training or failed: its model.keras may be a mid-run checkpoint
+        entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics}))
+    return entries, warnings
+
+
+def all_models() -> tuple[list[ModelEntry], list[str]]:
+    runs, warnings = run_models()
+    return shipped_models() + runs, warnings
+
+
+def default_model() -> ModelEntry | None:
+    shipped = shipped_models()
+    return shipped[0] if shipped else None
+
+
+def _inside_app_folders(path: Path) -> bool:
+    allowed = [settings.MODELS_DIR.resolve(), settings.runs_dir().resolve()]
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in allowed)
+
+
+def load_model(path: str | Path, allow_anywhere: bool = False):
+    """Load a `.keras` model with safe_mode on. The app only loads from models/ and runs/ (a model file can
+    carry code; those folders hold only what we wrote); the CLI may pass allow_anywhere for a user's own file."""
+    import keras
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Model file not found: {path}")
+    if not allow_anywhere and not _inside_app_folders(path):
+        raise ModelError(f"Refusing to load {path}: models are loaded only from models/ and runs/.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # corrupt zip, foreign file, Lambda layers under safe_mode…
+        raise ModelError(f"Cannot load {path.name}: {type(error).__name__}: {error}") from error
