@@ -33,7 +33,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", default="", help="runs folder (default: ./runs)")
 
 
-def _train_config(args) -> "TrainConfig":  # noqa: F821 - imported lazily, TensorFlow is slow to import
+def _train_config(args) -> TrainConfig:  # noqa: F821 - imported lazily, TensorFlow is slow to import
     from core.training import TrainConfig
     model = ModelConfig(arch=args.arch, img_size=args.img_size, width=args.width, age_head=args.age_head)
     return TrainConfig(
@@ -85,12 +85,68 @@ def cmd_train(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- evaluate
+
+def _add_evaluate(sub) -> None:
+    sub.add_parser("evaluate", help="score a model on a labelled folder (not built yet)")
+
+
+def cmd_evaluate(args) -> int:
+    print("error: evaluate is not built yet", file=sys.stderr)
+    return 2
+
+
+# -------------------------------------------------------------------------------------------- predict
+
+def _add_predict(sub) -> None:
+    sub.add_parser("predict", help="find faces and predict age, gender and race (not built yet)")
+
+
+def cmd_predict(args) -> int:
+    print("error: predict is not built yet", file=sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------------------------------- saliency
+
+def _add_saliency(sub) -> None:
+    sub.add_parser("saliency", help="explain one prediction as a saliency map PNG (not built yet)")
+
+
+def cmd_saliency(args) -> int:
+    print("error: saliency is not built yet", file=sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------------------------- export
+
+def _add_export(sub) -> None:
+    sub.add_parser("export", help="export a model to TFLite (not built yet)")
+
+
+def cmd_export(args) -> int:
+    print("error: export is not built yet", file=sys.stderr)
+    return 2
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+COMMANDS = {
+    "train": (_add_train, cmd_train),
+    "evaluate": (_add_evaluate, cmd_evaluate),
+    "predict": (_add_predict, cmd_predict),
+    "saliency": (_add_saliency, cmd_saliency),
+    "export": (_add_export, cmd_export),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
+    for add_parser, _ in COMMANDS.values():
+        add_parser(sub)
     args = parser.parse_args(argv)
-    return {"train": cmd_train}[args.command](args)
+    return COMMANDS[args.command][1](args)
 
 
 if __name__ == "__main__":

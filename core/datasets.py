@@ -20,6 +20,7 @@ COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
 RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's 5 codes, in code order
 GENDERS = ("male", "female")
 KINDS = ("utkface", "adience", "fairface")
+AGE_BINS = 117  # whole years 0..116, the UTKFace range: the age distribution head has one bin per year
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 ADIENCE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.datasets import RACES, decade_label
-from core.models import AGE_BINS
+from core.datasets import AGE_BINS, RACES, decade_label
 
 
 def age_mean_std(outputs: dict) -> tuple[np.ndarray, np.ndarray | None]:

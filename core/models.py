@@ -15,8 +15,9 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
+from core.datasets import AGE_BINS
+
 ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
-AGE_BINS = 117  # whole years 0..116, the UTKFace range
 AGE_LOSSES = ("mae", "mse", "huber")
 OUTPUTS = ("age", "gender", "race")
 

@@ -18,8 +18,7 @@ from PIL import Image
 
 from core import settings
 from core.atomic import atomic_save_npy
-from core.datasets import stratum
-from core.models import AGE_BINS
+from core.datasets import AGE_BINS, stratum
 
 SPLITS = ("train", "val", "test")
 
