@@ -1,0 +1,46 @@
+"""UI pieces shared by several pages (not a page itself: the router never lists it).
+
+Models are loaded once per server process and file version: `st.cache_resource` keyed by path and mtime, so
+every session shares one copy and a retrained run is picked up on its next save.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.registry import ModelEntry, ModelError, all_models
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_predictor(path: str, mtime_ns: int):
+    from core.predict import Predictor
+    from core.registry import load_model
+    return Predictor(load_model(path))
+
+
+def predictor_for(entry: ModelEntry):
+    """A cached Predictor for a model entry; raises ModelError with a readable message."""
+    try:
+        mtime = Path(entry.path).stat().st_mtime_ns
+    except OSError as error:
+        raise ModelError(f"Model file {entry.path} is gone: {error.strerror}.") from error
+    return _load_predictor(str(entry.path), mtime)
+
+
+def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list[ModelEntry]:
+    """Select box (or multiselect) over shipped models and finished training runs. Returns the chosen entries
+    (empty when none exist, after telling the user why)."""
+    entries, warnings = all_models()
+    for warning in warnings:
+        st.warning(warning)
+    if not entries:
+        st.warning("No model yet: the shipped model is missing and no training run has finished. "
+                   "Train one on the Train page.")
+        return []
+    by_label = {entry.label: entry for entry in entries}
+    if multiple:
+        chosen = st.multiselect(label, list(by_label), default=list(by_label)[:1], key=key)
+        return [by_label[name] for name in chosen]
+    return [by_label[st.selectbox(label, list(by_label), key=key)]]
