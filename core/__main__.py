@@ -11,89 +11,236 @@ from core.models import ARCHITECTURES, ModelConfig
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model and write a run folder")
-    p.add_argument("--arch", choices=ARCHITECTURES, default="custom_cnn")
-    p.add_argument("--data", default="", help="dataset folder (default: $FACE_DATA_DIR or the bundled sample)")
-    p.add_argument("--dataset", default="utkface", choices=("utkface", "adience", "fairface"))
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--img-size", type=int, default=128)
-    p.add_argument("--width", type=int, default=32, help="base filter count (multitask_cnn, residual_cnn)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--age-head", choices=("regression", "distribution"), default="regression")
-    p.add_argument("--age-loss", choices=("mae", "mse", "huber"), default="mae")
-    p.add_argument("--age-weight", type=float, default=0.1)
-    p.add_argument("--schedule", choices=("cosine", "plateau"), default="cosine")
-    p.add_argument("--split", default="0.7,0.15,0.15", help="train,val,test fractions")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--race-class-weights", action="store_true")
-    p.add_argument("--freeze-backbone-epochs", type=int, default=0)
-    p.add_argument("--limit", type=int, default=0, help="use a seeded sample of N images")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", default="", help="runs folder (default: ./runs)")
+    # Defaults live in TrainConfig / ModelConfig, once: an option left out keeps the config's default.
+    p = sub.add_parser("train", help="train a model and write a run folder (or k runs with --folds K)")
+    p.add_argument("--arch", choices=ARCHITECTURES, help="architecture (default: custom_cnn)")
+    p.add_argument("--data", help="dataset folder (default: $FACE_DATA_DIR or the bundled sample)")
+    p.add_argument("--dataset", choices=("utkface", "adience", "fairface"), help="dataset kind (default: utkface)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--img-size", type=int, help="input size in pixels (default: 128)")
+    p.add_argument("--width", type=int, help="base filter count (multitask_cnn, residual_cnn)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--age-head", choices=("regression", "distribution"))
+    p.add_argument("--age-loss", choices=("mae", "mse", "huber"), help="regression head loss (default: mse)")
+    p.add_argument("--age-weight", type=float, help="age loss weight (default: 0.1)")
+    p.add_argument("--gender-weight", type=float)
+    p.add_argument("--race-weight", type=float)
+    p.add_argument("--schedule", choices=("cosine", "plateau"))
+    p.add_argument("--split", type=_fractions, help="train,val,test fractions (default: 0.7,0.15,0.15)")
+    p.add_argument("--no-augment", action="store_true", default=None)
+    p.add_argument("--race-class-weights", action="store_true", default=None, help="balance races in the loss")
+    p.add_argument("--gender-class-weights", action="store_true", default=None, help="balance genders in the loss")
+    p.add_argument("--freeze-backbone-epochs", type=int, help="resnet50: epochs with a frozen backbone first")
+    p.add_argument("--no-imagenet", action="store_true", default=None, help="resnet50: start from random weights")
+    p.add_argument("--limit", type=int, help="use a seeded sample of N images")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="runs folder (default: $FACE_RUNS_DIR or ./runs)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="k-fold cross-validation: K runs, each testing on its held-out fold; prints mean ± std")
 
 
-def _train_config(args) -> TrainConfig:  # noqa: F821 - imported lazily, TensorFlow is slow to import
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated fractions, got {text!r}")
+    return values
+
+
+_MODEL_OPTIONS = ("arch", "img_size", "width", "age_head")
+_RENAMED_OPTIONS = {"data": "data_dir", "lr": "learning_rate", "out": "out_dir"}
+
+
+def _train_config(args):
+    """TrainConfig from the options given on the command line; the rest keep the config's defaults."""
     from core.training import TrainConfig
-    model = ModelConfig(arch=args.arch, img_size=args.img_size, width=args.width, age_head=args.age_head)
-    return TrainConfig(
-        model=model, dataset=args.dataset, data_dir=args.data, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, age_loss=args.age_loss, age_weight=args.age_weight, schedule=args.schedule,
-        split=tuple(float(f) for f in args.split.split(",")), augment=not args.no_augment,
-        race_class_weights=args.race_class_weights, freeze_backbone_epochs=args.freeze_backbone_epochs,
-        limit=args.limit, seed=args.seed, out_dir=args.out)
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "folds")}
+    model = {k: given.pop(k) for k in _MODEL_OPTIONS if k in given}
+    if given.pop("no_imagenet", False):
+        model["imagenet"] = False
+    if given.pop("no_augment", False):
+        given["augment"] = False
+    return TrainConfig(model=ModelConfig(**model), **{_RENAMED_OPTIONS.get(k, k): v for k, v in given.items()})
 
 
-def _print_progress(progress, done: threading.Event) -> None:
-    """A one-line progress bar on stderr, redrawn twice a second until training ends."""
-    while not done.wait(0.5):
-        s = progress.snapshot()
-        if not s["batches_per_epoch"]:
-            continue
-        frac = s["batch"] / s["batches_per_epoch"]
-        bar = "#" * int(frac * 30)
-        last = s["batch_log"][-1] if s["batch_log"] else {}
-        print(f"\repoch {s['epoch']}/{s['epochs']} [{bar:<30}] loss {last.get('loss', float('nan')):.3f} "
-              f"age MAE {last.get('age_mae', float('nan')):.2f}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+class _ProgressPrinter:
+    """A one-line progress bar on stderr, redrawn when it changes, plus one summary line per finished epoch
+    and any note (e.g. ResNet-50 without ImageNet weights) as soon as it appears."""
+
+    def __init__(self):
+        self.progress, self.label = None, ""
+        self.epochs_shown = self.notes_shown = 0
+        self.line = ""
+
+    def watch(self, progress, label: str = "") -> None:
+        self.draw()
+        self.end_line()
+        self.progress, self.label = progress, label
+        self.epochs_shown = self.notes_shown = 0
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop_event.set()
+
+    def draw(self) -> None:
+        if self.progress is None:
+            return
+        s = self.progress.snapshot()
+        for note in s["notes"][self.notes_shown:]:
+            self.print_line(f"note: {note}")
+        self.notes_shown = len(s["notes"])
+        for row in s["history"][self.epochs_shown:]:
+            self.print_line(self._epoch_summary(row, s["epochs"]))
+        self.epochs_shown = len(s["history"])
+        line = self._bar(s) if s["batch_log"] and not self.progress.done else f"{self.label}{s['message']}"
+        if line != self.line:
+            print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
+            self.line = line
+
+    def _bar(self, s: dict) -> str:
+        # Only once a batch was logged: before that there is no loss to show (it used to print "loss nan").
+        last = s["batch_log"][-1]
+        frac = s["batch"] / max(1, s["batches_per_epoch"])
+        return (f"{self.label}epoch {s['epoch']}/{s['epochs']} [{'#' * int(frac * 30):<30}] "
+                f"{s['batch']}/{s['batches_per_epoch']} loss {last['loss']:.3f}"
+                + (f" age MAE {last['age_mae']:.2f}" if "age_mae" in last else ""))
+
+    def _epoch_summary(self, row: dict, epochs: int) -> str:
+        shown = [("loss", "loss", 3), ("val_loss", "val loss", 3), ("val_age_mae", "val age MAE", 2),
+                 ("val_gender_accuracy", "val gender acc", 3), ("val_race_accuracy", "val race acc", 3)]
+        parts = [f"{label} {row[key]:.{digits}f}" for key, label, digits in shown if key in row]
+        return f"{self.label}epoch {int(row['epoch'])}/{epochs}: " + ", ".join(parts)
+
+    def print_line(self, text: str) -> None:
+        self.end_line()
+        print(text, file=sys.stderr, flush=True)
+
+    def end_line(self) -> None:
+        if self.line:
+            print(file=sys.stderr, flush=True)
+            self.line = ""
+
+
+def _run_in_background(work, printer: _ProgressPrinter):
+    """Run `work()` in a thread while the main thread draws progress. Ctrl-C asks training to stop after the
+    current batch (the run folder is still completed, status "stopped"); a second Ctrl-C aborts."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the main thread, which re-raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="cli-training", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+            printer.draw()
+    except KeyboardInterrupt:
+        printer.stop()
+        printer.print_line("stopping after the current batch… (Ctrl-C again to abort)")
+        while worker.is_alive():
+            worker.join(0.5)
+            printer.draw()
+    printer.draw()
+    printer.end_line()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def cmd_train(args) -> int:
-    from core.training import Progress, TrainingError, train
+    from core.training import HEADLINE_METRICS, Progress, TrainingError, cross_validate, train
     cfg = _train_config(args)
-    progress = Progress(epochs=cfg.epochs)
-    done = threading.Event()
-    printer = threading.Thread(target=_print_progress, args=(progress, done), daemon=True)
-    printer.start()
+    printer = _ProgressPrinter()
     started = time.time()
     try:
-        train(cfg, progress)
+        if args.folds:
+            work = lambda: cross_validate(
+                cfg, args.folds, on_fold=lambda i, p: printer.watch(p, f"fold {i + 1}/{args.folds} "))
+            result = _run_in_background(work, printer)
+        else:
+            progress = Progress(epochs=cfg.epochs)
+            printer.watch(progress)
+            result = _run_in_background(lambda: train(cfg, progress), printer)
     except TrainingError as error:
-        done.set()
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finally:
-        done.set()
-        printer.join()
-    for note in progress.notes:
-        print(f"note: {note}", file=sys.stderr)
-    test = progress.metrics.get("test", {})
-    print(f"device {progress.device}; {len(progress.history)} epochs in {time.time() - started:.0f} s; test: "
-          + ", ".join(f"{k}={test[k]:.4f}" for k in ("age_mae", "gender_accuracy", "race_accuracy")
-                      if test.get(k) is not None), file=sys.stderr)
-    print(progress.run_dir)
+    if args.folds:
+        print(f"{result['completed']}/{result['folds']} folds {result['status']} in {time.time() - started:.0f} s; "
+              "test metrics, mean ± std (sample) across folds:")
+        for key, stats in result["summary"].items():
+            print(f"  {key:<16} {stats['mean']:.4f} ± {stats['std']:.4f}  (n={stats['n']})")
+        print(result["run_dir"])
+        return 0
+    test = result.metrics.get("test", {})
+    print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
+          + (", ".join(f"{k}={test[k]:.4f}" for k in HEADLINE_METRICS if test.get(k) is not None) or "not scored"),
+          file=sys.stderr)
+    print(result.run_dir)
     return 0
 
 
 # ------------------------------------------------------------------------------------------- evaluate
 
 def _add_evaluate(sub) -> None:
-    sub.add_parser("evaluate", help="score a model on a labelled folder (not built yet)")
+    p = sub.add_parser("evaluate", help="score a model on a labelled folder: metrics overall and per group")
+    p.add_argument("--data", default="", help="dataset folder (default: the run's folder, $FACE_DATA_DIR or the "
+                                              "bundled sample)")
+    p.add_argument("--dataset", choices=("utkface", "adience", "fairface"), default=None,
+                   help="dataset kind (default: detected from the folder)")
+    p.add_argument("--model", default="", help=".keras file (default: the run's model, else the shipped model)")
+    p.add_argument("--run", default="", help="a training run folder: its model, data and split.csv")
+    p.add_argument("--split-file", default="", help="a run's split.csv, to score only some rows")
+    p.add_argument("--split", default="", help="which split of the split file (default: test)")
+    p.add_argument("--limit", type=int, default=0, help="score a seeded sample of N images")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--min-group", type=int, default=30, help="groups smaller than this are flagged, not compared")
+    p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+    p.add_argument("--predictions", default="", help="also write per-image predictions to this CSV")
+    p.add_argument("--json", action="store_true", help="print the full report as one JSON line")
 
 
 def cmd_evaluate(args) -> int:
-    print("error: evaluate is not built yet", file=sys.stderr)
-    return 2
+    from core import evaluation, settings
+    from core.atomic import atomic_write_text
+    from core.datasets import DatasetError
+    from core.predict import Predictor
+    from core.registry import ModelError, default_model, load_model
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rpredicting {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    try:
+        run = evaluation.run_sources(args.run) if args.run else {}
+        model_path = args.model or run.get("model") or getattr(default_model(), "path", None)
+        if not model_path:
+            raise ModelError("No shipped model yet: pass --model PATH or --run RUN_DIR.")
+        folder = args.data or run.get("data") or settings.data_dir()
+        split_file = args.split_file or run.get("split_file")
+        if args.split and not split_file:
+            raise evaluation.EvaluationError("--split needs --split-file or --run: a run's split.csv names the rows.")
+        kind, table = evaluation.load_rows(args.dataset or run.get("dataset"), folder, split_file, args.split or "test")
+        if args.limit:
+            table = table.sample(n=min(args.limit, len(table)), random_state=args.seed).reset_index(drop=True)
+        # The user names this file on their own command line, so it may live outside models/ and runs/.
+        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=not args.no_flip)
+        frame = evaluation.predict_frame(predictor, table, on_progress=progress)
+    except (DatasetError, ModelError, evaluation.EvaluationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = evaluation.evaluate_frame(frame, kind, min_group=args.min_group)
+    report.update(model=str(model_path), data=str(folder),
+                  split=(args.split or "test") if split_file else "all")
+    if args.predictions:
+        atomic_write_text(args.predictions, frame.to_csv(index=False))
+    print(evaluation.to_json(report) if args.json else evaluation.format_report(report))
+    return 0
 
 
 # -------------------------------------------------------------------------------------------- predict

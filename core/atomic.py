@@ -1,5 +1,9 @@
 """Atomic writes: write beside the target, flush, then `os.replace`, so a crash mid-save never leaves a
-half-written file where a good one was."""
+half-written file where a good one was.
+
+`tempfile.mkstemp` creates files readable by the owner only; the result gets the mode a plain `open()` would
+have given it (the old file's mode when replacing one, else 0666 minus the umask), so other tools and users
+can read runs and caches as before."""
 
 from __future__ import annotations
 
@@ -8,6 +12,37 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any writer thread exists.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _final_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; not every platform can open a directory, which only costs durability."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -23,7 +58,9 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, _final_mode(target))
         os.replace(tmp_path, target)
+        _fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
 

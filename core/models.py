@@ -2,14 +2,18 @@
 (5-way softmax). Models with a distribution age head also output `age_dist`, a softmax over whole years 0–116,
 whose expectation is `age` and whose spread is the age uncertainty.
 
-Preprocessing (rescaling) lives inside every model, so callers pass RGB pixels in 0–255, uint8 or float.
+Preprocessing lives inside every model, so callers pass RGB pixels in 0–255, uint8 or float. Output layers are
+pinned to float32, so under a mixed-precision policy (GPU) losses and saved predictions stay float32.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,8 +22,15 @@ from keras import layers, regularizers
 from core.datasets import AGE_BINS
 
 ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+AGE_HEADS = ("regression", "distribution")
 AGE_LOSSES = ("mae", "mse", "huber")
 OUTPUTS = ("age", "gender", "race")
+MIN_IMG_SIZE = 32  # three 2× poolings (custom_cnn) and ResNet-50's 32× downsampling need at least this
+
+# keras.applications' ResNet-50 ImageNet weights were trained on "caffe" inputs: BGR, mean-subtracted, unscaled.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+RESNET50_WEIGHTS_HOST = "storage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -54,9 +65,9 @@ def age_outputs(features, cfg: ModelConfig, prefix: str = "age") -> dict:
     """`age` in years; with a distribution head also `age_dist`. The expectation is a frozen Dense layer whose
     kernel holds the bin ages, so the model stays Lambda-free and serialisable."""
     if cfg.age_head == "regression":
-        return {"age": layers.Dense(1, name="age")(features)}
-    dist = layers.Dense(AGE_BINS, activation="softmax", name="age_dist")(features)
-    expectation = layers.Dense(1, use_bias=False, trainable=False, name="age")
+        return {"age": layers.Dense(1, dtype="float32", name="age")(features)}
+    dist = layers.Dense(AGE_BINS, activation="softmax", dtype="float32", name="age_dist")(features)
+    expectation = layers.Dense(1, use_bias=False, trainable=False, dtype="float32", name="age")
     age = expectation(dist)
     expectation.set_weights([np.arange(AGE_BINS, dtype="float32").reshape(-1, 1)])
     return {"age": age, "age_dist": dist}
@@ -64,8 +75,8 @@ def age_outputs(features, cfg: ModelConfig, prefix: str = "age") -> dict:
 
 def _classification_outputs(gender_features, race_features) -> dict:
     return {
-        "gender": layers.Dense(1, activation="sigmoid", name="gender")(gender_features),
-        "race": layers.Dense(5, activation="softmax", name="race")(race_features),
+        "gender": layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features),
+        "race": layers.Dense(5, activation="softmax", dtype="float32", name="race")(race_features),
     }
 
 
@@ -154,24 +165,61 @@ def build_residual_cnn(cfg: ModelConfig) -> keras.Model:
     return _model(image, outputs, "residual_cnn")
 
 
+def _keras_home() -> Path:
+    """Where keras.utils.get_file caches downloads ($KERAS_HOME, else ~/.keras); Keras keeps its own accessor
+    private."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def resnet50_weights_note(timeout: float = 3.0) -> str | None:
+    """None when ImageNet weights for ResNet-50 are cached or downloadable, else a sentence for the user. A
+    short connection probe first: an offline machine must not hang on a download that never starts."""
+    if (_keras_home() / "models" / RESNET50_WEIGHTS_FILE).is_file():
+        return None
+    try:
+        socket.create_connection((RESNET50_WEIGHTS_HOST, 443), timeout=timeout).close()
+        return None
+    except OSError:
+        return ("ImageNet weights for ResNet-50 cannot be downloaded here (no internet): it starts from random "
+                "weights, so expect it to need far more data and epochs than a pretrained backbone.")
+
+
+def _imagenet_preprocess(image):
+    """RGB 0–255 → the caffe-style input the ImageNet weights expect, as a frozen 1×1 convolution (kernel
+    swaps R and B, bias subtracts the mean): exact, and serialisable without a Lambda layer."""
+    layer = layers.Conv2D(3, 1, trainable=False, name="imagenet_preprocess")
+    x = layer(image)
+    layer.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3),
+                       -np.asarray(IMAGENET_BGR_MEAN, dtype="float32")])
+    return x
+
+
+def _resnet50_backbone(cfg: ModelConfig) -> tuple[keras.Model, bool, str | None]:
+    """(backbone, pretrained, note). Falls back to random init when the weights cannot be had."""
+    shape = (cfg.img_size, cfg.img_size, 3)
+    if not cfg.imagenet:
+        return (keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape,
+                                            name="resnet50_backbone"),
+                False, "ResNet-50 built without ImageNet weights (random init), as configured.")
+    note = resnet50_weights_note()
+    if note is None:
+        try:
+            return (keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=shape,
+                                                name="resnet50_backbone"), True, None)
+        except Exception as error:  # blocked or corrupt download: keep going, but say so
+            note = (f"ImageNet weights for ResNet-50 could not be loaded ({type(error).__name__}): it starts "
+                    "from random weights, so expect it to need far more data and epochs.")
+    return (keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape,
+                                        name="resnet50_backbone"), False, note)
+
+
 def build_resnet50(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
     """ResNet-50 backbone with our heads. Returns (model, note); the note explains a fallback to random init."""
-    image, x = _inputs(cfg)
-    note = None
-    weights = "imagenet" if cfg.imagenet else None
-    try:
-        backbone = keras.applications.ResNet50(include_top=False, weights=weights,
-                                               input_shape=(cfg.img_size, cfg.img_size, 3))
-    except Exception as error:  # offline, blocked or corrupt download: keep going, but say so
-        note = f"ImageNet weights unavailable ({type(error).__name__}); ResNet-50 starts from random weights."
-        backbone = keras.applications.ResNet50(include_top=False, weights=None,
-                                               input_shape=(cfg.img_size, cfg.img_size, 3))
-    if weights is None and note is None:
-        note = "ResNet-50 built without ImageNet weights (random init), as configured."
-    backbone._name = "resnet50_backbone"
-    # keras.applications' ResNet expects caffe-style inputs; scaling to [-1, 1] is close enough when the
-    # weights are random and fine-tuning adapts pretrained ones quickly.
-    x = backbone(x)
+    image = keras.Input((cfg.img_size, cfg.img_size, 3), name="image")
+    backbone, pretrained, note = _resnet50_backbone(cfg)
+    # Pretrained BatchNorm statistics must survive fine-tuning on small batches (the Keras transfer-learning
+    # recipe), so they run in inference mode; a randomly initialised backbone needs them to learn.
+    x = backbone(_imagenet_preprocess(image), training=False) if pretrained else backbone(_imagenet_preprocess(image))
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(cfg.dropout, name="drop")(x)
     outputs = {**age_outputs(x, cfg), **_classification_outputs(x, x)}
@@ -182,10 +230,14 @@ def build_model(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
     """Build any architecture by name. Returns (model, note) where note is a message for the user or None."""
     builders = {"custom_cnn": build_custom_cnn, "multitask_cnn": build_multitask_cnn,
                 "residual_cnn": build_residual_cnn}
+    if cfg.arch not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    if cfg.age_head not in AGE_HEADS:
+        raise ValueError(f"Unknown age head {cfg.age_head!r}; choose one of {', '.join(AGE_HEADS)}.")
+    if cfg.img_size < MIN_IMG_SIZE:
+        raise ValueError(f"Image size {cfg.img_size} px is too small; use at least {MIN_IMG_SIZE}.")
     if cfg.arch == "resnet50":
         return build_resnet50(cfg)
-    if cfg.arch not in builders:
-        raise ValueError(f"Unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
     return builders[cfg.arch](cfg), None
 
 

@@ -23,34 +23,60 @@ from core.datasets import AGE_BINS, stratum
 SPLITS = ("train", "val", "test")
 
 
+def _stratified_order(table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Row positions grouped by stratum (age decade × gender × race), shuffled within each stratum."""
+    groups = pd.Series(np.arange(len(table))).groupby(stratum(table).to_numpy()).indices
+    parts = [rng.permutation(groups[key]) for key in sorted(groups)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+
+
 def split_table(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 42) -> pd.Series:
-    """Assign each row to 'train' / 'val' / 'test', stratified by age decade × gender × race. Within every
-    stratum the shares follow `fractions`; a stratum too small to split stays in train. Same seed, same split."""
-    if abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"Split fractions must sum to 1, got {fractions}.")
-    rng = np.random.default_rng(seed)
-    assignment = pd.Series("train", index=table.index, dtype="object")
-    for _, index in sorted(table.groupby(stratum(table)).groups.items()):
-        index = rng.permutation(np.asarray(index))
-        n_val, n_test = int(round(len(index) * fractions[1])), int(round(len(index) * fractions[2]))
-        assignment.loc[index[:n_test]] = "test"
-        assignment.loc[index[n_test:n_test + n_val]] = "val"
-    return assignment
+    """Assign each row to 'train' / 'val' / 'test', stratified by age decade × gender × race. Same seed, same
+    split.
+
+    Rows are walked stratum by stratum and each goes to the split furthest behind its quota. Every stratum
+    then gets its share to within a row or two, and the totals match `fractions` exactly even when most strata
+    hold one or two faces (rounding per stratum would leave a small set with no validation or test rows)."""
+    fractions = np.asarray(fractions, dtype=float)
+    if len(fractions) != 3 or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise ValueError(f"Split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}.")
+    order = _stratified_order(table, np.random.default_rng(seed))
+    labels = np.empty(len(table), dtype=object)
+    counts = np.zeros(3)
+    for seen, position in enumerate(order, start=1):
+        choice = int(np.argmax(fractions * seen - counts))
+        counts[choice] += 1
+        labels[position] = SPLITS[choice]
+    return pd.Series(labels, index=table.index, dtype="object")
 
 
 def kfold_assignment(table: pd.DataFrame, k: int, seed: int = 42) -> pd.Series:
-    """Fold number 0..k-1 per row, stratified the same way as `split_table`."""
+    """Fold number 0..k-1 per row, stratified the same way as `split_table`: a round-robin over the rows
+    grouped by stratum, so each fold holds every stratum's share to within one row."""
     if k < 2:
         raise ValueError("k-fold needs k ≥ 2.")
-    rng = np.random.default_rng(seed)
-    folds = pd.Series(0, index=table.index, dtype=int)
-    offset = 0
-    for _, index in sorted(table.groupby(stratum(table)).groups.items()):
-        index = rng.permutation(np.asarray(index))
-        # continue the round-robin across strata so small strata do not all land in fold 0
-        folds.loc[index] = (np.arange(len(index)) + offset) % k
-        offset += len(index)
-    return folds
+    if k > len(table):
+        raise ValueError(f"k-fold with k={k} needs at least {k} rows, got {len(table)}.")
+    order = _stratified_order(table, np.random.default_rng(seed))
+    folds = np.empty(len(table), dtype=int)
+    folds[order] = np.arange(len(order)) % k
+    return pd.Series(folds, index=table.index, dtype=int)
+
+
+def fold_split(folds: pd.Series, fold: int, val_fraction: float = 0.15, seed: int = 42,
+               table: pd.DataFrame | None = None) -> pd.Series:
+    """train / val / test for one cross-validation fold: the fold itself is the test set; a stratified
+    `val_fraction` of the rest (when `table` is given, else a seeded random one) watches for overfitting."""
+    split = pd.Series("train", index=folds.index, dtype="object")
+    split[folds == fold] = "test"
+    rest = folds.index[folds != fold]
+    if table is not None:
+        inner = split_table(table.loc[rest], (1 - val_fraction, val_fraction, 0.0), seed)
+        split.loc[rest] = inner.to_numpy()
+    else:
+        picked = np.random.default_rng(seed).permutation(len(rest))[: int(round(len(rest) * val_fraction))]
+        split.loc[rest[picked]] = "val"
+    return split
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -95,20 +121,25 @@ def age_distribution(ages: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def targets_and_weights(table: pd.DataFrame, age_head: str, sigma: float = 2.0,
-                        race_class_weights: np.ndarray | None = None) -> tuple[dict, dict]:
+                        race_class_weights: np.ndarray | None = None,
+                        gender_class_weights: np.ndarray | None = None) -> tuple[dict, dict]:
     """Targets per output and per-output sample weights; a missing label gets weight 0, so a head never
-    trains on rows that lack its label (Adience has no race, FairFace no age in years)."""
+    trains on rows that lack its label (Adience has no race, FairFace no age in years). Class weights, when
+    given, multiply that head's weights: Keras' own `class_weight` cannot address one output of several."""
     age = table["age"].to_numpy(dtype="float32", na_value=np.nan)
     gender = table["gender"].to_numpy(dtype="float32", na_value=np.nan)
     race = table["race"].to_numpy(dtype="float32", na_value=np.nan)
     has_age, has_gender, has_race = ~np.isnan(age), ~np.isnan(gender), ~np.isnan(race)
     age_filled = np.nan_to_num(age).clip(0, AGE_BINS - 1)
     race_int = np.nan_to_num(race).astype("int32")
-    race_weight = has_race.astype("float32")
+    gender_int = np.nan_to_num(gender).astype("int32")
+    race_weight, gender_weight = has_race.astype("float32"), has_gender.astype("float32")
     if race_class_weights is not None:
-        race_weight = race_weight * race_class_weights[race_int]
-    y = {"age": age_filled[:, None], "gender": np.nan_to_num(gender)[:, None], "race": race_int}
-    w = {"age": has_age.astype("float32"), "gender": has_gender.astype("float32"), "race": race_weight}
+        race_weight = race_weight * np.asarray(race_class_weights, dtype="float32")[race_int]
+    if gender_class_weights is not None:
+        gender_weight = gender_weight * np.asarray(gender_class_weights, dtype="float32")[gender_int]
+    y = {"age": age_filled[:, None], "gender": gender_int.astype("float32")[:, None], "race": race_int}
+    w = {"age": has_age.astype("float32"), "gender": gender_weight, "race": race_weight}
     if age_head == "distribution":
         y["age_dist"] = age_distribution(age_filled, sigma)
         w["age_dist"] = w["age"]
@@ -141,14 +172,21 @@ def augmenter(seed: int = 0):
 
 def make_dataset(images: np.ndarray, targets: dict, weights: dict, batch_size: int, training: bool,
                  augment: bool = True, seed: int = 42):
-    """Batches of (images, targets, sample weights). Training batches are shuffled and augmented."""
+    """Batches of (images, targets, sample weights). Training batches are shuffled and augmented.
+
+    The decoded images already sit in memory (`load_images`), so the pipeline shuffles row indices — a full
+    permutation per epoch, no shuffle buffer holding a second copy of the images — gathers each batch in one
+    op and augments whole batches in parallel with training."""
     import tensorflow as tf
-    ds = tf.data.Dataset.from_tensor_slices((images, targets, weights))
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, (images, targets, weights))
+    ds = tf.data.Dataset.range(len(images))
     if training:
-        ds = ds.shuffle(min(len(images), 20_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, len(images)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    ds = ds.map(lambda rows: tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
         aug = augmenter(seed)
-        ds = ds.map(lambda x, y, w: (tf.cast(aug(tf.cast(x, tf.float32), training=True), tf.float32), y, w),
+        ds = ds.map(lambda x, y, w: (aug(tf.cast(x, tf.float32), training=True), y, w),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -2,15 +2,20 @@
 
 The engine never touches Streamlit. It reports through a `Progress` object (thread-safe, polled by the page)
 and honours `progress.stop_event` within one batch. Every run folder is written atomically:
-runs/<time>-<arch>/ config.json, history.csv, metrics.json, split.csv and the best model.keras.
+runs/<time>-<arch>/ config.json, split.csv (path, split), history.csv (one row per epoch, rewritten after each),
+the best model.keras (lowest validation loss) and metrics.json {status, device, notes, best, test, …}.
+`cross_validate` repeats that once per fold under runs/<time>-<arch>-cv<k>/fold<i>/ and adds cv.json.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,15 +24,22 @@ import pandas as pd
 
 from core import settings
 from core.atomic import atomic_save_model, atomic_write_text
-from core.datasets import load_dataset
-from core.models import AGE_LOSSES, ModelConfig, backbone_layer, build_model
+from core.datasets import KINDS, load_dataset
+from core.models import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig, backbone_layer, build_model
 from core.pipeline import (
     balanced_class_weights,
+    fold_split,
+    kfold_assignment,
     load_images,
     make_dataset,
     split_table,
     targets_and_weights,
 )
+
+log = logging.getLogger(__name__)
+SCHEDULES = ("cosine", "plateau")
+HEADLINE_METRICS = ("age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
+MIN_ROWS = 8
 
 
 class TrainingError(Exception):
@@ -42,18 +54,24 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
-    age_loss: str = "mae"  # regression head only; the distribution head uses cross-entropy + L1 on its mean
-    # Age in years has a much larger scale than the class losses: 0.1 keeps the three heads comparable.
+    # Regression head only; the distribution head trains on cross-entropy over years plus L1 on its mean.
+    age_loss: str = "mse"
+    # The reference weighting: age in years (squared, for MSE) dwarfs the class losses, 0.1 tempers it.
     age_weight: float = 0.1
     gender_weight: float = 1.0
     race_weight: float = 1.0
     age_sigma: float = 2.0  # years; the spread of the label distribution target
+    # Balanced per-head class weights, applied as per-head sample weights (Keras' class_weight cannot address
+    # one output of several). The weighted training-log accuracy is then class-balanced accuracy.
     race_class_weights: bool = False
+    gender_class_weights: bool = False
     augment: bool = True
     schedule: str = "cosine"  # "cosine" (with warm-up) or "plateau"
     warmup_epochs: float = 1.0
     early_stopping_patience: int = 4
     freeze_backbone_epochs: int = 0  # resnet50: train only the heads first, then fine-tune everything
+    # Fine-tuning after a frozen phase: full-size updates would wreck the pretrained features the heads fit to.
+    finetune_lr_factor: float = 0.1
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     limit: int = 0  # 0 = all rows; otherwise a seeded sample, for quick runs
     seed: int = 42
@@ -70,11 +88,38 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        data = dict(data)
-        data["model"] = ModelConfig(**data.get("model", {}))
+        """Inverse of to_dict. Unknown keys (a config.json from a newer or older version) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        model_known = {f.name for f in dataclasses.fields(ModelConfig)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["model"] = ModelConfig(**{k: v for k, v in dict(data.get("model", {})).items() if k in model_known})
         if "split" in data:
             data["split"] = tuple(data["split"])
         return cls(**data)
+
+    def validate(self) -> None:
+        """Raise TrainingError naming the first setting that cannot work."""
+        problems = [
+            (self.model.arch not in ARCHITECTURES, f"architecture {self.model.arch!r} is not one of "
+                                                   f"{', '.join(ARCHITECTURES)}"),
+            (self.model.age_head not in AGE_HEADS, f"age head {self.model.age_head!r} is not one of "
+                                                   f"{', '.join(AGE_HEADS)}"),
+            (self.model.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
+            (self.age_loss not in AGE_LOSSES, f"age loss {self.age_loss!r} is not one of {', '.join(AGE_LOSSES)}"),
+            (self.schedule not in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
+            (self.dataset not in KINDS, f"dataset kind {self.dataset!r} is not one of {', '.join(KINDS)}"),
+            (self.epochs < 1, "epochs must be at least 1"),
+            (self.batch_size < 1, "batch size must be at least 1"),
+            (self.learning_rate <= 0, "learning rate must be positive"),
+            (min(self.age_weight, self.gender_weight, self.race_weight) < 0, "loss weights cannot be negative"),
+            (len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6 or self.split[0] == 0,
+             f"split fractions {self.split} must be three non-negative numbers summing to 1 with some train"),
+            (self.limit < 0, "limit cannot be negative"),
+            (self.freeze_backbone_epochs < 0, "frozen-backbone epochs cannot be negative"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise TrainingError(f"Cannot train: {message}.")
 
 
 @dataclass
@@ -88,8 +133,8 @@ class Progress:
     device: str = ""
     message: str = ""
     notes: list[str] = field(default_factory=list)
-    batch_log: list[dict] = field(default_factory=list)  # intra-epoch points: step, loss, metrics
-    history: list[dict] = field(default_factory=list)  # one row per epoch, train and val
+    batch_log: list[dict] = field(default_factory=list)  # intra-epoch points: step, epoch (fractional), logs
+    history: list[dict] = field(default_factory=list)  # one row per completed epoch, train and val
     run_dir: str = ""
     metrics: dict = field(default_factory=dict)
     error: str = ""
@@ -111,6 +156,21 @@ class Progress:
     def done(self) -> bool:
         return self.status in ("finished", "stopped", "failed")
 
+    @property
+    def fraction(self) -> float:
+        """Share of all planned batches done, 0–1 (early stopping may end a run before it reaches 1)."""
+        with self.lock:
+            if not self.batches_per_epoch or not self.epochs:
+                return 0.0
+            done = (self.epoch - 1 + self.batch / self.batches_per_epoch) / self.epochs
+        return min(max(done, 0.0), 1.0)
+
+    def status_line(self) -> str:
+        with self.lock:
+            if not self.batches_per_epoch:
+                return self.message
+            return f"Epoch {self.epoch}/{self.epochs}, batch {self.batch}/{self.batches_per_epoch}: {self.message}"
+
 
 def device_name() -> str:
     import tensorflow as tf
@@ -118,17 +178,23 @@ def device_name() -> str:
     return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
-def _use_mixed_precision_if_gpu(device: str) -> None:
+@contextlib.contextmanager
+def _precision_for(device: str) -> Iterator[None]:
+    """float16 compute only pays on a GPU (the builders keep output layers float32, so losses stay safe and
+    Keras adds loss scaling). The policy is process-wide: restore it so later builds are not affected."""
     import keras
-    # float16 compute only pays on a GPU; our heads are Dense layers whose outputs Keras keeps in the layer
-    # dtype policy, so losses stay numerically safe with the final activations cast to float32.
+    previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16" if device.startswith("GPU") else "float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _losses(cfg: TrainConfig) -> tuple[dict, dict, dict]:
+    """(losses, loss weights, metrics) per output. Metrics are compiled as *weighted* metrics: Keras applies
+    sample weights to those only, and the weights are what masks rows that lack a head's label."""
     import keras
-    if cfg.age_loss not in AGE_LOSSES:
-        raise TrainingError(f"Unknown age loss {cfg.age_loss!r}; choose one of {', '.join(AGE_LOSSES)}.")
     distribution = cfg.model.age_head == "distribution"
     age_loss = {"mae": "mae", "mse": "mse", "huber": keras.losses.Huber(delta=5.0)}[cfg.age_loss]
     losses = {"age": "mae" if distribution else age_loss, "gender": "binary_crossentropy",
@@ -143,57 +209,73 @@ def _losses(cfg: TrainConfig) -> tuple[dict, dict, dict]:
     return losses, weights, metrics
 
 
-def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+def _optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, learning_rate: float):
     import keras
     if cfg.schedule == "cosine":
-        total = max(1, cfg.epochs * steps_per_epoch)
+        total = max(1, epochs * steps_per_epoch)
         warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
         lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=cfg.learning_rate * 0.1 if warmup else cfg.learning_rate,
+            initial_learning_rate=learning_rate * 0.1 if warmup else learning_rate,
             decay_steps=max(1, total - warmup), alpha=0.01,
-            warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+            warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
     else:
-        lr = cfg.learning_rate
+        lr = learning_rate
     return keras.optimizers.Adam(learning_rate=lr)
 
 
-def _make_callback(progress: Progress, model_path: Path, monitor: str):
+def _make_callback(progress: Progress, run_dir: Path, monitor: str):
     import keras
 
     class ProgressCallback(keras.callbacks.Callback):
-        """Feeds the Progress object, saves the best model atomically and stops within one batch."""
+        """Feeds the Progress object, keeps history.csv and the best model.keras current, and stops training
+        (and the validation pass that would follow) within one batch of the stop event."""
 
         def __init__(self):
             super().__init__()
             self.best = np.inf
             self.step = 0
+            self.interrupted = False
 
         def on_epoch_begin(self, epoch, logs=None):
             progress.update(epoch=epoch + 1, batch=0)
 
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
-            point = {"step": self.step, "epoch": progress.epoch - 1 + (batch + 1) / max(1, progress.batches_per_epoch)}
+            point = {"step": self.step,
+                     "epoch": progress.epoch - 1 + (batch + 1) / max(1, progress.batches_per_epoch)}
             point.update({k: float(v) for k, v in (logs or {}).items()})
             with progress.lock:
                 progress.batch = batch + 1
                 progress.batch_log.append(point)
+            self._check_stop()
+
+        def on_test_batch_begin(self, batch, logs=None):
+            self._check_stop()
+
+        def _check_stop(self):
             if progress.stop_event.is_set():
+                self.interrupted = True
                 self.model.stop_training = True
+                self.model.stop_evaluating = True
 
         def on_epoch_end(self, epoch, logs=None):
+            if self.interrupted:  # a partial epoch or validation pass would make a misleading point and "best"
+                return
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             with progress.lock:
                 progress.history.append(row)
+            atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
             value = row.get(monitor, row.get("loss", np.inf))
             if np.isfinite(value) and value < self.best:
                 self.best = value
-                atomic_save_model(self.model, model_path)
+                atomic_save_model(self.model, run_dir / "model.keras")
 
     return ProgressCallback()
 
 
-def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
+# ------------------------------------------------------------------------------------------------- data
+
+def _load_table(cfg: TrainConfig) -> pd.DataFrame:
     folder = cfg.data_dir or str(settings.data_dir())
     try:
         table = load_dataset(cfg.dataset, folder).table
@@ -202,112 +284,171 @@ def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     if cfg.limit:
         table = table.sample(n=min(cfg.limit, len(table)), random_state=cfg.seed)
     table = table.reset_index(drop=True)
-    if len(table) < 8:
-        raise TrainingError(f"Only {len(table)} labelled images in {folder}: need at least 8 to train.")
-    split = split_table(table, cfg.split, cfg.seed)
-    if (split == "val").sum() == 0:  # tiny sets: borrow a few rows so validation curves exist
-        split.iloc[: max(1, len(split) // 8)] = "val"
-    return table, split
+    if len(table) < MIN_ROWS:
+        raise TrainingError(f"Only {len(table)} labelled images in {folder}: need at least {MIN_ROWS} to train.")
+    return table
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
-    root = Path(cfg.out_dir or settings.runs_dir())
+def _ensure_validation(split: pd.Series) -> pd.Series:
+    """A split with no validation rows (tiny sets, val fraction 0) borrows a few training rows, so early
+    stopping and the validation curves have something to watch."""
+    if (split == "val").any():
+        return split
+    split = split.copy()
+    train_rows = split.index[split == "train"]
+    split.loc[train_rows[: max(1, len(train_rows) // 8)]] = "val"
+    if not (split == "train").any():
+        raise TrainingError("The split leaves no training rows; use more images or a larger train fraction.")
+    return split
+
+
+def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
+    table = _load_table(cfg)
+    return table, _ensure_validation(split_table(table, cfg.split, cfg.seed))
+
+
+def _new_run_dir(root: Path, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{stamp}-{cfg.model.arch}"
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = root / f"{stamp}-{cfg.model.arch}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    root.mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 1000):
+        run_dir = root / (f"{stamp}-{name}" if suffix == 1 else f"{stamp}-{name}-{suffix}")
+        try:
+            run_dir.mkdir()  # not exist_ok: two runs started in the same second must not share a folder
+            return run_dir
+        except FileExistsError:
+            continue
+    raise TrainingError(f"Cannot create a run folder in {root}.")
 
 
-def _set_seeds(seed: int) -> None:
-    import keras
-    keras.utils.set_random_seed(seed)
+def _runs_root(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir or settings.runs_dir()).expanduser()
 
 
-def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
-    from core.evaluation import summary_metrics
-    outputs = model.predict(images, batch_size=256, verbose=0)
-    return summary_metrics(table, outputs)
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=float))
 
+
+# ---------------------------------------------------------------------------------------------- engine
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> Progress:
     """Train one model as configured. Always returns the progress object with status, metrics and run_dir;
-    raises TrainingError only for requests that cannot start (the page/CLI shows the message)."""
-    progress = progress or Progress()
+    raises TrainingError for requests that cannot start (the page/CLI shows the message) and re-raises
+    unexpected errors after recording them in progress and metrics.json."""
+    progress = progress or Progress(epochs=cfg.epochs)
     progress.update(status="running", epochs=cfg.epochs, message="Reading the dataset…")
-    table, split = _prepare_data(cfg)
-    run_dir = _run_dir(cfg)
-    progress.update(run_dir=str(run_dir))
+    try:
+        cfg.validate()
+        table, split = _prepare_data(cfg)
+        run_dir = _new_run_dir(_runs_root(cfg), cfg.model.arch)
+    except TrainingError as error:
+        progress.update(status="failed", error=str(error), message=str(error))
+        raise
+    return train_on_split(cfg, table, split, run_dir, progress)
+
+
+def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_dir: Path,
+                   progress: Progress) -> Progress:
+    """Train on a given train/val/test assignment into an existing, empty run folder."""
+    progress.update(status="running", run_dir=str(run_dir))
     try:
         _train_in(run_dir, cfg, table, split, progress)
     except Exception as error:
         progress.update(status="failed", error=f"{type(error).__name__}: {error}", message="Training failed.")
-        _write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error})
+        _write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
+                                               "device": progress.device, "notes": progress.notes})
         raise
     return progress
+
+
+def _class_weights(cfg: TrainConfig, train_rows: pd.DataFrame) -> dict:
+    weights = {}
+    if cfg.race_class_weights:
+        weights["race_class_weights"] = balanced_class_weights(train_rows["race"].dropna().to_numpy(), 5)
+    if cfg.gender_class_weights:
+        weights["gender_class_weights"] = balanced_class_weights(train_rows["gender"].dropna().to_numpy(), 2)
+    return weights
+
+
+def _fit_phases(model, cfg: TrainConfig, datasets: dict, callbacks: list, steps: int, progress: Progress,
+                pretrained: bool) -> None:
+    """Plain fit, or for a backbone model with freeze_backbone_epochs: heads first, then everything at a
+    lower learning rate. Each phase gets its own schedule over its own epochs."""
+    losses, weights, metrics = _losses(cfg)
+    backbone = backbone_layer(model)
+    frozen = min(cfg.freeze_backbone_epochs, cfg.epochs) if backbone is not None else 0
+    phases = [(0, frozen, False, cfg.learning_rate), (frozen, cfg.epochs, True, cfg.learning_rate)]
+    if frozen:
+        phases[1] = (frozen, cfg.epochs, True, cfg.learning_rate * cfg.finetune_lr_factor)
+        if not pretrained:
+            progress.update(notes=[*progress.notes, "The backbone was frozen with random weights: the first "
+                                                    "epochs trained the heads on random features."])
+    for first, last, backbone_trainable, learning_rate in phases:
+        if last <= first or progress.stop_event.is_set():
+            continue
+        if backbone is not None:
+            backbone.trainable = backbone_trainable
+        stage = ("Training" if not frozen else "Fine-tuning everything" if backbone_trainable
+                 else "Training the heads (backbone frozen)")
+        progress.update(message=f"{stage} on {progress.device}…")
+        model.compile(_optimizer(cfg, steps, last - first, learning_rate), losses, loss_weights=weights,
+                      weighted_metrics=metrics)
+        model.fit(datasets["train"], validation_data=datasets["val"], initial_epoch=first, epochs=last,
+                  callbacks=callbacks, verbose=0, shuffle=False)  # the dataset shuffles itself
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, progress: Progress):
     import keras
 
+    progress.update(message="Starting TensorFlow…")
     device = device_name()
     progress.update(device=device)
-    _use_mixed_precision_if_gpu(device)
-    _set_seeds(cfg.seed)
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    _write_json(run_dir / "config.json", cfg.to_dict())
     atomic_write_text(run_dir / "split.csv", pd.DataFrame({"path": table["path"], "split": split}).to_csv(index=False))
 
     progress.update(message=f"Decoding {len(table)} images at {cfg.model.img_size} px…")
     images = load_images(table["path"].tolist(), cfg.model.img_size)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
-    class_weights = None
-    if cfg.race_class_weights:
-        class_weights = balanced_class_weights(table.loc[parts["train"], "race"].dropna().to_numpy())
+    class_weights = _class_weights(cfg, table[parts["train"]])
     datasets = {}
     for name in ("train", "val"):
-        y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, class_weights)
+        y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights)
         datasets[name] = make_dataset(images[parts[name]], y, w, cfg.batch_size, training=name == "train",
                                       augment=cfg.augment, seed=cfg.seed)
     steps = int(np.ceil(parts["train"].sum() / cfg.batch_size))
 
-    model, note = build_model(cfg.model)
-    if note:
-        progress.update(notes=[*progress.notes, note])
-    losses, weights, metrics = _losses(cfg)
-    model_path = run_dir / "model.keras"
-    callback = _make_callback(progress, model_path, monitor="val_loss")
-    callbacks = [callback, keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, monitor="val_loss")]
-    if cfg.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, monitor="val_loss"))
-    progress.update(batches_per_epoch=steps, message=f"Training on {device}…", started=time.time())
+    with _precision_for(device):
+        keras.utils.set_random_seed(cfg.seed)
+        model, note = build_model(cfg.model)
+        if note:
+            progress.update(notes=[*progress.notes, note])
+        callbacks = [_make_callback(progress, run_dir, monitor="val_loss"),
+                     keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, monitor="val_loss")]
+        if cfg.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, monitor="val_loss"))
+        progress.update(batches_per_epoch=steps, started=time.time())
+        pretrained = cfg.model.arch == "resnet50" and note is None
+        _fit_phases(model, cfg, datasets, callbacks, steps, progress, pretrained)
 
-    backbone = backbone_layer(model)
-    frozen_epochs = min(cfg.freeze_backbone_epochs, cfg.epochs) if backbone is not None else 0
-    if frozen_epochs:
-        backbone.trainable = False
-        model.compile(_optimizer(cfg, steps), losses, loss_weights=weights, metrics=metrics)
-        model.fit(datasets["train"], validation_data=datasets["val"], epochs=frozen_epochs,
-                  callbacks=callbacks, verbose=0)
-        backbone.trainable = True
-    if not progress.stop_event.is_set() and frozen_epochs < cfg.epochs:
-        model.compile(_optimizer(cfg, steps), losses, loss_weights=weights, metrics=metrics)
-        model.fit(datasets["train"], validation_data=datasets["val"], initial_epoch=frozen_epochs,
-                  epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+        stopped = progress.stop_event.is_set()
+        model_path = run_dir / "model.keras"
+        if not model_path.exists():  # stopped before the first epoch ended: keep what we have
+            atomic_save_model(model, model_path)
+        atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
+        test_metrics = {}
+        if stopped:
+            progress.update(notes=[*progress.notes, "Stopped by the user: the test split was not scored."])
+        elif parts["test"].any():
+            progress.update(message="Scoring the held-out test split…")
+            best = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+            test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]])
 
-    stopped = progress.stop_event.is_set()
-    pd.DataFrame(progress.history).to_csv(tmp := run_dir / ".history.csv.tmp", index=False)
-    tmp.replace(run_dir / "history.csv")
-    if not model_path.exists():  # stopped before the first epoch ended: keep what we have
-        atomic_save_model(model, model_path)
-    best = keras.saving.load_model(model_path, safe_mode=True)
-    progress.update(message="Scoring the held-out test split…")
-    test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]]) if parts["test"].any() else {}
+    history = progress.snapshot()["history"]
+    best_row = min(history, key=lambda row: row.get("val_loss", np.inf), default={})
     metrics_doc = {
         "status": "stopped" if stopped else "finished", "device": device, "notes": progress.notes,
-        "epochs_run": len(progress.history), "seconds": round(time.time() - progress.started, 1),
+        "epochs_run": len(history), "best_epoch": best_row.get("epoch"),
+        "best": {k: v for k, v in best_row.items() if k.startswith("val_")},
+        "seconds": round(time.time() - progress.started, 1),
         "n_train": int(parts["train"].sum()), "n_val": int(parts["val"].sum()), "n_test": int(parts["test"].sum()),
         "test": test_metrics,
     }
@@ -316,9 +457,98 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
                     message=f"{metrics_doc['status'].capitalize()}; saved to {run_dir}")
 
 
-def _write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=float))
+def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
+    from core.evaluation import summary_metrics
+    outputs = model.predict(images, batch_size=256, verbose=0)
+    return summary_metrics(table, outputs)
 
+
+# ------------------------------------------------------------------------------------- cross-validation
+
+def summarize_folds(fold_metrics: list[dict]) -> dict:
+    """Mean and sample standard deviation (ddof=1) of each headline test metric across folds."""
+    summary = {}
+    for key in HEADLINE_METRICS:
+        values = np.array([m[key] for m in fold_metrics if m.get(key) is not None], dtype=float)
+        if len(values):
+            summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
+                            else 0.0, "n": int(len(values))}
+    return summary
+
+
+def cross_validate(cfg: TrainConfig, folds: int,
+                   on_fold: Callable[[int, Progress], None] | None = None) -> dict:
+    """k-fold cross-validation: fold i is the test set of run i; a stratified share of the rest (the
+    config's val : train ratio) is its validation set. `on_fold(i, progress)` is called as each fold starts
+    (the CLI points its progress bar there). Returns and writes cv.json: per-fold test metrics, mean ± std."""
+    cfg.validate()
+    table = _load_table(cfg)
+    try:
+        assignment = kfold_assignment(table, folds, cfg.seed)
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
+    root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")
+    _write_json(root / "config.json", {**cfg.to_dict(), "folds": folds})
+    val_share = cfg.split[1] / (cfg.split[0] + cfg.split[1])
+    per_fold, status = [], "finished"
+    for fold in range(folds):
+        progress = Progress(epochs=cfg.epochs)
+        if on_fold:
+            on_fold(fold, progress)
+        split = _ensure_validation(fold_split(assignment, fold, val_share, cfg.seed, table))
+        fold_dir = root / f"fold{fold + 1}"
+        fold_dir.mkdir()
+        train_on_split(cfg, table, split, fold_dir, progress)
+        per_fold.append({"fold": fold + 1, "run_dir": str(fold_dir),
+                         **{k: progress.metrics.get("test", {}).get(k) for k in HEADLINE_METRICS}})
+        if progress.status == "stopped":
+            status = "stopped"
+            break
+    result = {"status": status, "folds": folds, "completed": len(per_fold), "run_dir": str(root),
+              "per_fold": per_fold, "summary": summarize_folds(per_fold)}
+    _write_json(root / "cv.json", result)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- past runs
+
+def list_runs(root: Path | None = None) -> pd.DataFrame:
+    """One row per run folder (newest first) with its status and headline test metrics; reads JSON only."""
+    root = Path(root or settings.runs_dir())
+    rows = []
+    running = current_job()
+    running_dir = running.progress.run_dir if running is not None and not running.progress.done else None
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        config, metrics = _read_json(run / "config.json"), _read_json(run / "metrics.json")
+        if config is None or (run / "cv.json").exists():
+            continue
+        status = metrics.get("status") if metrics else ("running" if str(run) == running_dir else "incomplete")
+        test = (metrics or {}).get("test", {})
+        rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
+                     "img_size": config.get("model", {}).get("img_size"), "status": status,
+                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in HEADLINE_METRICS},
+                     "device": (metrics or {}).get("device"), "path": str(run)})
+    return pd.DataFrame(rows, columns=["run", "arch", "img_size", "status", "epochs", *HEADLINE_METRICS,
+                                       "device", "path"])
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """A run's per-epoch history rows ([] when it has none yet or the file is unreadable)."""
+    try:
+        return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return []
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------ background
 
 class Job:
     """One training run in a background thread. The thread only writes to `progress`."""
@@ -331,7 +561,10 @@ class Job:
     def _run(self) -> None:
         try:
             train(self.cfg, self.progress)
-        except Exception as error:  # already recorded by train() when it got that far
+        except TrainingError:
+            pass  # a request that could not start: train() put the message in progress
+        except Exception as error:  # recorded in progress by train(); the log keeps the traceback for us
+            log.exception("Training job failed")
             if not self.progress.done:
                 self.progress.update(status="failed", error=str(error), message=str(error))
 
@@ -342,16 +575,22 @@ class Job:
     def stop(self) -> None:
         self.progress.stop_event.set()
 
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
 
 _job_lock = threading.Lock()
 _current_job: Job | None = None
 
 
 def start_job(cfg: TrainConfig) -> tuple[Job, bool]:
-    """Start a job unless one is running on this server. Returns (the running job, whether it is new)."""
+    """Start a job unless one is running on this server. Returns (the running job, whether it is new).
+    Raises TrainingError at once for a config that cannot work, rather than from the thread later."""
     global _current_job
+    cfg.validate()
     with _job_lock:
-        if _current_job is not None and _current_job.thread.is_alive():
+        if _current_job is not None and _current_job.running:
             return _current_job, False
         _current_job = Job(cfg).start()
         return _current_job, True

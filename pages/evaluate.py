@@ -1,4 +1,126 @@
+"""Evaluate: score one or more models on a labelled folder, overall and per group, side by side."""
+
+from collections import OrderedDict
+
+import pandas as pd
 import streamlit as st
 
-st.title("evaluate")
-st.info("This page is being built.")
+from core import charts, evaluation, settings
+from core.datasets import KINDS, DatasetError, thumbnail_jpeg
+from core.registry import ModelError
+from pages.common import model_picker, predictor_for
+
+KEY_MODELS = "evaluate.models"
+KEY_KIND = "evaluate.kind"
+KEY_FOLDER = "evaluate.folder"
+KEY_ROWS = "evaluate.rows"
+KEY_RUN = "evaluate.run"
+KEY_DETAIL = "evaluate.detail"
+KEY_DIMENSION = "evaluate.dimension"
+KEY_METRIC = "evaluate.metric"
+DETECT, ALL_ROWS = "detect", "All rows"
+MAX_STORED = 16  # (model version, data) results kept in memory for every session
+
+
+@st.cache_resource
+def _store() -> OrderedDict:
+    # A shared store rather than st.cache_data: the progress bar must update while predicting, which a cached
+    # function cannot replay. Keys hold the model's mtime and a fingerprint of the rows, so nothing goes stale.
+    return OrderedDict()
+
+
+def data_ui(entries) -> tuple[str | None, str, object]:
+    left, middle, right = st.columns([1, 3, 2])
+    kind = left.selectbox("Dataset", [DETECT, *KINDS], key=KEY_KIND)
+    folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
+    splits = {ALL_ROWS: None} | {f"Test split of {e.name}": e.path.parent / "split.csv" for e in entries
+                                 if e.source == "run" and (e.path.parent / "split.csv").is_file()}
+    rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
+    return (None if kind == DETECT else kind), folder, splits[rows]
+
+
+def results_for(entry, kind: str, table: pd.DataFrame, predict: bool):
+    """(predictions, report) from the store, predicting first when asked; None when not stored and not asked."""
+    key = (str(entry.path), entry.path.stat().st_mtime_ns, kind, evaluation.table_fingerprint(table))
+    store = _store()
+    if key not in store and predict:
+        bar = st.progress(0.0, text=f"Predicting with {entry.name}…")
+        frame = evaluation.predict_frame(predictor_for(entry), table, on_progress=lambda done, total: bar.progress(
+            done / total, text=f"{entry.name}: {done}/{total} images"))
+        store[key] = frame, evaluation.evaluate_frame(frame, kind)
+        bar.empty()
+        while len(store) > MAX_STORED:
+            store.popitem(last=False)
+    return store.get(key)
+
+
+def show_worst(frame: pd.DataFrame) -> None:
+    st.caption("Start here to find label errors: a face far from its label is often mislabelled, not mispredicted.")
+    for task, rows in evaluation.worst_errors(frame).items():
+        st.markdown(f"**{task.capitalize()}** — " + ("largest errors" if task == "age" else "confident mistakes"))
+        if rows.empty:
+            st.caption("Nothing to show (no labels or no mistakes).")
+        else:
+            st.image([thumbnail_jpeg(p, 120) for p in rows["path"]], caption=rows["caption"].tolist(), width=120)
+
+
+st.title("📊 Evaluate")
+st.caption("Score models on labelled faces: errors, calibration, and the gaps between race, gender and age groups.")
+entries = model_picker(KEY_MODELS, "Models", multiple=True)
+kind, folder, split_file = data_ui(entries)
+clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entries)
+if not entries:
+    st.stop()
+try:
+    kind, table = evaluation.load_rows(kind, folder, split_file)
+    results = {entry.label: results_for(entry, kind, table, clicked) for entry in entries}
+except (DatasetError, ModelError, evaluation.EvaluationError, OSError) as error:
+    st.error(str(error))
+    st.stop()
+if any(result is None for result in results.values()):
+    st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s).")
+    st.stop()
+
+frames = {name: frame for name, (frame, _) in results.items()}
+reports = {name: report for name, (_, report) in results.items()}
+detail = st.selectbox("Details for", list(reports), key=KEY_DETAIL) if len(reports) > 1 else next(iter(reports))
+confusion = reports[detail]["confusion"]
+compare, age, classes, fairness, worst, download = st.tabs(
+    ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
+with compare:
+    st.dataframe(evaluation.comparison_table(reports), hide_index=True)
+    st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
+    st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
+with age:
+    st.plotly_chart(charts.eval_age_scatter(frames[detail], f"Predicted vs true age — {detail}"),
+                    key="evaluate.chart.scatter")
+    st.plotly_chart(charts.eval_group_bars(reports, "age_decade", "age_mae"), key="evaluate.chart.mae_by_age")
+    if "age_group" in confusion:
+        st.plotly_chart(charts.eval_confusion(confusion["age_group"], "Age groups"), key="evaluate.chart.confusion_age")
+with classes:
+    for task in ("gender", "race"):
+        if task in confusion:
+            left, right = st.columns(2)
+            left.plotly_chart(charts.eval_confusion(confusion[task], f"{task.capitalize()} — {detail}"),
+                              key=f"evaluate.chart.confusion_{task}")
+            right.plotly_chart(charts.eval_reliability(reports, task), key=f"evaluate.chart.reliability_{task}")
+with fairness:
+    dimensions = list(reports[detail]["by_group"])
+    left, right = st.columns(2)
+    dimension = left.radio("Groups", dimensions, horizontal=True, key=KEY_DIMENSION,
+                           format_func=lambda d: charts.EVAL_DIMENSION_LABELS.get(d, d).capitalize())
+    metric = right.selectbox("Metric", list(charts.EVAL_METRIC_LABELS), key=KEY_METRIC,
+                             format_func=charts.EVAL_METRIC_LABELS.get)
+    st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
+    st.caption(f"Faint bars (small = True): fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust; "
+               "gaps leave them out.")
+    st.dataframe(evaluation.gaps_table(reports, dimension), hide_index=True)
+    st.dataframe(evaluation.group_table(reports[detail], dimension), hide_index=True)
+with worst:
+    show_worst(frames[detail])
+with download:  # callables: the CSVs are built only when clicked (21k rows take seconds), off the script thread
+    st.download_button("Per-image predictions (CSV)", lambda: pd.concat(
+        [frame.assign(model=name) for name, frame in frames.items()]).to_csv(index=False), "predictions.csv",
+        "text/csv", key="evaluate.download.predictions", on_click="ignore")
+    st.download_button("Metrics (CSV)", lambda: evaluation.metrics_long(reports).to_csv(index=False), "metrics.csv",
+                       "text/csv", key="evaluate.download.metrics", on_click="ignore")

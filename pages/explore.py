@@ -1,4 +1,113 @@
+"""Explore: pick a dataset folder, see its counts and label distributions, browse filtered faces, list skipped files."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("explore")
-st.info("This page is being built.")
+from core import charts, settings
+from core.datasets import (
+    GENDER_NAMES,
+    KINDS,
+    MAX_AGE,
+    DatasetError,
+    filter_table,
+    gender_names,
+    load_dataset,
+    page_count,
+    page_of,
+    race_names,
+    race_order,
+    short_labels,
+    thumbnail_jpeg,
+)
+
+KEY_KIND = "explore.kind"
+KEY_FOLDER = "explore.folder"
+KEY_COLOR_BY = "explore.color_by"
+KEY_AGE = "explore.age"
+KEY_GENDERS = "explore.genders"
+KEY_RACES = "explore.races"
+KEY_PAGE = "explore.page"
+AUTO = "auto"
+PER_PAGE = 40
+THUMB_PX = 100
+
+
+def dataset_ui() -> tuple[str | None, str]:
+    kind_col, folder_col = st.columns([1, 4])
+    kind = kind_col.selectbox("Dataset kind", (AUTO, *KINDS), key=KEY_KIND)
+    folder = folder_col.text_input("Dataset folder", value=str(settings.data_dir()), key=KEY_FOLDER,
+                                   help="Defaults to $FACE_DATA_DIR, else the bundled 300-image UTKFace sample.")
+    return (None if kind == AUTO else kind), folder
+
+
+# Figures, not data: st.cache_resource shares them read-only, where st.cache_data would unpickle each Plotly
+# figure (~60 ms apiece) on every rerun. Keyed by folder + signature (its modification state), not by the table.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _figures(_dataset, kind: str, folder: str, signature: int, color_by: str) -> list:
+    table = _dataset.table
+    return [charts.age_histogram(table, color_by), charts.gender_bar(table), charts.race_bar(table),
+            charts.age_race_heatmap(table)]
+
+
+@st.cache_data(show_spinner=False, max_entries=4000)
+def _thumbnail(path: str, signature: int) -> bytes:
+    return thumbnail_jpeg(path, THUMB_PX)
+
+
+def draw_counts(dataset) -> None:
+    table = dataset.table
+    genders = gender_names(table).value_counts()
+    counts = {"Images": len(table), "Problems": len(dataset.problems),
+              **{name.capitalize(): genders[name] for name in GENDER_NAMES if name in genders}}
+    for column, (label, value) in zip(st.columns(len(counts)), counts.items(), strict=True):
+        column.metric(label, f"{value:,}")
+    races = race_names(table).value_counts()
+    for column, race in zip(st.columns(len(races)), race_order(races.index), strict=True):
+        column.metric(race, f"{races[race]:,}")
+
+
+def draw_charts(dataset) -> None:
+    color_by = st.radio("Colour the age chart by", charts.COLOR_BY, horizontal=True, key=KEY_COLOR_BY)
+    age, gender, race, heatmap = _figures(dataset, dataset.kind, str(dataset.folder), dataset.signature, color_by)
+    st.plotly_chart(age)
+    left, middle, right = st.columns([1, 1, 2])
+    left.plotly_chart(gender)
+    middle.plotly_chart(race)
+    right.plotly_chart(heatmap)
+
+
+def filters_ui(table) -> tuple[tuple[int, int] | None, list[str], list[str]]:
+    age_col, gender_col, race_col = st.columns(3)
+    ages = age_col.slider("Age (years; group overlaps)", 0, MAX_AGE, (0, MAX_AGE), key=KEY_AGE)
+    genders = gender_col.multiselect("Gender", GENDER_NAMES, key=KEY_GENDERS, placeholder="All genders")
+    races = race_col.multiselect("Race", race_order(race_names(table)), key=KEY_RACES, placeholder="All races")
+    return (None if ages == (0, MAX_AGE) else ages), genders, races
+
+
+def draw_grid(rows, signature: int) -> None:
+    st.metric("Images matching the filters", f"{len(rows):,}")
+    if rows.empty:
+        st.info("No image matches these filters.")
+        return
+    page = st.pagination(page_count(len(rows), PER_PAGE), key=KEY_PAGE)
+    shown = page_of(rows, page, PER_PAGE)
+    st.image([_thumbnail(path, signature) for path in shown["path"]], caption=short_labels(shown), width=THUMB_PX)
+    st.download_button("Download the filtered table (CSV)", lambda: rows.to_csv(index=False).encode(),
+                       file_name="faces_filtered.csv", mime="text/csv")
+
+
+st.title("Explore a dataset")
+kind, folder = dataset_ui()
+try:
+    dataset = load_dataset(kind, folder)
+except DatasetError as error:
+    st.error(str(error))
+    st.stop()
+
+draw_counts(dataset)
+draw_charts(dataset)
+st.subheader("Browse faces")
+draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
+with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
+    st.dataframe(dataset.problems_table(), hide_index=True)

@@ -1,4 +1,127 @@
+"""Train: pick data, architecture and hyperparameters; train in a background thread; watch live curves."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("train")
-st.info("This page is being built.")
+from core import charts, settings
+from core.datasets import KINDS
+
+KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
+KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
+KEY_AGE_LOSS, KEY_AGE_HEAD, KEY_AUGMENT = "train.age_loss", "train.age_head", "train.augment"
+KEY_WEIGHTS = {"age": "train.age_weight", "gender": "train.gender_weight", "race": "train.race_weight"}
+KEY_LIMIT, KEY_FREEZE, KEY_FORM, KEY_START = "train.limit", "train.freeze_epochs", "train.form", "train.start"
+KEY_STOP, KEY_RUN, KEY_LIVE_CHART, KEY_RUN_CHART = "train.stop", "train.run", "train.live_chart", "train.run_chart"
+POLL_SECONDS = 1.0
+IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
+BATCH_SIZES = (8, 16, 32, 64, 128)
+TEST_METRICS = {"age_mae": "Test age MAE (years)", "gender_accuracy": "Test gender accuracy",
+                "race_accuracy": "Test race accuracy"}
+
+
+@st.cache_resource(show_spinner="Loading TensorFlow…")
+def _engine():
+    from core import training  # TensorFlow takes seconds to import: paid once per server, on this page only
+    return training
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _environment() -> tuple[str, str | None]:  # (training device, why ResNet-50 lacks ImageNet weights | None)
+    from core.models import resnet50_weights_note
+    return _engine().device_name(), resnet50_weights_note()
+
+
+def training_form(engine):
+    """The user's training request as a TrainConfig, or None until Start is pressed. Defaults: TrainConfig."""
+    from core.models import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+    d, m, t = engine.TrainConfig(), {}, {}  # defaults; ModelConfig and TrainConfig fields chosen here
+    with st.form(KEY_FORM, border=False):
+        kind_col, folder_col = st.columns([1, 4])
+        t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
+        t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
+        c = st.columns(5)
+        m["arch"] = c[0].selectbox("Architecture", ARCHITECTURES, key=KEY_ARCH)
+        m["img_size"] = c[1].select_slider("Image size (px)", IMG_SIZES, d.model.img_size, key=KEY_IMG_SIZE)
+        t["epochs"] = c[2].number_input("Epochs", 1, 500, d.epochs, key=KEY_EPOCHS)
+        t["batch_size"] = c[3].select_slider("Batch size", BATCH_SIZES, d.batch_size, key=KEY_BATCH)
+        t["learning_rate"] = c[4].number_input("Learning rate", 1e-5, 1.0, d.learning_rate, 1e-4, "%.5f", key=KEY_LR)
+        c = st.columns(5)
+        t["age_loss"] = c[0].selectbox("Age loss", AGE_LOSSES, AGE_LOSSES.index(d.age_loss), key=KEY_AGE_LOSS)
+        m["age_head"] = c[1].selectbox("Age head", AGE_HEADS, key=KEY_AGE_HEAD)
+        for col, head in zip(c[2:], KEY_WEIGHTS, strict=True):
+            field = f"{head}_weight"
+            t[field] = col.number_input(f"{head.capitalize()} loss weight", 0.0, 10.0, getattr(d, field), 0.05,
+                                        key=KEY_WEIGHTS[head])
+        c = st.columns(3)
+        t["augment"] = c[0].checkbox("Augmentation", d.augment, key=KEY_AUGMENT)
+        t["limit"] = c[1].number_input("Use at most N images (0 = all)", 0, None, d.limit, key=KEY_LIMIT)
+        t["freeze_backbone_epochs"] = c[2].number_input("Frozen-backbone epochs (ResNet-50)", 0, 99, key=KEY_FREEZE)
+        started = st.form_submit_button("Start training", type="primary", key=KEY_START)
+    return engine.TrainConfig.from_dict({**t, "model": m}) if started else None
+
+
+def draw_progress(job) -> None:
+    """Status, Stop, notes and the curves; for a finished job its test metrics and run folder."""
+    s = job.progress.snapshot()
+    for note in s["notes"]:
+        st.info(note)
+    if s["status"] == "failed":
+        st.error(f"Training failed: {s['error'] or s['message']}")
+    elif not job.progress.done:
+        bar, stop = st.columns([5, 1])
+        bar.progress(job.progress.fraction, job.progress.status_line())
+        if stop.button("Stop", key=KEY_STOP):
+            job.stop()
+            st.toast("Stopping after the current batch…")
+    else:
+        st.success(s["message"])
+        test = s["metrics"].get("test", {})
+        for col, (key, label) in zip(st.columns(3), TEST_METRICS.items(), strict=True):
+            col.metric(label, "—" if test.get(key) is None else f"{test[key]:.3f}")
+    if s["batch_log"] or s["history"]:
+        st.plotly_chart(charts.training_curves(s["batch_log"], s["history"]), key=KEY_LIVE_CHART)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_progress(job) -> None:
+    if job.progress.done:
+        st.rerun()  # the whole page redraws the final state, and this polling fragment is no longer drawn
+    draw_progress(job)
+
+
+def runs_ui(engine) -> None:
+    st.subheader("Runs")
+    runs = engine.list_runs()
+    if runs.empty:
+        st.caption(f"No runs yet in {settings.runs_dir()}.")
+        return
+    st.dataframe(runs.drop(columns="path"), hide_index=True)
+    chosen = st.selectbox("Curves of run", runs["run"], key=KEY_RUN)
+    history = engine.read_history(runs.set_index("run").loc[chosen, "path"])
+    if history:
+        st.plotly_chart(charts.training_curves([], history), key=KEY_RUN_CHART)
+    else:
+        st.caption("This run has no finished epoch yet.")
+
+
+st.title("Train")
+engine = _engine()
+device, resnet_note = _environment()
+st.caption(f"Training device: **{device}**. Training runs in the background: switching pages does not stop it, "
+           "and one job runs per server at a time.")
+if resnet_note:
+    st.info(resnet_note)
+if (cfg := training_form(engine)) is not None:
+    try:
+        if not engine.start_job(cfg)[1]:
+            st.warning("A training job is already running on this server: stop it or wait for it to finish.")
+    except engine.TrainingError as error:
+        st.error(str(error))
+if (job := engine.current_job()) is not None:
+    st.subheader(f"Current job: {job.cfg.model.arch}, {job.cfg.model.img_size} px")
+    if job.progress.done:
+        draw_progress(job)
+    else:
+        live_progress(job)
+runs_ui(engine)

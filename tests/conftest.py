@@ -56,3 +56,22 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         paths[arch] = folder / f"{arch}.keras"
         model.save(paths[arch])
     return paths
+
+
+@pytest.fixture(scope="session")
+def synthetic_utkface(tmp_path_factory) -> Path:
+    """48 small JPEGs named like UTKFace (age_gender_race_timestamp.jpg.chip.jpg), every decade × gender ×
+    race mix represented; brightness follows age and tint follows race, so a model has something to learn."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("synthetic_utkface")
+    rng = np.random.default_rng(0)
+    for i in range(48):
+        age, gender, race = int(rng.integers(1, 90)), i % 2, (i // 2) % 5
+        pixels = rng.integers(0, 40, (48, 48, 3)) + age * 2
+        pixels[..., race % 3] += 60
+        pixels[:, : 8 + 16 * gender] //= 2
+        name = f"{age}_{gender}_{race}_20170109{i:09d}.jpg.chip.jpg"
+        Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(folder / name, quality=90)
+    return folder

@@ -1,0 +1,240 @@
+"""Plotly figure builders. Pure functions of tables and numbers: no Streamlit, so tests can count traces and sum
+bars, and the pages just pass the figures to st.plotly_chart.
+
+Each page's builders live in their own section below; append yours under a `# --- <page> ---` header.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.datasets import (
+    GENDER_NAMES,
+    MAX_AGE,
+    UNKNOWN,
+    age_group_order,
+    gender_names,
+    race_names,
+    race_order,
+)
+
+# --- explore ---
+
+# Fixed colours per label, so "female" or "Asian" looks the same in every chart and on every dataset.
+GENDER_COLORS = {"male": "#4C78A8", "female": "#E45756", UNKNOWN: "#B0B0B0"}
+RACE_COLORS = {
+    "White": "#4C78A8", "Black": "#F58518", "Asian": "#54A24B", "Indian": "#B279A2", "Others": "#9D755D",
+    "East Asian": "#54A24B", "Southeast Asian": "#88D27A", "Latino_Hispanic": "#EECA3B",
+    "Middle Eastern": "#9D755D", UNKNOWN: "#B0B0B0",
+}
+COLOR_BY = ("gender", "race")
+
+
+def _layout(figure: go.Figure, title: str, **extra) -> go.Figure:
+    figure.update_layout(**{"title": title, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 320, **extra})
+    return figure
+
+
+def _names_and_colors(table: pd.DataFrame, color_by: str) -> tuple[pd.Series, list[str], dict[str, str]]:
+    if color_by == "gender":
+        names = gender_names(table)
+        return names, [g for g in GENDER_NAMES if g in set(names)], GENDER_COLORS
+    if color_by == "race":
+        names = race_names(table)
+        return names, race_order(names), RACE_COLORS
+    raise ValueError(f"color_by must be one of {COLOR_BY}, got {color_by!r}")
+
+
+def _has_years(table: pd.DataFrame) -> bool:
+    # FairFace and most of Adience only know an age group; mixing years and groups on one axis would mislead.
+    return len(table) > 0 and bool(table["age"].notna().all())
+
+
+def age_histogram(table: pd.DataFrame, color_by: str = "gender") -> go.Figure:
+    """Stacked counts per year of age (per age group when ages in years are unknown), one trace per gender or
+    race. Counted here rather than by Plotly, so the browser gets ~117 bars, not every row."""
+    names, order, colors = _names_and_colors(table, color_by)
+    if _has_years(table):
+        x_values = table["age"].astype(int).clip(0, MAX_AGE)
+        axis = list(range(MAX_AGE + 1))
+        x_title = "age (years)"
+    else:
+        x_values = table["age_group"].fillna(UNKNOWN)
+        axis = age_group_order(x_values)
+        x_title = "age group"
+    counts = pd.crosstab(x_values.to_numpy(), names.to_numpy()).reindex(index=axis, columns=order, fill_value=0)
+    figure = go.Figure([
+        go.Bar(x=axis, y=counts[name].tolist(), name=name, marker_color=colors.get(name)) for name in order
+    ])
+    return _layout(figure, f"Age, by {color_by}", barmode="stack", bargap=0.05, xaxis_title=x_title,
+                   yaxis_title="images")
+
+
+def _count_bar(names: pd.Series, order: list[str], colors: dict[str, str], title: str) -> go.Figure:
+    counts = names.value_counts().reindex(order, fill_value=0)
+    figure = go.Figure(go.Bar(x=order, y=counts.tolist(), marker_color=[colors.get(n) for n in order],
+                              text=counts.tolist(), textposition="auto"))
+    return _layout(figure, title, yaxis_title="images", showlegend=False)
+
+
+def gender_bar(table: pd.DataFrame) -> go.Figure:
+    names, order, colors = _names_and_colors(table, "gender")
+    return _count_bar(names, order, colors, "Gender")
+
+
+def race_bar(table: pd.DataFrame) -> go.Figure:
+    names, order, colors = _names_and_colors(table, "race")
+    return _count_bar(names, order, colors, "Race")
+
+
+def age_race_heatmap(table: pd.DataFrame) -> go.Figure:
+    """Image counts per age group × race: shows at a glance which combinations are too thin to learn from."""
+    groups, races = table["age_group"].fillna(UNKNOWN), race_names(table)
+    group_order, race_list = age_group_order(groups), race_order(races)
+    counts = pd.crosstab(groups.to_numpy(), races.to_numpy()).reindex(index=group_order, columns=race_list,
+                                                                      fill_value=0)
+    figure = go.Figure(go.Heatmap(z=counts.to_numpy(), x=race_list, y=group_order, colorscale="Blues",
+                                  texttemplate="%{z}", hovertemplate="%{y} · %{x}: %{z}<extra></extra>"))
+    return _layout(figure, "Age group × race", height=420, yaxis_title="age group")
+
+
+# --- evaluate ---
+# Figures for the Evaluate page, built from core.evaluation reports ({model name: report}) and predictions frames.
+
+EVAL_METRIC_LABELS = {
+    "age_mae": "Age MAE (years)", "age_rmse": "Age RMSE (years)", "age_bias": "Age bias (years, + = too old)",
+    "age_cs5": "Share within 5 years", "age_group_accuracy": "Age-group accuracy",
+    "age_group_one_off": "Age-group one-off accuracy", "age_within_1std": "True age within ±1 std",
+    "gender_accuracy": "Gender accuracy", "gender_f1": "Gender F1", "gender_auc": "Gender ROC AUC",
+    "gender_ece": "Gender calibration error", "race_accuracy": "Race accuracy", "race_macro_f1": "Race macro-F1",
+    "race_ece": "Race calibration error",
+}
+EVAL_DIMENSION_LABELS = {"race": "race", "gender": "gender", "age_decade": "age group"}
+
+
+def eval_age_scatter(frame, title: str = "Predicted vs true age"):
+    """Each face as a point; the dashed identity line is a perfect prediction, so distance from it is error."""
+    known = frame[frame["age"].notna()]
+    true, pred = known["age"].astype("float64"), known["pred_age"].astype("float64")
+    top = float(max(true.max() if len(true) else 1, pred.max() if len(pred) else 1, 1))
+    fig = go.Figure([
+        go.Scattergl(x=true, y=pred, mode="markers", name="faces", marker={"size": 5, "opacity": 0.5},
+                     text=known["path"].map(lambda p: str(p).rsplit("/", 1)[-1]),
+                     hovertemplate="true %{x:.0f} · predicted %{y:.1f}<br>%{text}<extra></extra>"),
+        go.Scatter(x=[0, top], y=[0, top], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}),
+    ])
+    fig.update_layout(title=title, xaxis_title="true age", yaxis_title="predicted age", height=420)
+    return fig
+
+
+def eval_group_bars(reports: dict, dimension: str, metric: str):
+    """The metric per group, one bar colour per model; faint bars are groups too small to trust. The title names
+    each model's best–worst gap among the trusted groups."""
+    fig = go.Figure()
+    gaps = []
+    for name, report in reports.items():
+        groups = report["by_group"].get(dimension, {})
+        fig.add_bar(x=list(groups), y=[m.get(metric) for m in groups.values()], name=name,
+                    marker={"opacity": [0.35 if m["small"] else 1.0 for m in groups.values()]},
+                    customdata=[m["n"] for m in groups.values()],
+                    hovertemplate="%{x}: %{y:.3f} (n=%{customdata})<extra>" + name + "</extra>")
+        gap = report["gaps"].get(dimension, {}).get(metric)
+        if gap:
+            gaps.append(f"{name}: gap {gap['gap']:.3g} ({gap['worst']} vs {gap['best']})")
+    label = EVAL_METRIC_LABELS.get(metric, metric)
+    subtitle = "<br><sup>" + "; ".join(gaps) + "</sup>" if gaps else ""
+    fig.update_layout(title=f"{label} by {EVAL_DIMENSION_LABELS.get(dimension, dimension)}{subtitle}",
+                      barmode="group", yaxis_title=label, height=420)
+    return fig
+
+
+def eval_cs_curve(reports: dict):
+    """Cumulative score: the share of faces whose age is off by at most θ years (higher is better)."""
+    fig = go.Figure()
+    for name, report in reports.items():
+        cs = report.get("age_cs", {})
+        fig.add_scatter(x=[int(t) for t in cs], y=list(cs.values()), mode="lines+markers", name=name)
+    fig.update_layout(title="Cumulative score", xaxis_title="error tolerance θ (years)",
+                      yaxis_title="share of faces within θ", yaxis_range=[0, 1], height=380)
+    return fig
+
+
+def eval_confusion(confusion: dict, title: str):
+    """Rows are true classes, columns predictions; colour is the share of the true class, text the count."""
+    matrix = pd.DataFrame(confusion["matrix"])
+    shares = matrix.div(matrix.sum(axis=1).clip(lower=1), axis=0)
+    labels = confusion["labels"]
+    fig = go.Figure(go.Heatmap(z=shares.to_numpy(), x=labels, y=labels, text=matrix.to_numpy(), texttemplate="%{text}",
+                               colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "share"},
+                               hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      height=400)
+    return fig
+
+
+def eval_reliability(reports: dict, task: str):
+    """Reliability diagram: stated confidence against observed accuracy; a calibrated model sits on the diagonal."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated",
+                               line={"dash": "dash", "color": "grey"}))
+    for name, report in reports.items():
+        rows = report.get("reliability", {}).get(task, [])
+        ece = report.get(f"{task}_ece")
+        label = f"{name} (ECE {ece:.3f})" if ece is not None else name
+        fig.add_scatter(x=[r["confidence"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers",
+                        name=label, customdata=[r["count"] for r in rows],
+                        hovertemplate="confidence %{x:.2f} · accuracy %{y:.2f} (n=%{customdata})<extra></extra>")
+    fig.update_layout(title=f"{task.capitalize()} calibration", xaxis_title="confidence",
+                      yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1], height=380)
+    return fig
+
+
+def eval_headline_bars(reports: dict, metrics=("age_group_accuracy", "gender_accuracy", "race_accuracy",
+                                               "race_macro_f1", "age_cs5")):
+    """Scores on a 0–1 scale side by side, one colour per model (missing labels leave gaps)."""
+    fig = go.Figure()
+    for name, report in reports.items():
+        fig.add_bar(x=[EVAL_METRIC_LABELS.get(m, m) for m in metrics], y=[report.get(m) for m in metrics], name=name)
+    fig.update_layout(title="Models side by side", barmode="group", yaxis_range=[0, 1], height=380)
+    return fig
+
+
+# --- training ---
+
+# (log key, panel title): the loss and each head's metric, as Keras names them in fit logs and history.csv.
+TRAINING_PANELS = (("loss", "Loss"), ("age_mae", "Age MAE (years)"), ("gender_accuracy", "Gender accuracy"),
+                   ("race_accuracy", "Race accuracy"))
+TRAINING_COLORS = {"train": "#4C78A8", "validation": "#F58518"}
+MAX_CURVE_POINTS = 500  # a long run logs thousands of batches; the browser needs no more than this per curve
+
+
+def _thinned(points: list[dict]) -> list[dict]:
+    if len(points) <= MAX_CURVE_POINTS:
+        return points
+    keep = {round(i * (len(points) - 1) / (MAX_CURVE_POINTS - 1)) for i in range(MAX_CURVE_POINTS)}
+    return [p for i, p in enumerate(points) if i in keep]
+
+
+def training_curves(batch_log: list[dict], history: list[dict]) -> go.Figure:
+    """One panel per quantity (loss, age MAE, gender and race accuracy), train vs validation on an epoch axis.
+
+    Training points come from the per-batch log when there is one (Keras reports running means within the
+    epoch, so a curve shows after the first batch, and an epoch's last point is its epoch value); a finished
+    run read back from history.csv has only epoch points. Validation exists at epoch ends only."""
+    from plotly.subplots import make_subplots
+
+    train = _thinned(batch_log) if batch_log else history
+    fig = make_subplots(rows=1, cols=len(TRAINING_PANELS), subplot_titles=[title for _, title in TRAINING_PANELS],
+                        horizontal_spacing=0.06)
+    for col, (key, _) in enumerate(TRAINING_PANELS, start=1):
+        for name, rows, field_name, mode in (("train", train, key, "lines"),
+                                             ("validation", history, f"val_{key}", "lines+markers")):
+            rows = [r for r in rows if r.get(field_name) is not None]
+            fig.add_trace(go.Scatter(
+                x=[r["epoch"] for r in rows], y=[r[field_name] for r in rows], mode=mode, name=name,
+                legendgroup=name, showlegend=col == 1, line={"color": TRAINING_COLORS[name]},
+                hovertemplate=f"{name} · epoch %{{x:.2f}} · %{{y:.4f}}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

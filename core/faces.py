@@ -1,0 +1,316 @@
+"""Finding faces in a photo (MediaPipe BlazeFace) and cutting each out the way the training faces were cut.
+
+Detection. BlazeFace sees the whole photo shrunk to 128 px (short-range model) or 192 px (full-range model), so
+what it finds depends on the face's size relative to the photo. Measured on UTKFace faces pasted into
+1600×1200 scenes (tests/benchmarks/bench_predict.py --detection): the short-range model finds faces from ~16%
+of the long side up to frame-filling close-ups, the full-range model from ~6% up to ~40% but misses close-ups,
+and the full-range model on a 2×2 grid of overlapping tiles reaches ~3.5%. So a photo gets all three passes,
+merged by de-duplication (short-range boxes win: its keypoints are the more precise and the crop was calibrated
+on them). Faces found only by the full-range model are re-detected with the short-range model in a window
+around them, for the same reason. The tiles are skipped for close-ups (a face spanning a quarter of the
+photo's short side): they cost four more passes for faces several times smaller than the subject.
+
+Alignment. UTKFace's "aligned & cropped" faces were rotated so the eyes are level and cut square around the
+face from the eyebrows' top to the chin, with little background. Measured by running the detector on 1,500 of
+them: the crop side is 1.24 × (eye distance + eye-to-mouth distance), within 4.5% (the BlazeFace box gives 1.08 ×
+its width within 4.2%, but shrinks as a face tilts: 0.94 at 20°), with the eyes centred and 31% from the top.
+`align_crop` cuts that square from the photo, rotated by the eye angle, in one resampling step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import threading
+import weakref
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import settings
+
+SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
+FULL_RANGE_MODEL = "face_detection_full_range_sparse.tflite"
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right
+MIN_SCORE = 0.5
+
+# Crop geometry, measured on UTKFace (bench_predict.py --calibrate prints these from the data).
+CROP_SIDE_PER_KEYPOINT_SPAN = 1.243  # crop side / (eye distance + eye-to-mouth distance)
+EYES_FROM_TOP = 0.31  # height of the eye line, as a fraction of the crop side
+
+TILE_FRACTION = 0.6  # 2×2 tiles of 60% of each side overlap by 20%: any face under 20% fits whole in one
+TILE_MIN_SIDE = 480  # below this, tiles would be smaller than the detector's own 192 px input: nothing to gain
+CLOSE_UP_FRACTION = 0.25  # a face this large (of the short side) makes the photo a close-up: no tiles
+REFINE_WINDOW = 2.5  # re-detection window, in face sizes: puts the face at 40%, the short-range sweet spot
+_PASS_PRIORITY = {"short": 0, "full": 1, "tile": 2}
+TILE_POLICIES = ("auto", "always", "never")
+
+
+class DetectorError(Exception):
+    """The face detector cannot run (its model files are missing or unreadable); the message says why."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the pixel coordinates of the image it was found in."""
+    box: tuple[float, float, float, float]  # x, y, width, height
+    score: float | None  # None for a whole image treated as one face
+    keypoints: tuple[tuple[float, float], ...] = ()  # KEYPOINT_NAMES order, (x, y) each
+    source: str = ""  # which pass found it: short, full, tile, or whole-image
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    @property
+    def eye_angle(self) -> float:
+        """Degrees the eye line is turned from level, clockwise on screen (image y points down)."""
+        (x0, y0), (x1, y1) = self.keypoints[0], self.keypoints[1]
+        return math.degrees(math.atan2(y1 - y0, x1 - x0))
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image `factor` times larger."""
+        return replace(self, box=tuple(v * factor for v in self.box),
+                       keypoints=tuple((x * factor, y * factor) for x, y in self.keypoints))
+
+    def pixel_box(self, image_size: tuple[int, int]) -> list[int]:
+        """[x, y, w, h] as whole pixels, clipped to the image."""
+        x, y, w, h = self.box
+        left, top = max(0, round(x)), max(0, round(y))
+        right, bottom = min(image_size[0], round(x + w)), min(image_size[1], round(y + h))
+        return [left, top, max(0, right - left), max(0, bottom - top)]
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+_open_detectors: weakref.WeakSet = weakref.WeakSet()
+
+
+class FaceDetector:
+    """Both BlazeFace models, opened once and reused. MediaPipe task objects are not thread-safe, so every call
+    holds a lock; close() (or a `with` block, or interpreter exit) releases the native resources."""
+
+    def __init__(self, model_dir: Path | None = None, min_score: float = MIN_SCORE, tiles: str = "auto"):
+        _check_tiles(tiles)
+        self.tiles = tiles
+        model_dir = Path(model_dir or settings.DETECTOR_DIR)
+        self._lock = threading.Lock()
+        self._short = _open_task(model_dir / SHORT_RANGE_MODEL, min_score)
+        try:
+            self._full = _open_task(model_dir / FULL_RANGE_MODEL, min_score)
+        except DetectorError:
+            self._short.close()
+            raise
+        self._closed = False
+        _open_detectors.add(self)
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._short.close()
+                self._full.close()
+
+    def detect(self, image: Image.Image | np.ndarray, tiles: str | None = None) -> list[Face]:
+        """Every face found, left to right, in the image's pixel coordinates. `tiles` overrides the detector's
+        own setting for this call: "auto" (skip for close-ups), "always" or "never"."""
+        tiles = tiles or self.tiles
+        _check_tiles(tiles)
+        pixels = np.ascontiguousarray(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image,
+                                                 dtype=np.uint8))
+        with self._lock:
+            if self._closed:
+                raise DetectorError("The face detector was closed.")
+            found = self._run(self._short, pixels, "short") + self._run(self._full, pixels, "full")
+            if self._want_tiles(tiles, pixels.shape, found):
+                found += self._tile_pass(pixels)
+            faces = [self._refine(pixels, face) if face.source != "short" else face for face in _deduplicate(found)]
+        return sorted(_deduplicate(faces), key=lambda f: f.center[0])
+
+    @staticmethod
+    def _want_tiles(tiles: str, shape: tuple[int, ...], found: list[Face]) -> bool:
+        if tiles != "auto":
+            return tiles == "always"
+        short_side = min(shape[:2])
+        close_up = any(max(f.box[2:]) >= CLOSE_UP_FRACTION * short_side for f in found)
+        return max(shape[:2]) >= TILE_MIN_SIDE and not close_up
+
+    def _tile_pass(self, pixels: np.ndarray) -> list[Face]:
+        height, width = pixels.shape[:2]
+        tile_w, tile_h = round(width * TILE_FRACTION), round(height * TILE_FRACTION)
+        faces = []
+        for top in (0, height - tile_h):
+            for left in (0, width - tile_w):
+                tile = np.ascontiguousarray(pixels[top:top + tile_h, left:left + tile_w])
+                inner = _inner_edges(left, top, tile_w, tile_h, width, height)
+                faces += [f for f in self._run(self._full, tile, "tile", (left, top)) if not _touches(f, inner)]
+        return faces
+
+    def _refine(self, pixels: np.ndarray, face: Face) -> Face:
+        """Re-detect a full-range find with the short-range model, whose box and keypoints match the crop
+        calibration; keep the original when the short-range model does not confirm it."""
+        cx, cy = face.center
+        half = max(face.box[2:]) * REFINE_WINDOW / 2
+        left, top = max(0, round(cx - half)), max(0, round(cy - half))
+        right, bottom = min(pixels.shape[1], round(cx + half)), min(pixels.shape[0], round(cy + half))
+        window = np.ascontiguousarray(pixels[top:bottom, left:right])
+        candidates = [f for f in self._run(self._short, window, face.source, (left, top)) if _overlap(f, face) > 0.5]
+        if not candidates:
+            return face
+        best = max(candidates, key=lambda f: f.score)
+        return replace(best, score=max(best.score, face.score))
+
+    @staticmethod
+    def _run(task, pixels: np.ndarray, source: str, offset: tuple[int, int] = (0, 0)) -> list[Face]:
+        import mediapipe as mp
+        height, width = pixels.shape[:2]
+        if min(height, width) < 8:
+            return []
+        result = task.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels))
+        dx, dy = offset
+        faces = []
+        for detection in result.detections:
+            box = detection.bounding_box
+            faces.append(Face(
+                box=(box.origin_x + dx, box.origin_y + dy, box.width, box.height),
+                score=float(detection.categories[0].score),
+                keypoints=tuple((k.x * width + dx, k.y * height + dy) for k in detection.keypoints),
+                source=source))
+        return faces
+
+
+def _check_tiles(tiles: str) -> None:
+    if tiles not in TILE_POLICIES:
+        raise ValueError(f"tiles must be one of {TILE_POLICIES}, not {tiles!r}")
+
+
+def _open_task(path: Path, min_score: float):
+    if not path.is_file():
+        raise DetectorError(f"The face detector model {path.name} is missing from {path.parent}.")
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                         min_detection_confidence=min_score)
+    try:
+        return vision.FaceDetector.create_from_options(options)
+    except (RuntimeError, ValueError) as error:
+        raise DetectorError(f"Cannot open the face detector model {path.name}: {error}") from error
+
+
+def _inner_edges(left, top, tile_w, tile_h, width, height) -> tuple[float | None, ...]:
+    """The tile's edges that cut through the photo (None where the tile edge is the photo's edge)."""
+    return (left if left > 0 else None, top if top > 0 else None,
+            left + tile_w if left + tile_w < width else None, top + tile_h if top + tile_h < height else None)
+
+
+def _touches(face: Face, inner: tuple[float | None, ...]) -> bool:
+    """A tile find that reaches a cut edge is likely a face cut in half; the neighbouring tile (or the
+    whole-photo passes, for faces too big for the overlap) sees it whole."""
+    x, y, w, h = face.box
+    slack = 0.05 * max(w, h)
+    left, top, right, bottom = inner
+    return ((left is not None and x <= left + slack) or (top is not None and y <= top + slack)
+            or (right is not None and x + w >= right - slack) or (bottom is not None and y + h >= bottom - slack))
+
+
+def _overlap(a: Face, b: Face) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other (a half-face find inside a whole
+    face counts as the same face, where plain IoU would keep both)."""
+    ax, ay, aw, ah = a.box
+    bx, by, bw, bh = b.box
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    smaller = min(aw * ah, bw * bh)
+    return iw * ih / smaller if smaller > 0 else 0.0
+
+
+def _deduplicate(faces: list[Face], threshold: float = 0.5) -> list[Face]:
+    ordered = sorted(faces, key=lambda f: (_PASS_PRIORITY.get(f.source, 3), -(f.score or 0)))
+    kept: list[Face] = []
+    for face in ordered:
+        if all(_overlap(face, other) <= threshold for other in kept):
+            kept.append(face)
+    return kept
+
+
+_shared: FaceDetector | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_detector() -> FaceDetector:
+    """One detector per process, opened on first use (MediaPipe and TensorFlow take seconds to import)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared._closed:
+            _shared = FaceDetector()
+        return _shared
+
+
+@atexit.register
+def _close_all() -> None:
+    # Closing at interpreter teardown (MediaPipe's __del__) fails noisily once module globals are gone.
+    for detector in list(_open_detectors):
+        detector.close()
+
+
+# --------------------------------------------------------------------------------------------- alignment
+
+def crop_geometry(face: Face, side_factor: float = CROP_SIDE_PER_KEYPOINT_SPAN,
+                  level: bool = True) -> tuple[float, float, float, float]:
+    """(center x, center y, side, angle in degrees) of the square to cut for this face. A `side_factor` other
+    than the calibrated one, or `level=False` (keep the photo's tilt), are for comparisons."""
+    (rx, ry), (lx, ly), _, (mx, my) = face.keypoints[:4]
+    eye_x, eye_y = (rx + lx) / 2, (ry + ly) / 2
+    span = math.hypot(lx - rx, ly - ry) + math.hypot(mx - eye_x, my - eye_y)
+    side = side_factor * span
+    angle = math.atan2(ly - ry, lx - rx) if level else 0.0
+    down = (-math.sin(angle), math.cos(angle))  # the face's own "down", perpendicular to the eye line
+    shift = (0.5 - EYES_FROM_TOP) * side
+    return eye_x + down[0] * shift, eye_y + down[1] * shift, side, math.degrees(angle)
+
+
+def align_crop(image: Image.Image, face: Face, size: int, side_factor: float = CROP_SIDE_PER_KEYPOINT_SPAN,
+               level: bool = True) -> np.ndarray:
+    """The face as a (size, size, 3) uint8 crop: eyes level, framed like a UTKFace image. Outside the photo is
+    black, as in UTKFace's own crops. `level=False` keeps the photo's own tilt (for comparison)."""
+    if not face.keypoints:
+        return center_crop(image, size)
+    cx, cy, side, angle = crop_geometry(face, side_factor, level)
+    reduction = int(side / size / 1.5)
+    if reduction > 1:
+        # Bilinear sampling alone aliases when shrinking a lot; a box-filter reduce first keeps it smooth.
+        half = side / math.sqrt(2) + reduction
+        left, top = math.floor(cx - half), math.floor(cy - half)
+        region = image.crop((left, top, math.ceil(cx + half), math.ceil(cy + half))).reduce(reduction)
+        image, cx, cy, side = region, (cx - left) / reduction, (cy - top) / reduction, side / reduction
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    step = side / size
+    # output (u, v) -> input: center + (u/size - 1/2) * side * eye_direction + (v/size - 1/2) * side * down
+    coefficients = (step * cos, -step * sin, cx - side / 2 * (cos - sin),
+                    step * sin, step * cos, cy - side / 2 * (sin + cos))
+    crop = image.transform((size, size), Image.Transform.AFFINE, coefficients,
+                           resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def whole_image_face(image_size: tuple[int, int]) -> Face:
+    """The centred square of an image that is already a face crop, as a Face (no score, no keypoints)."""
+    width, height = image_size
+    side = min(width, height)
+    return Face(((width - side) / 2, (height - side) / 2, side, side), None, (), "whole-image")
+
+
+def center_crop(image: Image.Image, size: int) -> np.ndarray:
+    """The centred square, resized: how an already-cropped face is fed to the model."""
+    x, y, side, _ = whole_image_face(image.size).box
+    square = image.crop((round(x), round(y), round(x + side), round(y + side)))
+    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)

@@ -1,0 +1,468 @@
+"""Saliency maps: which pixels of a face crop drive one head's prediction, computed with tf-keras-vis.
+
+Methods: vanilla Saliency and SmoothGrad (input gradients), Grad-CAM, Grad-CAM++ and Score-CAM (a convolutional
+feature map, weighted by gradients or by how the head scores the image masked by each channel). Every map is
+returned at the model's input size, normalised to [0, 1].
+
+What is explained, per head: `age` — the predicted age in years; `gender` — the logit of the predicted gender
+(its sign flipped for "male"), `race` — the logit of one class (the predicted one unless chosen). Logits rather
+than probabilities, because a saturated sigmoid/softmax has vanishing gradients: the sigmoid/softmax output
+layers are switched to linear with tf-keras-vis' ReplaceToLinear, on a private clone so the caller's model
+keeps predicting probabilities.
+
+Our models output a dict; tf-keras-vis wants one score per model output, so each head gets a single-output
+"view" model (`keras.Model(inputs, head_output)`). Two library quirks are worked around here, each at one place:
+- Grad-CAM taps the feature map through `layer.output`, which for a layer inside a nested model (ResNet-50's
+  backbone) belongs to the nested graph, not ours. `_flattened_view` re-wires the view as
+  pre-backbone → lower backbone → tap → upper backbone → heads, so the tap is a top-level layer.
+- Score-CAM applies a softmax to the model output before scoring, which turns any one-unit output (age, gender)
+  into a constant 1. Its view ends in a two-logit adapter whose softmax carries the head's value.
+
+TensorFlow, Keras and tf-keras-vis are imported lazily: the Saliency page imports this module on every rerun.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.datasets import RACES
+
+METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++", "scorecam")
+METHOD_LABELS = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
+                 "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+HEADS = ("age", "gender", "race")
+
+MIN_CAM_SIDE = 4  # a coarser feature map (ResNet-50's last stage below 128 px) says little more than "the face"
+SMOOTH_SAMPLES = 20  # SmoothGrad's usual setting: enough noisy copies for a stable average
+SMOOTH_NOISE = 0.2  # noise sigma as a fraction of the crop's value range (the tf-keras-vis default)
+SCORECAM_MAX_N = 32  # Faster Score-CAM: only the channels with the most varied activations; None = all
+AGE_LOGIT_SCALE = 4.0  # Score-CAM adapter: age/4 keeps exp(-logit) inside float32 for any age up to ~300
+CAM_TAP = "saliency_cam_tap"
+
+
+class SaliencyError(Exception):
+    """A saliency request that cannot be served (unknown head/method/layer, unusable model); says why."""
+
+
+@dataclass(frozen=True)
+class SaliencyMap:
+    method: str
+    head: str
+    target: str  # what the map explains, e.g. "age 34.2 y", "female (92%)", "Asian (71%)"
+    heatmap: np.ndarray  # (size, size) float32 in [0, 1]
+    seconds: float
+    layer: str | None = None  # the feature map used by CAM methods
+
+    @property
+    def label(self) -> str:
+        return METHOD_LABELS[self.method]
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing in the crop raises the score (a CAM whose positive part is zero everywhere)."""
+        return float(self.heatmap.max()) <= 0.0
+
+
+def race_index(race_class: int | str | None) -> int | None:
+    """A race class given as index or name (case-insensitive) → index; None stays None."""
+    if race_class is None or isinstance(race_class, (int, np.integer)):
+        if race_class is not None and not 0 <= int(race_class) < len(RACES):
+            raise SaliencyError(f"Race class {race_class} is out of range 0..{len(RACES) - 1}.")
+        return None if race_class is None else int(race_class)
+    names = {name.lower(): i for i, name in enumerate(RACES)}
+    if race_class.lower() not in names:
+        raise SaliencyError(f"Unknown race class {race_class!r}; choose one of {', '.join(RACES)}.")
+    return names[race_class.lower()]
+
+
+def normalise(heatmap: np.ndarray) -> np.ndarray:
+    """Finite, float32, rescaled to [0, 1]; a flat map becomes all zeros (nothing stands out)."""
+    heatmap = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(heatmap.min()), float(heatmap.max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        return np.zeros_like(heatmap)
+    return (heatmap - low) / (high - low)
+
+
+def as_crop(image, size: int) -> np.ndarray:
+    """Any RGB crop (array or PIL image, any size) as a (size, size, 3) uint8 array, as the model sees it."""
+    from PIL import Image
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise SaliencyError(f"Expected an RGB image, got an array of shape {array.shape}.")
+    array = np.clip(array[..., :3], 0, 255).astype(np.uint8)
+    if array.shape[:2] != (size, size):
+        array = np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return array
+
+
+# ------------------------------------------------------------------------------------------ the explainer
+
+class Explainer:
+    """Saliency maps for one loaded model. Building it clones the model once (seconds for ResNet-50), so keep
+    one per model (the page caches it); calls are serialised by a lock, the Keras graph surgery is not
+    thread-safe."""
+
+    def __init__(self, model):
+        from core.predict import Predictor
+        missing = [head for head in HEADS if head not in _output_layer_names(model)]
+        if missing:
+            raise SaliencyError(f"This model has no {', '.join(missing)} output: it is not a Face Insight model.")
+        self.model = model
+        self.img_size = int(model.input_shape[1])
+        self._predictor = Predictor(model, flip_tta=False)  # the maps explain one plain forward pass
+        self._linear = _linear_clone(model)
+        self._lock = threading.RLock()
+        self._built: dict[tuple, object] = {}  # views per (kind, head, layer): graph building is the slow part
+
+    def _memo(self, key: tuple, build):
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+    # ---- predictions and targets
+
+    def predict(self, crop):
+        """The single-pass prediction (no flip averaging) that the maps explain."""
+        return self._predictor.predict(as_crop(crop, self.img_size)[None])[0]
+
+    def target(self, head: str, prediction, race_class: int | str | None = None) -> tuple[int, str]:
+        """(class index or sign, label) of what a map for `head` explains, given the prediction."""
+        _check_head(head)
+        if head == "age":
+            return 0, f"age {prediction.age:.1f} y"
+        if head == "gender":
+            female = prediction.female_prob >= 0.5
+            return (1 if female else -1), f"{prediction.gender} ({prediction.gender_prob:.0%})"
+        index = race_index(race_class)
+        index = RACES.index(prediction.race) if index is None else index
+        return index, f"{RACES[index]} ({prediction.race_probs[RACES[index]]:.0%})"
+
+    # ---- layers
+
+    def cam_layers(self, heads: Iterable[str] = HEADS) -> list[str]:
+        """Rectified feature maps upstream of every given head, input side first: the choices for a CAM layer."""
+        per_head = [[layer.name for layer, _ in _feature_maps(self._view(head)) if _is_rectified(layer)]
+                    for head in heads]
+        return [name for name in per_head[0] if all(name in names for names in per_head[1:])] if per_head else []
+
+    def default_layer(self, head: str) -> str:
+        """The deepest rectified feature map of at least MIN_CAM_SIDE² cells on the head's own path. Deepest,
+        because Grad-CAM's class-discriminative signal lives there; on its own path, so multitask_cnn's heads
+        each use their branch; not too coarse, so the map still localises."""
+        maps = [layer for layer, _ in _feature_maps(self._view(head)) if _is_rectified(layer)]
+        if not maps:
+            raise SaliencyError(f"The {head} head has no convolutional feature map to compute a CAM on.")
+        fine = [layer for layer in maps if _side(layer) >= MIN_CAM_SIDE]
+        return (fine[-1] if fine else max(maps, key=_side)).name
+
+    # ---- maps
+
+    def explain(self, crop, head: str, method: str, race_class: int | str | None = None, layer: str | None = None,
+                max_n: int | None = SCORECAM_MAX_N, prediction=None, seed: int = 0) -> SaliencyMap:
+        """One map for one head and method. `layer` overrides the CAM layer, `max_n` the Score-CAM channel count
+        (None or 0: every channel, the original Score-CAM)."""
+        _check_head(head)
+        if method not in METHODS:
+            raise SaliencyError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+        crop = as_crop(crop, self.img_size)
+        prediction = self.predict(crop) if prediction is None else prediction
+        index, label = self.target(head, prediction, race_class)
+        x = crop[None].astype(np.float32)
+        with self._lock:
+            start = time.perf_counter()
+            if method in CAM_METHODS:
+                layer = layer or self.default_layer(head)
+                heatmap = self._cam(method, x, head, index, layer, max_n)
+            else:
+                layer = None
+                heatmap = self._input_gradients(method, x, head, index, seed)
+            seconds = time.perf_counter() - start
+        return SaliencyMap(method, head, label, _at_size(normalise(heatmap), self.img_size), seconds, layer)
+
+    def explain_many(self, crop, heads: Iterable[str], methods: Iterable[str], race_class=None,
+                     layer: str | None = None, max_n: int | None = SCORECAM_MAX_N) -> Iterator[SaliencyMap]:
+        """Maps for every (head, method) pair, head by head, yielded as each is done (for a progress bar)."""
+        crop = as_crop(crop, self.img_size)
+        prediction = self.predict(crop)
+        for head in heads:
+            for method in methods:
+                yield self.explain(crop, head, method, race_class, layer, max_n, prediction)
+
+    # ---- internals
+
+    def _view(self, head: str):
+        import keras
+        return self._memo(("view", head), lambda: keras.Model(
+            self._linear.inputs, [self._linear.get_layer(head).output], name=f"{head}_view"))
+
+    def _traced(self, head: str):
+        return self._memo(("traced", head), lambda: _Traced(self._view(head)))
+
+    def _cam_view(self, head: str, layer_name: str):
+        """(view model, tap layer) with the feature map `layer_name` reachable as a top-level layer's output."""
+        return self._memo(("cam", head, layer_name), lambda: self._build_cam_view(head, layer_name))
+
+    def _build_cam_view(self, head: str, layer_name: str):
+        view = self._view(head)
+        found = [(layer, owner) for layer, owner in _feature_maps(view) if layer.name == layer_name]
+        if not found:
+            choices = ", ".join(self.cam_layers([head])[-6:])
+            raise SaliencyError(f"No feature map named {layer_name!r} leads to the {head} output; "
+                                f"deep ones are: {choices}.")
+        layer, owner = found[0]
+        return (view, layer) if owner is None else _flattened_view(view, owner, layer)
+
+    def _scorecam_view(self, head: str, layer_name: str):
+        return self._memo(("scorecam", head, layer_name), lambda: self._build_scorecam_view(head, layer_name))
+
+    def _build_scorecam_view(self, head: str, layer_name: str):
+        import keras
+        view, tap = self._cam_view(head, layer_name)
+        out = view.outputs[0]
+        zeros = keras.ops.zeros_like(out[:, :1])
+        logits = {"age": lambda: keras.ops.concatenate([out / AGE_LOGIT_SCALE, zeros], axis=-1),
+                  "gender": lambda: keras.ops.concatenate([zeros, out], axis=-1),
+                  "race": lambda: out}[head]()
+        model = keras.Model(view.inputs, [logits], name=f"{head}_scorecam_view")
+        # Score-CAM calls model.predict, whose progress bar would land in the server log once per map.
+        model.predict = functools.partial(model.predict, verbose=0)
+        return model, tap
+
+    def _input_gradients(self, method: str, x: np.ndarray, head: str, index: int, seed: int) -> np.ndarray:
+        from tf_keras_vis.saliency import Saliency
+        saliency = Saliency(self._traced(head))
+        score = _gradient_score(head, index)
+        if method == "saliency":
+            return saliency(score, x)[0]
+        # SmoothGrad as tf-keras-vis computes it (mean |gradient| over noisy copies, max over colour channels),
+        # but all copies in one batched call: its own loop makes one call per copy, several times slower on CPU.
+        rng = np.random.default_rng(seed)
+        sigma = SMOOTH_NOISE * float(x.max() - x.min())
+        noisy = (x + rng.normal(0.0, sigma, (SMOOTH_SAMPLES, *x.shape[1:]))).astype(np.float32)
+        grads = saliency(score, noisy, keepdims=True, normalize_map=False)
+        return np.asarray(grads).mean(axis=0).max(axis=-1)
+
+    def _cam(self, method: str, x: np.ndarray, head: str, index: int, layer_name: str, max_n) -> np.ndarray:
+        if method == "scorecam":
+            from tf_keras_vis.scorecam import Scorecam
+            model, tap = self._scorecam_view(head, layer_name)
+            channels = int(tap.output.shape[-1])
+            n = min(max_n, channels) if max_n else None
+            cam = Scorecam(model)(_scorecam_score(head, index), x, penultimate_layer=tap,
+                                  seek_penultimate_conv_layer=False, max_N=n, batch_size=16)
+            return np.asarray(cam)[0]
+        from tf_keras_vis.gradcam import Gradcam, GradcamPlusPlus
+        view, tap = self._cam_view(head, layer_name)
+        kind = Gradcam if method == "gradcam" else GradcamPlusPlus
+        cam = kind(view)(_gradient_score(head, index), x, penultimate_layer=tap, seek_penultimate_conv_layer=False)
+        return np.asarray(cam)[0]
+
+
+# ---------------------------------------------------------------------------------------- model surgery
+
+def _output_layer_names(model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+def _linear_clone(model):
+    """A clone whose gender and race layers output logits (ReplaceToLinear on a view of just those two, so the
+    distribution age head keeps its softmax: its expectation is the age)."""
+    import keras
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    ReplaceToLinear()(keras.Model(clone.inputs, [clone.get_layer("gender").output, clone.get_layer("race").output]))
+    return clone
+
+
+def _feature_maps(view) -> list[tuple[object, object | None]]:
+    """(layer, nested model or None) for every layer with a spatial output, input side first; the layers of a
+    nested backbone are listed in its place."""
+    import keras
+    found = []
+    for layer in view.layers:
+        if isinstance(layer, keras.Model):
+            found += [(inner, layer) for inner in layer.layers if _is_spatial(inner)]
+        elif _is_spatial(layer):
+            found.append((layer, None))
+    return found
+
+
+def _is_spatial(layer) -> bool:
+    import keras
+    if isinstance(layer, keras.layers.InputLayer):
+        return False
+    try:
+        return len(layer.output.shape) == 4
+    except (AttributeError, ValueError):
+        return False
+
+
+def _is_rectified(layer) -> bool:
+    """A feature map after a ReLU: the maps Grad-CAM was designed for (block outputs, activated convolutions)."""
+    import keras
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return isinstance(layer, (keras.layers.Activation, keras.layers.Conv2D)) and activation == "relu"
+
+
+def _side(layer) -> int:
+    return int(layer.output.shape[1] or 0)
+
+
+def _flattened_view(view, owner, layer):
+    """`view` re-wired so `layer`, which sits inside the nested model `owner`, feeds a top-level Identity layer:
+    inputs → (layers before owner) → owner's lower part → tap → owner's upper part → (layers after) → head."""
+    import keras
+    nodes = owner._inbound_nodes  # Keras keeps no public handle on where a nested model is called
+    if len(nodes) != 1:
+        raise SaliencyError(f"{owner.name} is used {len(nodes)} times in the model; cannot place a CAM in it.")
+    outer_in, outer_out = nodes[0].input_tensors[0], nodes[0].output_tensors[0]
+    try:
+        lower = keras.Model(owner.inputs, layer.output)
+        upper = None if layer.output is owner.outputs[0] else keras.Model(layer.output, owner.outputs[0])
+        before = None if outer_in is view.inputs[0] else keras.Model(view.inputs, outer_in)
+        after = keras.Model(outer_out, view.outputs[0])
+    except ValueError as error:  # the graph beyond `layer` also needs tensors from before it (a skip connection)
+        raise SaliencyError(f"Layer {layer.name} cannot be isolated inside {owner.name}: choose a block output "
+                            f"(a layer whose name ends in _out).") from error
+    image = keras.Input(view.input_shape[1:], name="image")
+    tap_layer = keras.layers.Identity(name=CAM_TAP)
+    tap = tap_layer(lower(before(image) if before else image))
+    head = after(upper(tap) if upper else tap)
+    return keras.Model([image], [head], name=f"{view.name}_flat"), tap_layer
+
+
+class _Traced:
+    """Quacks like the view model for tf-keras-vis' Saliency (inputs, outputs, call), but the call is one traced
+    graph: eager execution dispatches every layer from Python, 2-4× slower on CPU. Gradients flow through."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+        self.inputs, self.outputs = model.inputs, model.outputs
+        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, inputs, training=False):
+        return self._fn(inputs[0] if isinstance(inputs, list) else inputs)
+
+
+# ---------------------------------------------------------------------------------------------- scores
+
+def _check_head(head: str) -> None:
+    if head not in HEADS:
+        raise SaliencyError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
+
+
+def _gradient_score(head: str, index: int):
+    """Score on the linear view's output: the age, the signed gender logit, or one race logit."""
+    if head == "race":
+        return lambda output: output[:, index]
+    sign = float(index) if head == "gender" else 1.0
+    return lambda output: sign * output[:, 0]
+
+
+def _scorecam_score(head: str, index: int):
+    """Score on softmax(adapter logits), as Score-CAM hands it over: the age recovered exactly from the two
+    logits, or the probability of the target class."""
+    import tensorflow as tf
+    if head == "age":
+        return lambda q: AGE_LOGIT_SCALE * (tf.math.log(q[:, 0]) - tf.math.log(q[:, 1]))
+    column = (1 if index > 0 else 0) if head == "gender" else index
+    return lambda q: q[:, column]
+
+
+def _at_size(heatmap: np.ndarray, size: int) -> np.ndarray:
+    """The map at the input size (tf-keras-vis already returns it so; a guard for odd layer geometries)."""
+    if heatmap.shape == (size, size):
+        return heatmap
+    from PIL import Image
+    resized = Image.fromarray(heatmap.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
+    return normalise(np.asarray(resized))
+
+
+# --------------------------------------------------------------------------------------------- overlays
+
+def overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """The heatmap in colour laid over the crop with opacity `alpha` (0: crop only, 1: heatmap only)."""
+    from matplotlib import colormaps
+    if not 0.0 <= alpha <= 1.0:
+        raise SaliencyError(f"Opacity must be between 0 and 1, not {alpha}.")
+    crop = as_crop(crop, heatmap.shape[0])
+    colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
+    return np.clip((1.0 - alpha) * crop + alpha * colours, 0, 255).astype(np.uint8)
+
+
+def prediction_text(prediction) -> str:
+    return (f"Prediction: {prediction.age:.0f} y, {prediction.gender} {prediction.gender_prob:.0%}, "
+            f"{prediction.race} {prediction.race_probs[prediction.race]:.0%}")
+
+
+def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: float = 0.5, cmap: str = "jet"):
+    """A grid: one row per head (the crop, then one overlay per method), titled with the prediction. A
+    matplotlib Figure built without pyplot, so it is safe in Streamlit's threads."""
+    from matplotlib.figure import Figure
+    if not maps:
+        raise SaliencyError("No saliency maps to draw.")
+    heads = list(dict.fromkeys(m.head for m in maps))
+    methods = list(dict.fromkeys(m.method for m in maps))
+    by_key = {(m.head, m.method): m for m in maps}
+    cell = 2.4
+    fig = Figure(figsize=(cell * (len(methods) + 1), cell * len(heads) + (0.5 if prediction else 0.1)))
+    axes = fig.subplots(len(heads), len(methods) + 1, squeeze=False)
+    crop = as_crop(crop, maps[0].heatmap.shape[0])
+    for row, head in enumerate(heads):
+        first = next(m for m in maps if m.head == head)
+        axes[row, 0].imshow(crop)
+        axes[row, 0].set_title(f"{head}: {first.target}", fontsize=9)
+        for col, method in enumerate(methods, start=1):
+            item = by_key.get((head, method))
+            if item is not None:
+                axes[row, col].imshow(overlay(crop, item.heatmap, alpha, cmap))
+                note = " — nothing raises it" if item.empty else ""
+                axes[row, col].set_title(f"{item.label} ({item.seconds:.2f} s){note}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    if prediction is not None:
+        fig.suptitle(prediction_text(prediction), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig, dpi: int = 110) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+def face_crop_from_bytes(data: bytes, predictor) -> tuple[np.ndarray, str | None]:
+    """The first face of an uploaded photo, detected and aligned exactly as on the Predict page, and a note for
+    the user when it was not a plain detection (no face found, or the detector unavailable: the image is then
+    taken as an already-cropped face). Raises core.images.ImageError for a file that is not a usable image."""
+    from core.faces import DetectorError
+    from core.predict import analyze_bytes
+    try:
+        analysis = analyze_bytes(data, predictor)
+    except DetectorError as error:
+        analysis, note = analyze_bytes(data, predictor, whole_image=True), f"{error} The whole image was used."
+    else:
+        note = None
+        if not analysis.faces:
+            analysis = analyze_bytes(data, predictor, whole_image=True)
+            note = "No face was detected: the image is taken as an already-cropped face."
+        elif len(analysis.faces) > 1:
+            note = f"{len(analysis.faces)} faces found: explaining face 1 (the leftmost)."
+    return analysis.faces[0].crop, note

@@ -1,0 +1,266 @@
+"""Predict pipeline figures, printed (no assertions). Run with `nice -n 19` while a training job holds the CPU.
+
+    python tests/benchmarks/bench_predict.py              # latency: bytes → faces → predictions, 2 MP selfie
+    python tests/benchmarks/bench_predict.py --detection  # which faces each detector pass finds, by face size
+    python tests/benchmarks/bench_predict.py --calibrate  # UTKFace framing, measured with the detector
+    python tests/benchmarks/bench_predict.py --margin [--model PATH]  # crops vs UTKFace's own, per margin
+
+Faces come from UTKFace (--data, default ../shared/data/utkface). The latency goal: p50 ≤ 50 ms on 2 cores for
+a ~2 MP selfie with one face, with the residual_cnn at 96 px (untrained: only timing matters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from PIL import Image  # noqa: E402
+
+from tests.photos import FACE_NAMES, Placed, compose, encode, face_images, selfie  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("FACE_SHARED_DIR", ROOT.parent / "shared")) / "data" / "utkface"
+
+
+def percentiles(times_ms: list[float]) -> str:
+    return f"p50 {np.percentile(times_ms, 50):6.1f} ms   p95 {np.percentile(times_ms, 95):6.1f} ms"
+
+
+def timed(fn, runs: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def keras_predict_predictor(model, flip_tta: bool = True):
+    """The same pipeline (padding, flip TTA) with `model.predict` in place of the compiled call, for the ratio."""
+    from core.predict import Predictor
+    predictor = Predictor(model, flip_tta=flip_tta)
+    predictor._fn = lambda batch: model.predict(batch, verbose=0)
+    return predictor
+
+
+def bench_latency(data_dir: Path, runs: int) -> None:
+    from core.faces import FaceDetector, align_crop
+    from core.images import load_photo
+    from core.models import ModelConfig, build_model
+    from core.predict import DRAFT_SIDE, Predictor, analyze_bytes
+
+    photo, _ = selfie(face_images(data_dir, 1)[0], size=(1600, 1200), side=640)
+    data = encode(photo)
+    model, _ = build_model(ModelConfig(arch="residual_cnn", img_size=96, width=32, age_head="distribution"))
+    detector = FaceDetector()
+    print(f"selfie: 1600×1200 JPEG, {len(data) / 1e3:.0f} kB, one face of 640 px; residual_cnn 96 px, "
+          f"{model.count_params() / 1e6:.1f} M parameters; {runs} warm runs; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    results = {}
+    for label, predictor in [("Predictor, flip TTA (app default)", Predictor(model)),
+                             ("Predictor, no TTA", Predictor(model, flip_tta=False)),
+                             ("model.predict, flip TTA", keras_predict_predictor(model)),
+                             ("model.predict, no TTA", keras_predict_predictor(model, flip_tta=False))]:
+        analysis = analyze_bytes(data, predictor, detector)
+        assert len(analysis.faces) == 1, "the benchmark selfie must show exactly one face"
+        results[label] = timed(lambda p=predictor: analyze_bytes(data, p, detector), runs)
+        print(f"  end to end, {label:36s} {percentiles(results[label])}")
+    fast, slow = (np.median(results[k]) for k in ("Predictor, flip TTA (app default)", "model.predict, flip TTA"))
+    print(f"  model.predict / Predictor (p50, flip TTA): {slow / fast:.1f}×")
+
+    print("stages (p50):")
+    predictor = Predictor(model)
+    work = load_photo(data, draft_side=DRAFT_SIDE)
+    faces = detector.detect(work.image)
+    crops = np.stack([align_crop(work.image, face, 96) for face in faces])
+    stages = {
+        f"decode (JPEG draft to {work.image.width}×{work.image.height})":
+            lambda: load_photo(data, draft_side=DRAFT_SIDE),
+        "decode at full resolution (for comparison)": lambda: load_photo(data),
+        "detect (short + full range)": lambda: detector.detect(work.image),
+        "detect, tiles forced on (+4 passes)": lambda: detector.detect(work.image, tiles="always"),
+        "align + crop": lambda: [align_crop(work.image, face, 96) for face in faces],
+        "model, Predictor with flip TTA": lambda: predictor.predict(crops),
+    }
+    for label, fn in stages.items():
+        print(f"  {label:44s} {percentiles(timed(fn, runs))}")
+    detector.close()
+
+
+# ------------------------------------------------------------------------------------------- detection
+
+def bench_detection(data_dir: Path) -> None:
+    """Faces of one size in a 1600×1200 scene (a row of 5, 3 backgrounds), found by each pass."""
+    from core.faces import FaceDetector
+    faces = face_images(data_dir)
+    detector = FaceDetector()
+    passes = {
+        "short-range only": lambda img: detector._run(detector._short, np.asarray(img), "short"),
+        "full-range only": lambda img: detector._run(detector._full, np.asarray(img), "full"),
+        "app default (auto)": lambda img: detector.detect(img),
+        "tiles always": lambda img: detector.detect(img, tiles="always"),
+    }
+    print("found / placed, per face size (% of the 1600 px long side), and mean time per photo")
+    print(f"{'face px':>8} {'%':>5}  " + "  ".join(f"{name:>20}" for name in passes))
+    for side in (32, 48, 64, 80, 100, 128, 160, 200, 260, 330, 420, 560):
+        row, count = {name: [0, 0.0] for name in passes}, 0
+        for seed in range(3):
+            chosen = [faces[(seed * 5 + i) % len(faces)] for i in range(5 if side <= 260 else 2)]
+            step = 1600 / len(chosen)
+            places = [Placed(step * (i + 0.5), 600 + (i % 2 - 0.5) * side * 0.3, side) for i in range(len(chosen))]
+            image = compose(chosen, places, (1600, 1200), seed)
+            count += len(places)
+            for name, run in passes.items():
+                start = time.perf_counter()
+                found = run(image)
+                row[name][1] += time.perf_counter() - start
+                row[name][0] += sum(any(p.contains(*f.center) for f in found) for p in places)
+        print(f"{side:>8} {side / 16:>5.1f}  " + "  ".join(
+            f"{row[n][0]:>3}/{count:<3} {row[n][1] / 3 * 1000:>7.1f} ms  " for n in passes))
+    detector.close()
+
+
+# ------------------------------------------------------------------------------------ calibration, margin
+
+def _padded_detections(paths: list[Path], detector) -> list[tuple[Path, object]]:
+    """Each 200 px UTKFace image in the middle of a 400 px black canvas (black, as UTKFace pads): the detector
+    then sees the face at a comfortable size, with nothing cut off by the image border."""
+    found = []
+    for path in paths:
+        image = Image.open(path).convert("RGB")
+        if image.size != (200, 200):
+            continue
+        canvas = Image.new("RGB", (400, 400))
+        canvas.paste(image, (100, 100))
+        faces = detector.detect(canvas, tiles="never")
+        if faces:
+            found.append((path, max(faces, key=lambda f: f.score)))
+    return found
+
+
+def _sample(data_dir: Path, count: int, seed: int) -> list[Path]:
+    paths = sorted(data_dir.glob("*.jpg"))
+    return [paths[i] for i in np.random.default_rng(seed).choice(len(paths), count, replace=False)]
+
+
+def bench_calibrate(data_dir: Path, count: int) -> None:
+    from core.faces import FaceDetector
+    with FaceDetector() as detector:
+        found = _padded_detections(_sample(data_dir, count, seed=1), detector)
+    kp = np.array([face.keypoints for _, face in found]) - 100  # into the 200 px image's coordinates
+    boxes = np.array([face.box for _, face in found])
+    eyes = (kp[:, 0] + kp[:, 1]) / 2
+    span = np.linalg.norm(kp[:, 1] - kp[:, 0], axis=1) + np.linalg.norm(kp[:, 3] - eyes, axis=1)
+    angle = np.degrees(np.arctan2(kp[:, 1, 1] - kp[:, 0, 1], kp[:, 1, 0] - kp[:, 0, 0]))
+
+    def line(label, values, unit=""):
+        print(f"  {label:46s} median {np.median(values):7.3f}{unit}  spread (std) {np.std(values):6.3f}{unit}")
+    print(f"{len(found)} of {count} UTKFace images with a face found")
+    line("crop side / (eye distance + eye-to-mouth)", 200 / span)
+    line("relative error of that estimate", 200 / span / np.median(200 / span) - 1)
+    line("crop side / BlazeFace box width", 200 / boxes[:, 2])
+    line("relative error of that estimate", 200 / boxes[:, 2] / np.median(200 / boxes[:, 2]) - 1)
+    line("eye line height / crop side", eyes[:, 1] / 200)
+    line("eye midpoint x / crop side", eyes[:, 0] / 200)
+    line("eye line angle (UTKFace is levelled)", angle, "°")
+    line("box top / crop side (forehead margin)", (boxes[:, 1] - 100) / 200)
+    line("box bottom / crop side", (boxes[:, 1] + boxes[:, 3] - 100) / 200)
+
+
+def bench_margin(data_dir: Path, count: int, model_path: str | None) -> None:
+    """Re-find held-out UTKFace faces pasted into scenes at random sizes and tilts, crop them with each framing,
+    and compare with the original picture (what the model was trained on): mean absolute pixel difference at
+    96 px, and, with --model, the model's own errors on each framing."""
+    from core.datasets import parse_utkface_name
+    from core.faces import CROP_SIDE_PER_KEYPOINT_SPAN as CHOSEN
+    from core.faces import FaceDetector, align_crop
+    rng = np.random.default_rng(5)
+    variants = {f"×{f:.2f} of calibrated side" + (" (chosen)" if f == 1 else ""): {"side_factor": CHOSEN * f}
+                for f in (0.8, 0.9, 1.0, 1.1, 1.25, 1.5)}
+    variants["chosen side, not levelled"] = {"side_factor": CHOSEN, "level": False}
+    variants["BlazeFace box as is (no margin, no levelling)"] = "box"
+    crops = {name: [] for name in variants}
+    references, labels = [], []
+    with FaceDetector() as detector:
+        for path in _sample(data_dir, count, seed=99):  # a different sample from the calibration's
+            face_image = Image.open(path).convert("RGB")
+            side, angle = float(rng.uniform(150, 500)), float(rng.uniform(-25, 25))
+            place = Placed(float(rng.uniform(350, 1250)), float(rng.uniform(350, 850)), side, angle)
+            scene = compose([face_image], [place], (1600, 1200), seed=int(rng.integers(1000)))
+            found = [f for f in detector.detect(scene) if place.contains(*f.center)]
+            if not found:
+                continue
+            face = found[0]
+            for name, options in variants.items():
+                if options == "box":
+                    x, y, w, h = face.box
+                    crop = scene.crop((round(x), round(y), round(x + w), round(y + h))).resize((96, 96))
+                    crops[name].append(np.asarray(crop))
+                else:
+                    crops[name].append(align_crop(scene, face, 96, **options))
+            references.append(np.asarray(face_image.resize((96, 96), Image.Resampling.BILINEAR)))
+            labels.append(parse_utkface_name(path.name))
+    references = np.stack(references).astype(np.float32)
+    print(f"{len(references)} of {count} held-out faces found (pasted at 150–500 px, tilted ±25°)")
+    predictor = None
+    if model_path:
+        from core.predict import Predictor
+        from core.registry import load_model
+        predictor = Predictor(load_model(model_path, allow_anywhere=True))
+        ages = np.array([age for age, _, _ in labels], float)
+        genders = np.array([g for _, g, _ in labels])
+        races = np.array([r for _, _, r in labels])
+        if predictor.img_size != 96:
+            print(f"(model input is {predictor.img_size} px: crops are resized for it)")
+    for name, batch in crops.items():
+        batch = np.stack(batch)
+        diff = np.abs(batch.astype(np.float32) - references).mean()
+        text = f"  {name:48s} pixel MAE vs UTKFace original {diff:5.1f}"
+        if predictor is not None:
+            if predictor.img_size != 96:
+                batch = np.stack([np.asarray(Image.fromarray(c).resize((predictor.img_size,) * 2)) for c in batch])
+            preds = predictor.predict(batch)
+            age_mae = np.mean(np.abs(np.array([p.age for p in preds]) - ages))
+            gender = np.mean(np.array([int(p.female_prob >= 0.5) for p in preds]) == genders)
+            race = np.mean(np.array([int(np.argmax(list(p.race_probs.values()))) for p in preds]) == races)
+            text += f"   age MAE {age_mae:5.2f}   gender acc {gender:.3f}   race acc {race:.3f}"
+        print(text)
+    if predictor is not None:
+        preds = predictor.predict(references.astype(np.uint8))
+        age_mae = np.mean(np.abs(np.array([p.age for p in preds]) - ages))
+        print(f"  {'(the UTKFace originals themselves)':48s} {'':30s}   age MAE {age_mae:5.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UTKFace folder (needs the FACE_NAMES)")
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--detection", action="store_true")
+    parser.add_argument("--calibrate", type=int, nargs="?", const=1500, default=0, metavar="N")
+    parser.add_argument("--margin", type=int, nargs="?", const=400, default=0, metavar="N")
+    parser.add_argument("--model", help="with --margin: a trained .keras model to score each framing")
+    args = parser.parse_args()
+    if not (args.data / FACE_NAMES[0]).is_file():
+        sys.exit(f"UTKFace images not found in {args.data} (use --data)")
+    if args.detection:
+        bench_detection(args.data)
+    elif args.calibrate:
+        bench_calibrate(args.data, args.calibrate)
+    elif args.margin:
+        bench_margin(args.data, args.margin, args.model)
+    else:
+        bench_latency(args.data, args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The Evaluate page driven like a user (AppTest) with two tiny models saved as runs, and its Plotly builders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core import charts, evaluation, settings
+from core.datasets import load_dataset
+
+RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
+LABELS = [f"{name} (run)" for name in RUNS]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_files(tmp_path_factory):
+    from core.models import ModelConfig, build_model
+    folder = tmp_path_factory.mktemp("page_models")
+    paths = []
+    for arch, head in (("residual_cnn", "distribution"), ("custom_cnn", "regression")):
+        model, _ = build_model(ModelConfig.tiny(arch, age_head=head))
+        model.save(folder / f"{arch}.keras")
+        paths.append(folder / f"{arch}.keras")
+    return paths
+
+
+@pytest.fixture
+def sample_rows():
+    return load_dataset("utkface", settings.SAMPLE_DIR).table
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch, tiny_model_files, sample_rows):
+    """Two finished fake runs in a fresh FACE_RUNS_DIR (the first with a split.csv), no shipped model."""
+    root = tmp_path / "runs"
+    for name, model in zip(RUNS, tiny_model_files, strict=True):
+        run = root / name
+        run.mkdir(parents=True)
+        shutil.copy(model, run / "model.keras")
+        (run / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": ""}))
+        (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    splits = ["test" if i % 4 == 0 else "train" for i in range(len(sample_rows))]
+    pd.DataFrame({"path": sample_rows["path"], "split": splits}).to_csv(root / RUNS[0] / "split.csv", index=False)
+    monkeypatch.setenv("FACE_RUNS_DIR", str(root))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
+    st.cache_resource.clear()  # the page's prediction store is process-wide: start every test empty
+    return {"test_rows": splits.count("test")}
+
+
+@pytest.fixture
+def predict_calls(monkeypatch):
+    """Counts calls to core.evaluation.predict_frame (the page's only way to predict) and records progress."""
+    calls = []
+    real = evaluation.predict_frame
+
+    def counting(predictor, table, on_progress=None, **kwargs):
+        calls.append({"rows": len(table), "progress": []})
+        return real(predictor, table, on_progress=lambda d, t: (calls[-1]["progress"].append(d), on_progress(d, t)),
+                    **kwargs)
+
+    monkeypatch.setattr(evaluation, "predict_frame", counting)
+    return calls
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(settings.PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/evaluate.py")
+    at.run()
+    assert not at.exception
+    return at
+
+
+def evaluate(at: AppTest, labels=LABELS, rows: str | None = None) -> AppTest:
+    at.multiselect(key="evaluate.models").set_value(list(labels)).run()
+    if rows is not None:
+        at.selectbox(key="evaluate.rows").set_value(rows).run()
+    at.button(key="evaluate.run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def comparison(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def test_two_models_on_the_bundled_sample(runs, predict_calls, sample_rows):
+    at = evaluate(open_page())
+    assert not at.error
+    table = comparison(at)
+    assert sorted(table["model"]) == sorted(LABELS)
+    assert table["n"].tolist() == [len(sample_rows)] * 2
+    assert table["gender_accuracy"].between(0, 1).all() and (table["age_mae"] >= 0).all()
+    assert len(at.get("plotly_chart")) >= 10  # headline, CS, scatter, MAE by age, confusions, reliability, groups
+    assert len(at.get("image")) == 3  # the worst-errors grids: age, gender, race
+    assert len(at.get("download_button")) == 2
+    assert [c["rows"] for c in predict_calls] == [len(sample_rows)] * 2
+    assert all(c["progress"][-1] == len(sample_rows) for c in predict_calls)  # the progress bar was fed
+
+
+def test_second_visit_does_not_predict_again(runs, predict_calls):
+    at = evaluate(open_page())
+    assert len(predict_calls) == 2
+    at.selectbox(key="evaluate.detail").set_value(LABELS[1]).run()  # any rerun
+    assert len(predict_calls) == 2 and len(at.dataframe) == 3
+
+    again = open_page()  # a new session: results come from the shared store, without pressing Evaluate
+    again.multiselect(key="evaluate.models").set_value(LABELS).run()
+    assert not again.exception and len(predict_calls) == 2
+    assert sorted(comparison(again)["model"]) == sorted(LABELS)
+
+
+def test_a_runs_test_split_scores_only_its_test_rows(runs, predict_calls):
+    at = evaluate(open_page(), labels=LABELS[:1], rows=f"Test split of {RUNS[0]}")
+    assert comparison(at)["n"].tolist() == [runs["test_rows"]]
+    assert predict_calls[-1]["rows"] == runs["test_rows"]
+
+
+def test_nothing_is_predicted_before_evaluate_is_pressed(runs, predict_calls, sample_rows):
+    at = open_page()
+    at.multiselect(key="evaluate.models").set_value(LABELS).run()
+    assert not predict_calls
+    assert any(f"{len(sample_rows):,} labelled images ready" in info.value for info in at.info)
+
+
+def test_a_bad_folder_shows_an_error_not_a_traceback(runs, predict_calls):
+    at = open_page()
+    at.text_input(key="evaluate.folder").set_value("/no/such/folder").run()
+    at.button(key="evaluate.run").click().run()
+    assert not at.exception and not predict_calls
+    assert any("Folder not found" in error.value for error in at.error)
+
+
+def test_without_models_the_page_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "empty_runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
+    at = open_page()
+    assert any("No model yet" in warning.value for warning in at.warning)
+
+
+# --------------------------------------------------------------------------------------- the figures
+
+def small_reports() -> dict:
+    table = load_dataset("utkface", settings.SAMPLE_DIR).table.head(60)
+    n = len(table)
+    outputs = {"age": (table["age"].to_numpy(dtype=float) + 3).reshape(-1, 1), "gender": [[0.7]] * n,
+               "race": [[0.6, 0.1, 0.1, 0.1, 0.1]] * n}
+    frame = evaluation.predictions_frame(table, outputs)
+    return {"a": evaluation.evaluate_frame(frame, min_group=5), "b": evaluation.evaluate_frame(frame, min_group=5)}
+
+
+def test_group_bars_show_each_model_fade_small_groups_and_name_the_gap():
+    reports = small_reports()
+    figure = charts.eval_group_bars(reports, "race", "race_accuracy")
+    assert [trace.name for trace in figure.data] == ["a", "b"]
+    groups = reports["a"]["by_group"]["race"]
+    assert list(figure.data[0].x) == list(groups)
+    assert list(figure.data[0].marker.opacity) == [0.35 if g["small"] else 1.0 for g in groups.values()]
+    gap = reports["a"]["gaps"]["race"]["race_accuracy"]
+    assert f"gap {gap['gap']:.3g} ({gap['worst']} vs {gap['best']})" in figure.layout.title.text
+
+
+def test_confusion_reliability_cs_and_scatter_figures():
+    reports = small_reports()
+    confusion = reports["a"]["confusion"]["gender"]
+    heatmap = charts.eval_confusion(confusion, "Gender").data[0]
+    assert [list(row) for row in heatmap.text] == confusion["matrix"]
+    assert all(abs(sum(row) - 1) < 1e-9 or sum(row) == 0 for row in heatmap.z)  # rows are shares of the truth
+    reliability = charts.eval_reliability(reports, "race")
+    assert reliability.data[0].name == "calibrated" and len(reliability.data) == 3
+    assert "ECE" in reliability.data[1].name
+    cs = charts.eval_cs_curve(reports)
+    assert list(cs.data[0].x) == list(range(1, 11))
+    frame = evaluation.predictions_frame(load_dataset("utkface", settings.SAMPLE_DIR).table.head(5),
+                                         {"age": [[30]] * 5, "gender": [[0.5]] * 5, "race": [[0.2] * 5] * 5})
+    scatter = charts.eval_age_scatter(frame)
+    assert len(scatter.data[0].x) == 5 and scatter.data[1].name == "perfect"

@@ -1,0 +1,159 @@
+"""The Explore page driven like a user: counts, charts, the image grid and its pages, filters, bad folders."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.datasets import filter_table, load_dataset, short_labels
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "pages" / "explore.py"
+
+
+def _page_constants(path: Path) -> SimpleNamespace:
+    """The page's module-level constants (widget keys, page size), read from its source: importing a page would
+    run it as a script."""
+    constants = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            constants.update({target.id: node.value.value for target in node.targets if target.id.isupper()})
+    return SimpleNamespace(**constants)
+
+
+explore = _page_constants(PAGE)
+SAMPLE_DIR = ROOT / "data" / "sample" / "utkface"
+FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
+MATCHING = "Images matching the filters"
+
+
+@pytest.fixture
+def page(monkeypatch) -> AppTest:
+    monkeypatch.delenv("FACE_DATA_DIR", raising=False)
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def grid(at: AppTest):
+    images = at.get("image")
+    assert len(images) == 1, "the grid is one st.image element holding a page of thumbnails"
+    return images[0]
+
+
+def choose_folder(at: AppTest, folder) -> AppTest:
+    at.text_input(key=explore.KEY_FOLDER).input(str(folder)).run()
+    return at
+
+
+def test_opens_on_the_bundled_sample_with_its_counts(page):
+    table = load_dataset(None, SAMPLE_DIR).table
+    assert page.text_input(key=explore.KEY_FOLDER).value == str(SAMPLE_DIR)
+    assert metric(page, "Images") == f"{len(table):,}"
+    assert metric(page, "Problems") == "0"
+    assert metric(page, "Female") == f"{int((table['gender'] == 1).sum()):,}"
+    assert metric(page, "Asian") == f"{int((table['race'] == 2).sum()):,}"
+    assert metric(page, MATCHING) == f"{len(table):,}"
+    assert not page.error
+
+
+def test_env_folder_is_the_default(monkeypatch):
+    monkeypatch.setenv("FACE_DATA_DIR", str(FAIRFACE_FIXTURE))
+    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert at.text_input(key=explore.KEY_FOLDER).value == str(FAIRFACE_FIXTURE)
+    assert metric(at, "Images") == "13" and metric(at, "Problems") == "4"
+    assert metric(at, "Southeast Asian") == "2"
+
+
+def test_charts_are_drawn(page):
+    assert len(page.get("plotly_chart")) == 4
+    page.radio(key=explore.KEY_COLOR_BY).set_value("race").run()
+    assert not page.exception and len(page.get("plotly_chart")) == 4
+
+
+def test_grid_shows_one_page_of_labelled_thumbnails(page):
+    table = load_dataset(None, SAMPLE_DIR).table
+    first = grid(page)
+    assert len(first.value) == explore.PER_PAGE
+    assert first.captions == short_labels(table.iloc[: explore.PER_PAGE])
+    pager = page.pagination(key=explore.KEY_PAGE)
+    assert pager.num_pages == -(-len(table) // explore.PER_PAGE)
+    pager.set_value(pager.num_pages).run()
+    last = grid(page)
+    assert len(last.value) == len(table) - (pager.num_pages - 1) * explore.PER_PAGE
+    assert last.captions == short_labels(table.iloc[(pager.num_pages - 1) * explore.PER_PAGE:])
+    assert len(page.get("download_button")) == 1
+
+
+def test_filters_change_the_count_and_the_grid(page):
+    table = load_dataset(None, SAMPLE_DIR).table
+    page.multiselect(key=explore.KEY_GENDERS).select("female").run()
+    female = filter_table(table, genders=["female"])
+    assert metric(page, MATCHING) == f"{len(female):,}" != f"{len(table):,}"
+    assert all("female" in caption for caption in grid(page).captions)
+
+    page.slider(key=explore.KEY_AGE).set_value((20, 29)).run()
+    page.multiselect(key=explore.KEY_RACES).select("Asian").run()
+    narrow = filter_table(table, (20, 29), ["female"], ["Asian"])
+    assert 0 < len(narrow) < len(female)
+    assert metric(page, MATCHING) == f"{len(narrow):,}"
+    assert grid(page).captions == short_labels(narrow.iloc[: explore.PER_PAGE])
+    assert metric(page, "Images") == f"{len(table):,}"  # headline counts describe the whole dataset
+
+    page.slider(key=explore.KEY_AGE).set_value((110, 116)).run()
+    assert metric(page, MATCHING) == "0"
+    assert "No image matches" in page.info[0].value and not page.get("image")
+
+
+@pytest.mark.parametrize(("make_folder", "message"), [
+    (lambda tmp: tmp / "does-not-exist", "Folder not found"),
+    (lambda tmp: (tmp / "a.txt").write_text("x") and tmp / "a.txt", "is a file, not a folder"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "No UTKFace images"),
+    (lambda tmp: "  ", "No folder given"),
+])
+def test_bad_folders_give_an_error_not_a_traceback(page, tmp_path, make_folder, message):
+    choose_folder(page, make_folder(tmp_path))
+    assert not page.exception
+    assert len(page.error) == 1 and message in page.error[0].value
+    assert not page.get("plotly_chart") and not page.get("image")
+
+
+def test_problems_are_listed(page, tmp_path):
+    good, bad = "30_1_2_20170101000000001.jpg.chip.jpg", "39_1_20170116174525125.jpg.chip.jpg"
+    for name in (good, bad):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    choose_folder(page, tmp_path)
+    assert not page.exception
+    assert metric(page, "Images") == "1" and metric(page, "Problems") == "1"
+    assert page.expander[0].label == "Skipped files (1)"
+    problems = page.dataframe[0].value
+    assert problems["file"].tolist() == [bad] and "race missing" in problems["problem"][0]
+
+
+def test_kind_picker_and_adience(page, shared_dir):
+    page.selectbox(key=explore.KEY_KIND).set_value("adience")
+    choose_folder(page, shared_dir / "data" / "adience")
+    assert not page.exception and not page.error
+    assert metric(page, "Images") == "19" and metric(page, "Male") == "11" and metric(page, "Female") == "8"
+    assert len(page.get("plotly_chart")) == 4 and len(grid(page).value) == 19
+
+    page.selectbox(key=explore.KEY_KIND).set_value("fairface").run()
+    assert "No FairFace label files" in page.error[0].value
+
+
+def test_full_utkface_folder(page, shared_dir):
+    choose_folder(page, shared_dir / "data" / "utkface")
+    assert not page.exception
+    assert metric(page, "Images") == "21,702" and metric(page, "Problems") == "3"
+    assert len(grid(page).value) == explore.PER_PAGE  # never all 21,702 thumbnails

@@ -1,0 +1,178 @@
+"""Splits, folds, targets with masks, decoded images and the tf.data input pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.datasets import load_dataset, stratum
+from core.pipeline import (
+    SPLITS,
+    balanced_class_weights,
+    fold_split,
+    kfold_assignment,
+    load_images,
+    make_dataset,
+    split_table,
+    targets_and_weights,
+)
+
+
+def _table(n: int, seed: int = 0, skewed: bool = True) -> pd.DataFrame:
+    """A label table like load_dataset's, without images; skewed so strata differ a lot in size."""
+    rng = np.random.default_rng(seed)
+    race_p = [0.45, 0.2, 0.15, 0.15, 0.05] if skewed else [0.2] * 5
+    table = pd.DataFrame({
+        "path": [f"img{i}.jpg" for i in range(n)],
+        "age": pd.array(rng.integers(1, 90, n).astype(float), dtype="Float64"),
+        "gender": pd.array(rng.integers(0, 2, n), dtype="Int64"),
+        "race": pd.array(rng.choice(5, n, p=race_p), dtype="Int64"),
+    })
+    return table.set_index(pd.Index(rng.permutation(n) + 1000))  # a non-trivial index must be preserved
+
+
+def test_split_is_disjoint_complete_and_matches_the_fractions():
+    table = _table(2000)
+    split = split_table(table, (0.7, 0.15, 0.15), seed=1)
+    assert split.index.equals(table.index)  # one label per row: disjoint and complete by construction
+    assert set(split) == set(SPLITS)
+    counts = split.value_counts()
+    for name, fraction in zip(SPLITS, (0.7, 0.15, 0.15), strict=True):
+        assert abs(counts[name] - fraction * len(table)) <= 1
+
+
+def test_split_is_stratified_by_decade_gender_and_race():
+    table = _table(3000)
+    split = split_table(table, (0.7, 0.15, 0.15), seed=2)
+    big = 0
+    for _, part in split.groupby(stratum(table)):
+        counts = part.value_counts()
+        for name, fraction in zip(SPLITS, (0.7, 0.15, 0.15), strict=True):
+            assert abs(counts.get(name, 0) - fraction * len(part)) <= 2, (len(part), counts.to_dict())
+        big += len(part) >= 40
+    assert big >= 10  # the check above was meaningful on many sizeable strata
+
+
+def test_split_is_seeded():
+    table = _table(500)
+    assert split_table(table, seed=7).equals(split_table(table, seed=7))
+    assert not split_table(table, seed=7).equals(split_table(table, seed=8))
+
+
+def test_a_tiny_table_of_singleton_strata_still_gets_validation_and_test_rows():
+    table = _table(40, skewed=False)
+    assert stratum(table).value_counts().max() <= 3  # nearly every row is alone in its stratum
+    counts = split_table(table, (0.7, 0.15, 0.15)).value_counts()
+    assert (counts["train"], counts["val"], counts["test"]) == (28, 6, 6)
+
+
+def test_split_rejects_fractions_that_do_not_add_up():
+    with pytest.raises(ValueError, match="sum"):
+        split_table(_table(10), (0.7, 0.2, 0.2))
+
+
+def test_kfold_puts_every_row_in_exactly_one_fold_stratified():
+    table = _table(1000)
+    folds = kfold_assignment(table, 5, seed=3)
+    assert folds.index.equals(table.index) and set(folds) == set(range(5))
+    sizes = folds.value_counts()
+    assert sizes.max() - sizes.min() <= 1
+    for _, part in folds.groupby(stratum(table)):
+        per_fold = part.value_counts().reindex(range(5), fill_value=0)
+        assert per_fold.max() - per_fold.min() <= 1
+    assert folds.equals(kfold_assignment(table, 5, seed=3))
+    with pytest.raises(ValueError):
+        kfold_assignment(table, 1)
+
+
+def test_fold_split_tests_on_the_fold_and_validates_on_part_of_the_rest():
+    table = _table(300)
+    folds = kfold_assignment(table, 3)
+    tested = pd.Series(0, index=table.index)
+    for fold in range(3):
+        split = fold_split(folds, fold, 0.2, table=table)
+        assert split[folds == fold].eq("test").all() and not split[folds != fold].eq("test").any()
+        val = split.eq("val").sum()
+        assert abs(val - 0.2 * (folds != fold).sum()) <= 1
+        tested += split.eq("test")
+    assert tested.eq(1).all()  # across folds, every row is tested exactly once
+
+
+def test_targets_mask_missing_labels_with_zero_weight():
+    table = pd.DataFrame({
+        "age": pd.array([30.0, None, 60.0], dtype="Float64"),
+        "gender": pd.array([1, 0, None], dtype="Int64"),
+        "race": pd.array([None, 2, 4], dtype="Int64"),
+    })
+    y, w = targets_and_weights(table, "distribution", sigma=2.0)
+    np.testing.assert_array_equal(w["age"], [1, 0, 1])
+    np.testing.assert_array_equal(w["gender"], [1, 1, 0])
+    np.testing.assert_array_equal(w["race"], [0, 1, 1])
+    np.testing.assert_array_equal(w["age_dist"], w["age"])
+    assert np.isfinite(y["age"]).all() and np.isfinite(y["gender"]).all()  # NaN would poison the loss anyway
+    np.testing.assert_allclose(y["age_dist"].sum(axis=1), 1.0, rtol=1e-5)
+    assert y["age_dist"][2].argmax() == 60
+
+
+def test_class_weights_multiply_each_heads_mask():
+    table = pd.DataFrame({"age": pd.array([20.0] * 4, dtype="Float64"),
+                          "gender": pd.array([0, 0, 0, 1], dtype="Int64"),
+                          "race": pd.array([0, 0, 1, None], dtype="Int64")})
+    gender_weights = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+    np.testing.assert_allclose(gender_weights, [4 / 6, 4 / 2])
+    race_weights = balanced_class_weights(np.array([0, 0, 1]), 5)
+    _, w = targets_and_weights(table, "regression", race_class_weights=race_weights,
+                               gender_class_weights=gender_weights)
+    np.testing.assert_allclose(w["gender"], [2 / 3, 2 / 3, 2 / 3, 2])
+    np.testing.assert_allclose(w["race"], [race_weights[0], race_weights[0], race_weights[1], 0])
+    assert race_weights[1] > race_weights[0]  # the rarer class weighs more
+
+
+@pytest.fixture(scope="module")
+def small_images(synthetic_utkface):
+    table = load_dataset("utkface", synthetic_utkface).table
+    return table, load_images(table["path"].tolist(), 32)
+
+
+def test_load_images_decodes_every_file_to_one_uint8_array(small_images):
+    table, images = small_images
+    assert images.shape == (len(table), 32, 32, 3) and images.dtype == np.uint8
+    assert images.std() > 5  # real pixels, not an empty buffer
+
+
+def _batches(ds) -> list:
+    return [tuple(part.numpy() if hasattr(part, "numpy") else {k: v.numpy() for k, v in part.items()}
+                  for part in batch) for batch in ds]
+
+
+def test_validation_batches_are_the_images_in_order_with_targets_and_weights(small_images):
+    table, images = small_images
+    y, w = targets_and_weights(table, "regression")
+    batches = _batches(make_dataset(images, y, w, batch_size=16, training=False))
+    assert [len(b[0]) for b in batches] == [16, 16, 16]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
+    np.testing.assert_array_equal(np.concatenate([b[1]["age"] for b in batches]), y["age"])
+    assert batches[0][2].keys() == {"age", "gender", "race"}
+
+
+def test_training_batches_are_shuffled_each_epoch_and_augmented(small_images):
+    table, images = small_images
+    y, w = targets_and_weights(table, "regression")
+    y["row"] = np.arange(len(table))  # an extra target that names each row, to find its raw pixels
+    ds = make_dataset(images, y, w, batch_size=48, training=True, augment=True, seed=0)
+    (x1, y1, _), = _batches(ds)
+    (_, y2, _), = _batches(ds)
+    assert x1.shape == (48, 32, 32, 3) and x1.dtype == np.float32
+    assert sorted(y1["row"]) == list(range(48))  # every row once per epoch
+    assert not np.array_equal(y1["row"], y2["row"])  # reshuffled for the next epoch
+    np.testing.assert_array_equal(y1["age"], y["age"][y1["row"]])  # targets travel with their images
+    assert np.abs(x1 - images[y1["row"]].astype(np.float32)).mean() > 3  # augmented, not the raw pixels
+    assert x1.min() >= 0 and x1.max() <= 255
+
+
+def test_training_without_augmentation_gives_the_raw_pixels(small_images):
+    table, images = small_images
+    y, w = targets_and_weights(table, "regression")
+    (x, _, _), = _batches(make_dataset(images, y, w, batch_size=48, training=True, augment=False))
+    np.testing.assert_array_equal(np.sort(x.reshape(48, -1).sum(axis=1)), np.sort(images.reshape(48, -1).sum(axis=1)))
