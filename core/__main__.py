@@ -276,6 +276,30 @@ def cmd_export(args) -> int:
     return 2
 
 
+# ----------------------------------------------------------------------------------------------- ship
+
+def _add_ship(sub) -> None:
+    p = sub.add_parser("ship", help="make a training run the app's default model, with its model card")
+    p.add_argument("--run", required=True, help="training run folder (runs/<time>-<arch>)")
+    p.add_argument("--data", required=True, help="the UTKFace folder the run was trained on")
+    p.add_argument("--name", default="face_insight_v1")
+    p.add_argument("--models-dir", default="", help="default: the app's models/ folder")
+
+
+def cmd_ship(args) -> int:
+    from pathlib import Path
+
+    from core.modelcard import ship_run
+    if not (Path(args.run) / "model.keras").is_file():
+        print(f"error: {args.run} has no model.keras", file=sys.stderr)
+        return 2
+    card = ship_run(args.run, args.data, args.name, Path(args.models_dir) if args.models_dir else None)
+    m = card["metrics"]
+    print(f"shipped {card['file']} ({card['file_mb']} MB): test n={m['n']} age MAE {m['age_mae']:.2f}, "
+          f"gender {m['gender_accuracy']:.1%}, race {m['race_accuracy']:.1%}")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 COMMANDS = {
@@ -284,6 +308,7 @@ COMMANDS = {
     "predict": (_add_predict, cmd_predict),
     "saliency": (_add_saliency, cmd_saliency),
     "export": (_add_export, cmd_export),
+    "ship": (_add_ship, cmd_ship),
 }
 
 

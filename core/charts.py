@@ -238,3 +238,28 @@ def training_curves(batch_log: list[dict], history: list[dict]) -> go.Figure:
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+# --- predict ---
+# One face's probabilities as horizontal bars: the label with its percentage on each bar, on a fixed 0–100% axis
+# so faces can be compared at a glance. Colours are the explore section's, so "female" or "Asian" match.
+
+def _probability_bars(probabilities: dict[str, float], colors: dict[str, str], title: str) -> go.Figure:
+    names = list(probabilities)
+    values = [probabilities[name] for name in names]
+    fig = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", marker_color=[colors.get(name, "#B0B0B0") for name in names],
+        text=[f"{v:.0%}" for v in values], textposition="auto",
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed")  # first label on top, in the given order
+    return _layout(fig, title, height=70 + 28 * len(names), showlegend=False)
+
+
+def predict_gender_bars(female_prob: float) -> go.Figure:
+    return _probability_bars({"male": 1 - female_prob, "female": female_prob}, GENDER_COLORS, "Gender")
+
+
+def predict_race_bars(race_probs: dict[str, float]) -> go.Figure:
+    """All five race probabilities, in the model's order (White, Black, Asian, Indian, Others)."""
+    return _probability_bars(dict(race_probs), RACE_COLORS, "Race")

@@ -1,20 +1,25 @@
 """Finding faces in a photo (MediaPipe BlazeFace) and cutting each out the way the training faces were cut.
 
 Detection. BlazeFace sees the whole photo shrunk to 128 px (short-range model) or 192 px (full-range model), so
-what it finds depends on the face's size relative to the photo. Measured on UTKFace faces pasted into
-1600×1200 scenes (tests/benchmarks/bench_predict.py --detection): the short-range model finds faces from ~16%
-of the long side up to frame-filling close-ups, the full-range model from ~6% up to ~40% but misses close-ups,
-and the full-range model on a 2×2 grid of overlapping tiles reaches ~3.5%. So a photo gets all three passes,
-merged by de-duplication (short-range boxes win: its keypoints are the more precise and the crop was calibrated
-on them). Faces found only by the full-range model are re-detected with the short-range model in a window
-around them, for the same reason. The tiles are skipped for close-ups (a face spanning a quarter of the
-photo's short side): they cost four more passes for faces several times smaller than the subject.
+what it finds depends on a face's size relative to the photo. Measured on UTKFace faces pasted into 1600×1200
+scenes (`tests/benchmarks/bench_predict.py --detection`): the short-range model alone finds faces from ~16% of
+the long side up to frame-filling close-ups, the full-range model from ~5% up to ~40% (it misses close-ups), and
+the full-range model on a 2×2 grid of overlapping tiles from ~3%. So a photo gets all three passes, merged by
+de-duplication; short-range boxes win, as their keypoints are the more precise and the crop was calibrated on
+them, and other finds are re-detected by the short-range model in a window around them for the same reason.
+Each model alone raises false alarms on textured backgrounds (scores up to ~0.66), rarely both at one place: a
+face is kept when both models saw it, or when one saw it with a score of at least 0.7. The tiles are skipped
+for close-ups (a face spanning a quarter of the photo's short side): four more passes, for faces several times
+smaller than the subject; `tiles="always"` searches them too.
 
-Alignment. UTKFace's "aligned & cropped" faces were rotated so the eyes are level and cut square around the
-face from the eyebrows' top to the chin, with little background. Measured by running the detector on 1,500 of
-them: the crop side is 1.24 × (eye distance + eye-to-mouth distance), within 4.5% (the BlazeFace box gives 1.08 ×
-its width within 4.2%, but shrinks as a face tilts: 0.94 at 20°), with the eyes centred and 31% from the top.
-`align_crop` cuts that square from the photo, rotated by the eye angle, in one resampling step.
+Alignment. UTKFace's "aligned & cropped" faces are levelled (eyes horizontal) and cut square around the face
+from the top of the forehead to just below the chin, with little background. Measured by running the detector
+on 1,500 of them (`--calibrate`): the crop side is 1.24 × (eye distance + eye-to-mouth distance), within 4.6%;
+the eyes are centred and 31% from the top. (The BlazeFace box gives 1.08 × its width, within 4.4%, but the box
+shrinks as a face tilts: 0.94 at 20°, 0.87 at 30°, where the keypoint span stays within 2%.) `align_crop` cuts
+that square, turned by the eye angle, in one resampling step. Crops of held-out faces pasted at random sizes and
+tilts (`--margin`) match the UTKFace originals best at this framing: mean pixel difference 25 at 96 px, against
+28 for 10% tighter, 33 for 10% looser, 33 without levelling and 36 for the bare BlazeFace box.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from core import settings
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 FULL_RANGE_MODEL = "face_detection_full_range_sparse.tflite"
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right
-MIN_SCORE = 0.5
+MIN_SCORE = 0.5  # MediaPipe's default: a first filter only, see CONFIDENT_SCORE
+CONFIDENT_SCORE = 0.7  # a face seen by one model only must score this (none of ~300 false alarms measured did)
 
 # Crop geometry, measured on UTKFace (bench_predict.py --calibrate prints these from the data).
 CROP_SIDE_PER_KEYPOINT_SPAN = 1.243  # crop side / (eye distance + eye-to-mouth distance)
@@ -45,6 +51,7 @@ TILE_MIN_SIDE = 480  # below this, tiles would be smaller than the detector's ow
 CLOSE_UP_FRACTION = 0.25  # a face this large (of the short side) makes the photo a close-up: no tiles
 REFINE_WINDOW = 2.5  # re-detection window, in face sizes: puts the face at 40%, the short-range sweet spot
 _PASS_PRIORITY = {"short": 0, "full": 1, "tile": 2}
+_MODEL_OF = {"short": "short", "full": "full", "tile": "full"}
 TILE_POLICIES = ("auto", "always", "never")
 
 
@@ -131,10 +138,18 @@ class FaceDetector:
             if self._closed:
                 raise DetectorError("The face detector was closed.")
             found = self._run(self._short, pixels, "short") + self._run(self._full, pixels, "full")
-            if self._want_tiles(tiles, pixels.shape, found):
+            if self._want_tiles(tiles, pixels.shape, [f for f in found if f.score >= CONFIDENT_SCORE]):
                 found += self._tile_pass(pixels)
-            faces = [self._refine(pixels, face) if face.source != "short" else face for face in _deduplicate(found)]
-        return sorted(_deduplicate(faces), key=lambda f: f.center[0])
+            faces = []
+            for face, duplicates in _deduplicate(found):
+                models = {_MODEL_OF[f.source] for f in (face, *duplicates)}
+                if face.source != "short":
+                    face, confirmed = self._refine(pixels, face)
+                    models |= {"short"} if confirmed else set()
+                # Each model alone has false alarms on textured backgrounds, rarely both at the same place.
+                if len(models) > 1 or face.score >= CONFIDENT_SCORE:
+                    faces.append(face)
+        return sorted((face for face, _ in _deduplicate(faces)), key=lambda f: f.center[0])
 
     @staticmethod
     def _want_tiles(tiles: str, shape: tuple[int, ...], found: list[Face]) -> bool:
@@ -155,19 +170,19 @@ class FaceDetector:
                 faces += [f for f in self._run(self._full, tile, "tile", (left, top)) if not _touches(f, inner)]
         return faces
 
-    def _refine(self, pixels: np.ndarray, face: Face) -> Face:
+    def _refine(self, pixels: np.ndarray, face: Face) -> tuple[Face, bool]:
         """Re-detect a full-range find with the short-range model, whose box and keypoints match the crop
-        calibration; keep the original when the short-range model does not confirm it."""
+        calibration. Returns the face and whether the short-range model confirmed it (else it is unchanged)."""
         cx, cy = face.center
         half = max(face.box[2:]) * REFINE_WINDOW / 2
         left, top = max(0, round(cx - half)), max(0, round(cy - half))
         right, bottom = min(pixels.shape[1], round(cx + half)), min(pixels.shape[0], round(cy + half))
         window = np.ascontiguousarray(pixels[top:bottom, left:right])
-        candidates = [f for f in self._run(self._short, window, face.source, (left, top)) if _overlap(f, face) > 0.5]
+        candidates = [f for f in self._run(self._short, window, face.source, (left, top)) if _same_face(f, face)]
         if not candidates:
-            return face
+            return face, False
         best = max(candidates, key=lambda f: f.score)
-        return replace(best, score=max(best.score, face.score))
+        return replace(best, score=max(best.score, face.score)), True
 
     @staticmethod
     def _run(task, pixels: np.ndarray, source: str, offset: tuple[int, int] = (0, 0)) -> list[Face]:
@@ -222,23 +237,29 @@ def _touches(face: Face, inner: tuple[float | None, ...]) -> bool:
             or (right is not None and x + w >= right - slack) or (bottom is not None and y + h >= bottom - slack))
 
 
-def _overlap(a: Face, b: Face) -> float:
-    """Intersection over the smaller box: 1 when one box lies inside the other (a half-face find inside a whole
-    face counts as the same face, where plain IoU would keep both)."""
+def _same_face(a: Face, b: Face) -> bool:
+    """Boxes of one face from two passes: they overlap mostly, measured on the smaller box (a half-face find
+    inside a whole face is the same face, where plain IoU would keep both), and are of similar size (a small
+    face inside a large false alarm's box is not swallowed by it)."""
     ax, ay, aw, ah = a.box
     bx, by, bw, bh = b.box
     iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
     ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    smaller = min(aw * ah, bw * bh)
-    return iw * ih / smaller if smaller > 0 else 0.0
+    smaller, larger = sorted((aw * ah, bw * bh))
+    return smaller > 0 and iw * ih / smaller > 0.5 and smaller / larger > 0.2
 
 
-def _deduplicate(faces: list[Face], threshold: float = 0.5) -> list[Face]:
+def _deduplicate(faces: list[Face]) -> list[tuple[Face, list[Face]]]:
+    """Greedy: in pass priority, then score order, each face is kept unless it is the same face as one kept
+    before; returns each kept face with the duplicates it absorbed."""
     ordered = sorted(faces, key=lambda f: (_PASS_PRIORITY.get(f.source, 3), -(f.score or 0)))
-    kept: list[Face] = []
+    kept: list[tuple[Face, list[Face]]] = []
     for face in ordered:
-        if all(_overlap(face, other) <= threshold for other in kept):
-            kept.append(face)
+        match = next((group for group in kept if _same_face(face, group[0])), None)
+        if match is None:
+            kept.append((face, []))
+        else:
+            match[1].append(face)
     return kept
 
 

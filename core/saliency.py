@@ -7,8 +7,8 @@ returned at the model's input size, normalised to [0, 1].
 What is explained, per head: `age` — the predicted age in years; `gender` — the logit of the predicted gender
 (its sign flipped for "male"), `race` — the logit of one class (the predicted one unless chosen). Logits rather
 than probabilities, because a saturated sigmoid/softmax has vanishing gradients: the sigmoid/softmax output
-layers are switched to linear with tf-keras-vis' ReplaceToLinear, on a private clone so the caller's model
-keeps predicting probabilities.
+layers are switched to linear with tf-keras-vis' ReplaceToLinear, on a private copy of the output layer so the
+caller's model keeps predicting probabilities.
 
 Our models output a dict; tf-keras-vis wants one score per model output, so each head gets a single-output
 "view" model (`keras.Model(inputs, head_output)`). Two library quirks are worked around here, each at one place:
@@ -108,8 +108,8 @@ def as_crop(image, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ the explainer
 
 class Explainer:
-    """Saliency maps for one loaded model. Building it clones the model once (seconds for ResNet-50), so keep
-    one per model (the page caches it); calls are serialised by a lock, the Keras graph surgery is not
+    """Saliency maps for one loaded model (used read-only). Keep one per model (the page caches it): the view
+    models it builds per head and layer are kept. Calls are serialised by a lock: Keras graph building is not
     thread-safe."""
 
     def __init__(self, model):
@@ -120,7 +120,6 @@ class Explainer:
         self.model = model
         self.img_size = int(model.input_shape[1])
         self._predictor = Predictor(model, flip_tta=False)  # the maps explain one plain forward pass
-        self._linear = _linear_clone(model)
         self._lock = threading.RLock()
         self._built: dict[tuple, object] = {}  # views per (kind, head, layer): graph building is the slow part
 
@@ -201,12 +200,7 @@ class Explainer:
     # ---- internals
 
     def _view(self, head: str):
-        import keras
-        return self._memo(("view", head), lambda: keras.Model(
-            self._linear.inputs, [self._linear.get_layer(head).output], name=f"{head}_view"))
-
-    def _traced(self, head: str):
-        return self._memo(("traced", head), lambda: _Traced(self._view(head)))
+        return self._memo(("view", head), lambda: _linear_view(self.model, head))
 
     def _cam_view(self, head: str, layer_name: str):
         """(view model, tap layer) with the feature map `layer_name` reachable as a top-level layer's output."""
@@ -240,12 +234,13 @@ class Explainer:
 
     def _input_gradients(self, method: str, x: np.ndarray, head: str, index: int, seed: int) -> np.ndarray:
         from tf_keras_vis.saliency import Saliency
-        saliency = Saliency(self._traced(head))
+        saliency = Saliency(self._view(head))
         score = _gradient_score(head, index)
         if method == "saliency":
             return saliency(score, x)[0]
         # SmoothGrad as tf-keras-vis computes it (mean |gradient| over noisy copies, max over colour channels),
-        # but all copies in one batched call: its own loop makes one call per copy, several times slower on CPU.
+        # but all copies in one batched call: its own loop makes one eager call per copy, and on CPU the
+        # per-layer dispatch of each call costs more than the arithmetic of the whole batch.
         rng = np.random.default_rng(seed)
         sigma = SMOOTH_NOISE * float(x.max() - x.min())
         noisy = (x + rng.normal(0.0, sigma, (SMOOTH_SAMPLES, *x.shape[1:]))).astype(np.float32)
@@ -274,15 +269,22 @@ def _output_layer_names(model) -> set[str]:
     return {layer.name for layer in model.layers}
 
 
-def _linear_clone(model):
-    """A clone whose gender and race layers output logits (ReplaceToLinear on a view of just those two, so the
-    distribution age head keeps its softmax: its expectation is the age)."""
+def _linear_view(model, head: str):
+    """A single-output model for one head whose sigmoid/softmax output is linear. The output layer is copied
+    first and tf-keras-vis' ReplaceToLinear switches the copy: ReplaceToLinear mutates layers in place, and
+    the library's own way around that (cloning the model) takes seconds for ResNet-50; the rest of the graph
+    is shared with the caller's model, read-only."""
     import keras
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    ReplaceToLinear()(keras.Model(clone.inputs, [clone.get_layer("gender").output, clone.get_layer("race").output]))
-    return clone
+    layer = model.get_layer(head)
+    if head == "age":  # already linear (a Dense unit, or the expectation over the distribution head's softmax)
+        return keras.Model(model.inputs, [layer.output], name=f"{head}_view")
+    copy = layer.__class__.from_config(layer.get_config())
+    output = copy(layer.input)
+    copy.set_weights(layer.get_weights())
+    view = keras.Model(model.inputs, [output], name=f"{head}_view")
+    ReplaceToLinear()(view)
+    return view
 
 
 def _feature_maps(view) -> list[tuple[object, object | None]]:
@@ -342,19 +344,6 @@ def _flattened_view(view, owner, layer):
     tap = tap_layer(lower(before(image) if before else image))
     head = after(upper(tap) if upper else tap)
     return keras.Model([image], [head], name=f"{view.name}_flat"), tap_layer
-
-
-class _Traced:
-    """Quacks like the view model for tf-keras-vis' Saliency (inputs, outputs, call), but the call is one traced
-    graph: eager execution dispatches every layer from Python, 2-4× slower on CPU. Gradients flow through."""
-
-    def __init__(self, model):
-        import tensorflow as tf
-        self.inputs, self.outputs = model.inputs, model.outputs
-        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def __call__(self, inputs, training=False):
-        return self._fn(inputs[0] if isinstance(inputs, list) else inputs)
 
 
 # ---------------------------------------------------------------------------------------------- scores

@@ -1,4 +1,92 @@
+"""Predict: upload photos or take one; every face found gets an age (± how unsure), a gender and a race, each
+with the model's probabilities."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("predict")
-st.info("This page is being built.")
+from core import charts
+from core.faces import DetectorError
+from core.images import EXTENSIONS, ImageError
+from core.predict import Analysis, FaceResult, analyze_bytes
+from core.registry import ModelError
+from pages.common import model_picker, predictor_for
+
+KEY_MODEL = "predict.model"
+KEY_FILES = "predict.files"
+KEY_CAMERA = "predict.camera"
+KEY_SMALL_FACES = "predict.small_faces"
+KEY_WHOLE_IMAGE = "predict.whole_image"  # one per upload: f"{KEY_WHOLE_IMAGE}.{index}"
+CROP_PX = 128
+
+
+def options_ui():
+    """The chosen model's entry (None when there is none) and whether to search close-ups for small faces."""
+    model_col, option_col = st.columns([2, 1])
+    with model_col:
+        entries = model_picker(KEY_MODEL)
+    small_faces = option_col.toggle("Search close-ups for small faces too", key=KEY_SMALL_FACES,
+                                    help="Group photos are always searched tile by tile; close-ups skip it "
+                                         "to stay fast. Turn this on for faces far behind the subject.")
+    return (entries[0] if entries else None), small_faces
+
+
+def photos_ui() -> list[tuple[str, bytes]]:
+    """(name, bytes) of every uploaded photo, then the camera shot if any."""
+    files = st.file_uploader("Photos", type=list(EXTENSIONS), accept_multiple_files=True, key=KEY_FILES)
+    with st.expander("Or take a photo with the camera"):
+        shot = st.camera_input("Camera", key=KEY_CAMERA)
+    photos = [(file.name, file.getvalue()) for file in files or []]
+    return photos + ([("camera photo", shot.getvalue())] if shot else [])
+
+
+def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) -> Analysis | None:
+    """Faces and predictions for one photo; None (after an st.error) for a file that is not a usable photo."""
+    try:
+        analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
+        if analysis.faces:
+            return analysis
+        st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
+        if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
+            return analyze_bytes(data, predictor, whole_image=True)
+    except (ImageError, DetectorError) as error:
+        st.error(f"**{name}**: {error}")
+    return None
+
+
+def draw_face(index: int, result: FaceResult) -> None:
+    p = result.prediction
+    crop_col, text_col, gender_col, race_col = st.columns([1, 1.3, 2, 3])
+    crop_col.image(result.crop, caption="as the model saw it", width=CROP_PX)
+    text_col.markdown(f"#### Face {result.number}\n**{p.age:.0f} ± {p.age_std:.0f} years**\n\n"
+                      f"{p.gender} ({p.gender_prob:.0%})  \n{p.race} ({p.race_probs[p.race]:.0%})")
+    if result.face.score is not None:
+        text_col.caption(f"detector score {result.face.score:.2f}")
+    gender_col.plotly_chart(charts.predict_gender_bars(p.female_prob), key=f"predict.gender.{index}.{result.number}")
+    race_col.plotly_chart(charts.predict_race_bars(p.race_probs), key=f"predict.race.{index}.{result.number}")
+
+
+def draw_analysis(index: int, name: str, analysis: Analysis) -> None:
+    st.subheader(name)
+    count = len(analysis.faces)
+    what = "the whole image, as one face" if analysis.whole_image else f"{count} face{'s' * (count != 1)} found"
+    st.image(analysis.annotated(), caption=f"{analysis.full_size[0]}×{analysis.full_size[1]} · {what}")
+    for result in analysis.faces:
+        draw_face(index, result)
+
+
+st.title("Predict")
+st.caption("Age, gender and race for every face in your photos. Nothing you upload is stored: photos are "
+           "analysed in memory. The model's labels are UTKFace's categories and carry its biases.")
+entry, small_faces = options_ui()
+photos = photos_ui()
+if entry is not None and photos:
+    try:
+        predictor = predictor_for(entry)
+    except ModelError as error:
+        st.error(str(error))
+        st.stop()
+    for index, (name, data) in enumerate(photos):
+        analysis = analyze(index, name, data, predictor, small_faces)
+        if analysis is not None:
+            draw_analysis(index, name, analysis)

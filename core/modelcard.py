@@ -1,0 +1,115 @@
+"""Shipping a training run as the app's default model, with a model card whose numbers come from the same
+evaluation code as `python -m core evaluate` (so anyone can reproduce them)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from core import settings
+from core.atomic import atomic_path, atomic_write_text
+from core.evaluation import evaluate_frame, load_rows, predict_frame, to_json
+from core.registry import DEFAULT_MODEL_NAME
+
+HEADLINE = ("n", "age_mae", "age_rmse", "age_cs5", "age_within_1std", "gender_accuracy", "gender_f1",
+            "gender_auc", "gender_ece", "race_accuracy", "race_macro_f1", "race_ece")
+LICENSE = ("Trained on UTKFace (Zhang, Song, Qi, CVPR 2017), available for non-commercial research purposes "
+           "only; the model inherits that restriction. Images remain the property of their owners.")
+LIMITATIONS = [
+    "Labels (age, gender, race) were estimated by an algorithm and checked by one annotator: some are wrong, e.g. "
+    "an elderly man labelled age 5.",
+    "Gender is binary and race has 5 coarse classes ('Others' mixes Hispanic, Latino and Middle Eastern faces): "
+    "these categories do not describe how people identify.",
+    "Children and people over 70 are few in UTKFace; age errors are largest for the elderly (see by_group).",
+    "UTKFace faces are aligned, mostly frontal web photos: expect worse results on profile views, low light, "
+    "occlusions, heavy make-up and camera styles unlike the training data.",
+    "Not for decisions about people: identification, eligibility, surveillance or any consequential use.",
+]
+
+
+def _headline(report: dict) -> dict:
+    return {key: report.get(key) for key in HEADLINE}
+
+
+def card_metrics(report: dict) -> dict:
+    """The parts of an evaluation report that go on the card: headline, CS curve, per-group and gaps."""
+    return {
+        **_headline(report),
+        "age_cs": report.get("age_cs"),
+        "by_group": {dim: {group: {**_headline(m), "small": m.get("small")} for group, m in groups.items()}
+                     for dim, groups in report.get("by_group", {}).items()},
+        "gaps": report.get("gaps"),
+    }
+
+
+def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> str:
+    """The `python -m core train` command line that reproduces a run's config."""
+    model = config["model"]
+    args = ["python", "-m", "core", "train", "--arch", model["arch"], "--data", data_placeholder,
+            "--img-size", str(model["img_size"]), "--width", str(model["width"]), "--age-head", model["age_head"],
+            "--epochs", str(config["epochs"]), "--batch-size", str(config["batch_size"]),
+            "--lr", str(config["learning_rate"]), "--split", ",".join(str(f) for f in config["split"]),
+            "--seed", str(config["seed"])]
+    return shlex.join(args)
+
+
+def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None) -> dict:
+    """Evaluate a model exactly as `python -m core evaluate` does (same rows, same preprocessing, flip TTA)."""
+    from core.predict import Predictor
+    from core.registry import load_model
+    kind, table = load_rows("utkface", data_dir, split_file, "test")
+    frame = predict_frame(Predictor(load_model(model_path, allow_anywhere=True)), table)
+    return json.loads(to_json(evaluate_frame(frame, kind)))
+
+
+def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODEL_NAME,
+             models_dir: Path | None = None) -> dict:
+    """Copy a run's best model into models/ as `<name>.keras`, with `<name>.json` (the card) and
+    `<name>.split.csv` (which UTKFace file went to train/val/test, by name). Returns the card."""
+    run_dir, models_dir = Path(run_dir), Path(models_dir or settings.MODELS_DIR)
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    split = pd.read_csv(run_dir / "split.csv")
+    split["path"] = split["path"].map(lambda p: Path(p).name)  # names only: no machine paths in the repo
+
+    test_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv")
+    sample_report = evaluate_model(run_dir / "model.keras", settings.SAMPLE_DIR)
+    model_path = models_dir / f"{name}.keras"
+    with atomic_path(model_path, suffix=".keras") as tmp:
+        shutil.copyfile(run_dir / "model.keras", tmp)
+    atomic_write_text(models_dir / f"{name}.split.csv", split.to_csv(index=False))
+    counts = split["split"].value_counts().to_dict()
+    card = {
+        "name": name,
+        "file": model_path.name,
+        "file_mb": round(model_path.stat().st_size / 2**20, 2),
+        "arch": config["model"]["arch"],
+        "img_size": config["model"]["img_size"],
+        "age_head": config["model"]["age_head"],
+        "data": {
+            "dataset": f"UTKFace aligned & cropped: {len(split)} labelled images",
+            "split": "seeded stratified split by age decade × gender × race; file names in "
+                     f"{name}.split.csv",
+            "n_train": counts.get("train", 0), "n_val": counts.get("val", 0), "n_test": counts.get("test", 0),
+            "test_use": "scored once, after training; no choice was made on it",
+        },
+        "training": {
+            "command": train_command(config),
+            "ship_command": f"python -m core ship --run runs/<run> --data /path/to/UTKFace --name {name}",
+            "device": run_metrics.get("device"), "seconds": run_metrics.get("seconds"),
+            "epochs_run": run_metrics.get("epochs_run"), "config": config,
+        },
+        "evaluate_command": (f"python -m core evaluate --data /path/to/UTKFace --split-file models/{name}.split.csv "
+                             f"--split test --model models/{name}.keras --json"),
+        "metrics": card_metrics(test_report),
+        "sample_metrics": {**_headline(sample_report), "note": "bundled sample; some of these images were in the "
+                           "training split, so these numbers are optimistic: they exist to check the card"},
+        "license": LICENSE,
+        "limitations": LIMITATIONS,
+    }
+    atomic_write_text(models_dir / f"{name}.json", json.dumps(card, indent=2))
+    return card

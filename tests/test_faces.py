@@ -1,0 +1,239 @@
+"""Face detection and alignment on photos of real faces (UTKFace faces pasted into scenes, see tests/photos)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import settings
+from core.faces import (
+    KEYPOINT_NAMES,
+    DetectorError,
+    Face,
+    FaceDetector,
+    align_crop,
+    center_crop,
+    crop_geometry,
+    whole_image_face,
+)
+from tests.photos import Placed, background, compose, face_images, group, selfie, side_by_side
+
+
+@pytest.fixture(scope="module")
+def faces(shared_dir) -> list[Image.Image]:
+    return face_images(shared_dir / "data" / "utkface")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with FaceDetector() as opened:
+        yield opened
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return iw * ih / (aw * ah + bw * bh - iw * ih)
+
+
+def _matches(found: list[Face], places: list[Placed]) -> list[int]:
+    """For each placed face, how many detections have their centre on it."""
+    return [sum(place.contains(*face.center) for face in found) for place in places]
+
+
+def _eyes_level_after_alignment(detector, crop: np.ndarray) -> float:
+    """Detect again on the aligned crop (on a canvas, so the face is at a comfortable size) → its eye angle."""
+    canvas = Image.new("RGB", (3 * crop.shape[1],) * 2, (0, 0, 0))
+    canvas.paste(Image.fromarray(crop), (crop.shape[1], crop.shape[0]))
+    again = detector.detect(canvas, tiles="never")
+    assert len(again) == 1
+    return again[0].eye_angle
+
+
+# ------------------------------------------------------------------------------------------------ detection
+
+def test_selfie_one_face_with_box_and_keypoints(detector, faces):
+    image, place = selfie(faces[0])
+    found = detector.detect(image)
+    assert len(found) == 1
+    face = found[0]
+    assert face.score > 0.8 and face.source == "short"
+    assert _iou(face.box, place.box) > 0.6
+    assert len(face.keypoints) == len(KEYPOINT_NAMES) == 6
+    (rx, ry), (lx, ly), (nx, ny), (mx, my) = face.keypoints[:4]
+    assert rx < nx < lx and ry < ny < my  # image-left eye, nose between the eyes, mouth below
+    assert all(place.contains(x, y) for x, y in face.keypoints[:4])
+
+
+def test_two_faces_side_by_side(detector, faces):
+    image, places = side_by_side(faces[5:7])
+    found = detector.detect(image)
+    assert len(found) == 2
+    assert _matches(found, places) == [1, 1]
+    assert found[0].center[0] < found[1].center[0]  # numbered left to right
+    for face, place in zip(found, places, strict=True):
+        assert _iou(face.box, place.box) > 0.5
+
+
+def test_group_photo_finds_every_face(detector, faces):
+    image, places = group(faces, side=120)  # 10 faces of ~7% of the long side in two rows
+    found = detector.detect(image)
+    assert _matches(found, places) == [1] * len(places)
+    assert len(found) == len(places)
+
+
+def test_small_faces_need_the_full_range_model_and_tiles(detector, faces):
+    """Faces at 4% of the long side: invisible to the short-range model, partly found by the full-range model on
+    the whole photo, all found with the tiles."""
+    places = [Placed(160 + 320 * i, 500 + 40 * (i % 2), 64) for i in range(5)]
+    image = compose(faces[:5], places, (1600, 1200), seed=3)
+    pixels = np.asarray(image)
+    short_only = detector._run(detector._short, pixels, "short")
+    full_only = detector._run(detector._full, pixels, "full")
+    assert sum(_matches(short_only, places)) == 0
+    assert sum(_matches(full_only, places)) < len(places)
+    assert _matches(detector.detect(image), places) == [1] * len(places)
+
+
+def test_frame_filling_faces_need_the_short_range_model(detector, faces):
+    """UTKFace images as they are (the face fills the frame): the full-range model misses some, the app none."""
+    full_only = [len(detector._run(detector._full, np.asarray(face), "full")) for face in faces]
+    found = [detector.detect(face) for face in faces]
+    assert sum(full_only) < len(faces)
+    assert [len(f) for f in found] == [1] * len(faces)
+    assert all(f[0].source == "short" and f[0].box[2] > 150 for f in found)
+
+
+def test_no_face_in_a_face_free_photo(detector):
+    for seed in range(3):
+        assert detector.detect(background((1200, 900), seed), tiles="always") == []
+
+
+def test_the_detector_accepts_arrays_and_any_pil_mode(detector, faces):
+    image, _ = side_by_side(faces[:2])
+    from_array = detector.detect(np.asarray(image))
+    from_rgba = detector.detect(image.convert("RGBA"))
+    assert [f.box for f in from_array] == [f.box for f in from_rgba] and len(from_array) == 2
+
+
+def test_concurrent_calls_are_serialised(detector, faces):
+    image, _ = side_by_side(faces[2:4])
+    expected = [f.box for f in detector.detect(image)]
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append([f.box for f in detector.detect(image)])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and results == [expected] * 4
+
+
+def test_closed_detector_refuses_and_close_is_idempotent(faces):
+    detector = FaceDetector()
+    detector.close()
+    detector.close()
+    with pytest.raises(DetectorError, match="closed"):
+        detector.detect(faces[0])
+
+
+def test_missing_model_files_give_a_clear_error(tmp_path):
+    with pytest.raises(DetectorError, match="face_detection_short_range.tflite is missing"):
+        FaceDetector(model_dir=tmp_path)
+
+
+def test_unknown_tile_policy_is_refused(detector, faces):
+    with pytest.raises(ValueError, match="tiles"):
+        detector.detect(faces[0], tiles="sometimes")
+
+
+def test_shipped_detector_models_and_license():
+    for name in ("face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite", "LICENSE",
+                 "SOURCE.md"):
+        assert (settings.DETECTOR_DIR / name).is_file(), name
+    assert "Apache License" in (settings.DETECTOR_DIR / "LICENSE").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ alignment
+
+def test_crop_reproduces_the_utkface_framing(detector, faces):
+    """A UTKFace face pasted at twice its size: the aligned crop gives back (nearly) the original picture, and
+    closer than a tighter or looser framing would."""
+    image, _ = selfie(faces[7], size=(1200, 1000), side=400)
+    face = detector.detect(image)[0]
+    original = np.asarray(faces[7].resize((96, 96), Image.Resampling.BILINEAR), dtype=np.float32)
+
+    def difference(**options) -> float:
+        return float(np.abs(align_crop(image, face, 96, **options).astype(np.float32) - original).mean())
+    chosen = difference()
+    assert chosen < 20
+    assert chosen < difference(side_factor=1.243 * 0.85) and chosen < difference(side_factor=1.243 * 1.2)
+
+
+def test_alignment_levels_a_tilted_face(detector, faces):
+    upright, _ = selfie(faces[3], size=(1200, 1000), side=400)
+    tilted = upright.rotate(20, resample=Image.Resampling.BICUBIC, fillcolor=(90, 90, 90))
+    face = detector.detect(tilted)[0]
+    assert -25 < face.eye_angle < -15  # rotated 20° counter-clockwise on screen
+    assert crop_geometry(face)[3] == pytest.approx(face.eye_angle)
+    crop = align_crop(tilted, face, 128)
+    assert abs(_eyes_level_after_alignment(detector, crop)) < 4
+    not_levelled = align_crop(tilted, face, 128, level=False)
+    assert abs(_eyes_level_after_alignment(detector, not_levelled)) > 12
+    # and the levelled crop looks like the crop of the upright photo
+    reference = align_crop(upright, detector.detect(upright)[0], 128).astype(np.float32)
+    assert np.abs(crop - reference).mean() < np.abs(not_levelled - reference).mean() - 5
+
+
+def test_upside_down_face_is_turned_upright(detector, faces):
+    upright, _ = selfie(faces[6], size=(1000, 1000), side=400)
+    face = detector.detect(upright.rotate(180))[0]
+    assert abs(abs(face.eye_angle) - 180) < 10
+    crop = align_crop(upright.rotate(180), face, 128)
+    reference = align_crop(upright, detector.detect(upright)[0], 128)
+    assert np.abs(crop.astype(np.float32) - reference).mean() < 15
+
+
+def test_faces_near_the_border_are_padded_black(detector, faces):
+    place = Placed(120, 400, 260)  # the crop square reaches past the left edge
+    image = compose([faces[2]], [place], (1000, 800), seed=4)
+    face = detector.detect(image)[0]
+    crop = align_crop(image, face, 96)
+    assert crop.shape == (96, 96, 3) and crop[:, 0].max() < 10
+
+
+def test_large_faces_are_shrunk_smoothly(detector, faces):
+    """A 1000 px face down to 96 px: box-filtered first, so a crop of a finely striped face stays grey."""
+    stripes = np.zeros((200, 200, 3), np.uint8)
+    stripes[:, ::2] = 255
+    face = Face((0, 0, 1000, 1000), 0.9, ((350, 400), (650, 400), (500, 550), (500, 700), (250, 420), (750, 420)))
+    image = Image.fromarray(stripes).resize((1000, 1000), Image.Resampling.NEAREST)
+    crop = align_crop(image, face, 96)
+    assert 90 < crop[20:76, 20:76].mean() < 165 and crop[20:76, 20:76].std() < 40
+
+
+def test_whole_image_face_is_the_centred_square():
+    face = whole_image_face((300, 200))
+    assert face.box == (50, 0, 200, 200) and face.score is None and face.keypoints == ()
+    image = Image.new("RGB", (300, 200), (255, 0, 0))
+    image.paste((0, 0, 255), (50, 0, 250, 200))
+    crop = center_crop(image, 64)
+    assert crop.shape == (64, 64, 3) and crop[:, :, 2].min() > 240  # only the blue centre square
+    assert np.array_equal(align_crop(image, face, 64), crop)
+
+
+def test_pixel_box_and_scaling():
+    face = Face((-5.4, 10.6, 50.2, 40.0), 0.9, ((1.0, 2.0),) * 6)
+    assert face.pixel_box((40, 100)) == [0, 11, 40, 40]
+    doubled = face.scaled(2)
+    assert doubled.box == (-10.8, 21.2, 100.4, 80.0) and doubled.keypoints[0] == (2.0, 4.0)

@@ -1,0 +1,206 @@
+"""Upload decoding: allowed formats, EXIF orientation, colour modes, and every kind of bad file gets a clear
+ImageError. All images are made here, in memory."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.images import MAX_PIXELS, MIN_SIDE, ImageError, load_image, load_photo
+from tests.conftest import PROJECT_ROOT
+from tests.photos import encode
+
+
+def _marked(size=(120, 80)) -> Image.Image:
+    """Grey picture with a red block top-left, so turning it shows."""
+    image = Image.new("RGB", size, (128, 128, 128))
+    image.paste((255, 0, 0), (0, 0, 20, 20))
+    return image
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a size and holds (almost) no pixels: how a decompression bomb looks before decoding."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+
+
+# ------------------------------------------------------------------------------------------ good images
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_allowed_formats_decode_to_rgb(fmt):
+    image = load_image(encode(_marked(), fmt))
+    assert image.mode == "RGB" and image.size == (120, 80)
+    red = np.asarray(image)[5, 5]
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+@pytest.mark.parametrize("orientation, expected_size, red_corner", [
+    (1, (120, 80), (5, 5)), (3, (120, 80), (5, 5)), (6, (120, 80), (5, 5)), (8, (120, 80), (5, 5))])
+def test_exif_orientation_is_applied(orientation, expected_size, red_corner):
+    data = encode(_marked(), "JPEG", orientation=orientation)
+    stored = Image.open(io.BytesIO(data))
+    assert stored.size == ((80, 120) if orientation in (6, 8) else (120, 80))  # the file really is turned
+    photo = load_photo(data)
+    assert photo.image.size == expected_size and photo.full_size == expected_size
+    y, x = red_corner
+    assert np.asarray(photo.image)[y, x, 0] > 200  # red block back at the top left
+
+
+def test_jpeg_draft_decodes_reduced_and_reports_full_size():
+    data = encode(_marked((1600, 1200)), "JPEG")
+    photo = load_photo(data, draft_side=800)
+    assert photo.image.size == (800, 600) and photo.full_size == (1600, 1200) and photo.scale == 2.0
+    assert load_photo(data).image.size == (1600, 1200)
+
+
+def test_draft_with_exif_rotation_keeps_upright_full_size():
+    photo = load_photo(encode(_marked((1600, 1200)), "JPEG", orientation=6), draft_side=800)
+    assert photo.full_size == (1600, 1200) and photo.image.size == (800, 600)
+
+
+def test_transparency_is_laid_on_white():
+    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 32, 64))
+    pixels = np.asarray(load_image(encode(rgba, "PNG")))
+    assert tuple(pixels[10, 50]) == (255, 255, 255) and tuple(pixels[10, 10]) == (0, 0, 255)
+
+
+def test_la_and_palette_with_transparency():
+    la = Image.new("LA", (64, 64), (90, 0))
+    la.paste((30, 255), (0, 0, 32, 64))
+    pixels = np.asarray(load_image(encode(la, "PNG")))
+    assert tuple(pixels[5, 50]) == (255, 255, 255) and tuple(pixels[5, 5]) == (30, 30, 30)
+    palette = Image.new("P", (64, 64), 0)
+    palette.putpalette([0, 255, 0] + [200, 0, 0] * 255)
+    palette.paste(1, (0, 0, 32, 64))
+    pixels = np.asarray(load_image(encode(palette, "PNG", transparency=0)))
+    assert tuple(pixels[5, 50]) == (255, 255, 255) and tuple(pixels[5, 5]) == (200, 0, 0)
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    cmyk = Image.new("CMYK", (64, 64), (0, 255, 255, 0))  # pure red in print colours
+    pixels = np.asarray(load_image(encode(cmyk, "JPEG")))
+    assert pixels.shape == (64, 64, 3) and pixels[32, 32, 0] > 200 and pixels[32, 32, 1] < 60
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    values = np.zeros((64, 64), np.uint16)
+    values[:, 32:] = 32768  # mid grey in 16 bits; Pillow's own convert would clip it to white
+    grey = Image.fromarray(values)
+    assert grey.mode.startswith("I;16")
+    pixels = np.asarray(load_image(encode(grey, "PNG")))
+    assert pixels[0, 0, 0] == 0 and 120 <= pixels[0, 40, 0] <= 136
+
+
+def test_one_bit_and_greyscale_images():
+    assert load_image(encode(Image.new("1", (40, 40), 1), "PNG")).getpixel((3, 3)) == (255, 255, 255)
+    assert load_image(encode(Image.new("L", (40, 40), 77), "BMP")).getpixel((3, 3)) == (77, 77, 77)
+
+
+def test_nothing_is_written_to_disk(monkeypatch):
+    """Decoding never opens a file: any attempt fails the test."""
+    data = encode(_marked(), "PNG")
+    load_image(data)  # plugins imported before the trap is set
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"file opened: {args[:1]}")
+    monkeypatch.setattr("builtins.open", refuse)
+    monkeypatch.setattr("os.open", refuse)
+    assert load_image(data).size == (120, 80)
+    assert load_photo(encode(_marked((1600, 1200)), "JPEG"), draft_side=800).image.size == (800, 600)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+def _error(data: bytes) -> str:
+    with pytest.raises(ImageError) as caught:
+        load_photo(data)
+    return str(caught.value)
+
+
+def test_empty_file():
+    assert "empty" in _error(b"")
+
+
+@pytest.mark.parametrize("content", [
+    b"name,age\nalice,34\n",  # a CSV renamed .jpg
+    b"<!DOCTYPE html><html><body><img src=x></body></html>",
+    b"\x00\x01\x02\x03" * 100,
+])
+def test_non_images_are_refused(content):
+    assert "not an image" in _error(content)
+
+
+def test_svg_is_refused_by_name():
+    svg = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+    message = _error(svg)
+    assert "SVG" in message and "JPEG" in message
+
+
+def test_animated_gif_is_not_in_the_allow_list():
+    frames = [Image.new("RGB", (64, 64), color) for color in ((255, 0, 0), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    message = _error(buffer.getvalue())
+    assert "GIF" in message and "not supported" in message
+
+
+def test_tiff_is_named_in_the_refusal():
+    assert "TIFF images are not supported" in _error(encode(_marked(), "TIFF"))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files(fmt):
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    data = encode(noisy, fmt)
+    message = _error(data[: len(data) // 2])
+    assert "damaged" in message or "incomplete" in message
+
+
+def test_one_pixel_image_is_too_small():
+    message = _error(encode(Image.new("RGB", (1, 1)), "PNG"))
+    assert "1×1" in message and "too small" in message and str(MIN_SIDE) in message
+
+
+def test_over_the_pixel_limit():
+    side = int((MAX_PIXELS * 1.2) ** 0.5)
+    message = _error(_png_header_only(side, side))
+    assert "megapixels" in message and "limit" in message
+
+
+def test_pillow_bomb_error_is_refused():
+    """Past twice Pillow's MAX_IMAGE_PIXELS, Image.open itself raises DecompressionBombError."""
+    assert "enormous" in _error(_png_header_only(30_000, 30_000))
+
+
+def test_pillow_bomb_warning_is_refused_as_set_up_by_the_app():
+    """Between Pillow's limit and twice it, Pillow only warns; core.images turns that warning into an error
+    process-wide (pytest resets warning filters per test, so the app's filter is set again here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert "enormous" in _error(_png_header_only(10_000, 10_000))
+
+
+def test_pillow_bomb_warning_is_refused_even_when_only_warned():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        assert "megapixels" in _error(_png_header_only(10_000, 10_000))  # our own, lower limit
+
+
+def test_the_app_makes_bomb_warnings_errors():
+    """Checked in a fresh interpreter: pytest resets warning filters around every test."""
+    code = ("import warnings, core.images; from PIL import Image; print(any(f[0] == 'error' and "
+            "f[2] is Image.DecompressionBombWarning for f in warnings.filters))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                            timeout=60)
+    assert result.stdout.strip() == "True", result.stderr

@@ -1,0 +1,60 @@
+"""The model card's numbers must be what `python -m core evaluate` prints for the same model and data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core import settings
+from core.__main__ import main
+from core.modelcard import ship_run, train_command
+from core.registry import DEFAULT_MODEL_NAME
+from core.training import TrainConfig, train
+
+KEYS = ("n", "age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
+
+
+def _evaluate_json(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main(["evaluate", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = TrainConfig.tiny("residual_cnn", model_overrides={"age_head": "distribution"},
+                           data_dir=str(settings.SAMPLE_DIR), limit=120,
+                           out_dir=str(tmp_path_factory.mktemp("runs")))
+    return train(cfg).run_dir
+
+
+def test_shipped_card_matches_evaluate_on_its_test_split(tiny_run, tmp_path, capsys):
+    card = ship_run(tiny_run, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    assert (tmp_path / "tiny.keras").is_file() and (tmp_path / "tiny.split.csv").is_file()
+    printed = _evaluate_json(capsys, "--data", str(settings.SAMPLE_DIR), "--model", str(tmp_path / "tiny.keras"),
+                             "--split-file", str(tmp_path / "tiny.split.csv"), "--split", "test")
+    for key in KEYS:
+        assert card["metrics"][key] == pytest.approx(printed[key], abs=1e-9), key
+    assert card["metrics"]["n"] == card["data"]["n_test"] > 0
+    assert set(card["metrics"]["by_group"]) == {"race", "gender", "age_decade"}
+    assert "/work" not in (tmp_path / "tiny.split.csv").read_text()  # names only, no machine paths
+
+
+def test_train_command_reproduces_the_config(tiny_run):
+    config = json.loads((Path(tiny_run) / "config.json").read_text())
+    command = train_command(config)
+    assert command.startswith("python -m core train --arch residual_cnn")
+    assert "--age-head distribution" in command and "--split 0.7,0.15,0.15" in command
+
+
+def test_default_model_card_matches_evaluate_on_the_bundled_sample(capsys):
+    card_path = settings.MODELS_DIR / f"{DEFAULT_MODEL_NAME}.json"
+    if not card_path.is_file():
+        pytest.skip("no shipped model yet")
+    card = json.loads(card_path.read_text())
+    printed = _evaluate_json(capsys, "--data", str(settings.SAMPLE_DIR),
+                             "--model", str(settings.MODELS_DIR / card["file"]))
+    for key in KEYS:
+        assert card["sample_metrics"][key] == pytest.approx(printed[key], abs=1e-6), key
