@@ -95,6 +95,8 @@ class _ProgressPrinter:
         for row in s["history"][self.epochs_shown:]:
             self.print_line(self._epoch_summary(row, s["epochs"]))
         self.epochs_shown = len(s["history"])
+        if s["status"] == "failed":
+            return  # the caller prints the error once, as "error: …"
         line = self._bar(s) if s["batch_log"] and not self.progress.done else f"{self.label}{s['message']}"
         if line != self.line:
             print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
@@ -246,34 +248,149 @@ def cmd_evaluate(args) -> int:
 # -------------------------------------------------------------------------------------------- predict
 
 def _add_predict(sub) -> None:
-    sub.add_parser("predict", help="find faces and predict age, gender and race (not built yet)")
+    p = sub.add_parser("predict", help="find every face in photos and predict age, gender and race")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP or BMP files")
+    p.add_argument("--model", default="", help="a .keras model (default: the shipped model)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON array: per image {"image", "faces": [...], "error"}')
+    p.add_argument("--whole-image", action="store_true",
+                   help="when no face is found, take the whole image as one already-cropped face")
+    p.add_argument("--small-faces", action="store_true", help="search close-ups for small faces too (slower)")
+    p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+
+
+def _print_predictions(records: list[dict]) -> None:
+    for record in records:
+        if record["error"]:
+            print(f"{record['image']}: error: {record['error']}")
+            continue
+        print(f"{record['image']}: {len(record['faces'])} face(s)")
+        for number, face in enumerate(record["faces"], start=1):
+            race_prob = face["race_probs"][face["race"]]
+            print(f"  face {number} at {face['box']}: {face['age']:.0f} ± {face['age_std']:.0f} years, "
+                  f"{face['gender']} ({face['gender_prob']:.0%}), {face['race']} ({race_prob:.0%})")
 
 
 def cmd_predict(args) -> int:
-    print("error: predict is not built yet", file=sys.stderr)
-    return 2
+    import json
+
+    from core.faces import DetectorError, FaceDetector
+    from core.predict import Predictor, predict_files
+    from core.registry import ModelError, default_model, load_model
+    try:
+        model_path = args.model or getattr(default_model(), "path", None)
+        if not model_path:
+            raise ModelError("No model yet: the shipped model is missing from models/. Pass --model PATH "
+                             "(a .keras file, e.g. runs/<run>/model.keras).")
+        # The user names this file on their own command line, so it may live outside models/ and runs/.
+        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=not args.no_flip)
+        detector = FaceDetector(tiles="always" if args.small_faces else "auto")
+    except (ModelError, DetectorError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with detector:
+        records = predict_files(args.images, predictor, detector, whole_image=args.whole_image)
+    for record in records:
+        if not record["error"] and not record["faces"] and not args.whole_image:
+            print(f"note: no face found in {record['image']}; --whole-image takes it as one face crop",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(records))
+    else:
+        _print_predictions(records)
+    return 0
 
 
 # ------------------------------------------------------------------------------------------- saliency
 
 def _add_saliency(sub) -> None:
-    sub.add_parser("saliency", help="explain one prediction as a saliency map PNG (not built yet)")
+    from core.datasets import RACES
+    from core.saliency import HEADS, METHODS
+    p = sub.add_parser("saliency", help="explain one prediction as a saliency map PNG")
+    p.add_argument("image", help="a photo (its first face is explained) or an already-cropped face")
+    p.add_argument("--head", choices=HEADS, default="gender")
+    p.add_argument("--method", choices=METHODS, default="gradcam")
+    p.add_argument("--out", required=True, help="PNG file to write: the face, the overlay and the prediction")
+    p.add_argument("--model", default="", help=".keras file (default: the shipped model)")
+    p.add_argument("--layer", default="", help="feature map for CAM methods (default: chosen per architecture)")
+    p.add_argument("--race-class", choices=RACES, help="race class to explain (default: the predicted one)")
+    p.add_argument("--max-n", type=int, default=32, help="Score-CAM channels (0 = all)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity 0-1")
 
 
 def cmd_saliency(args) -> int:
-    print("error: saliency is not built yet", file=sys.stderr)
-    return 2
+    from core import saliency
+    from core.atomic import atomic_write_bytes
+    from core.faces import DetectorError
+    from core.images import ImageError
+    from core.predict import Predictor
+    from core.registry import ModelError, default_model, load_model
+    try:
+        model_path = args.model or getattr(default_model(), "path", None)
+        if not model_path:
+            raise ModelError("No shipped model yet: pass --model PATH.")
+        with open(args.image, "rb") as handle:
+            data = handle.read()
+        # The user names this file on their own command line, so it may live outside models/ and runs/.
+        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=False)
+        crop, note = saliency.face_crop_from_bytes(data, predictor)
+        explainer = saliency.Explainer(predictor.model)
+        prediction = explainer.predict(crop)
+        result = explainer.explain(crop, args.head, args.method, args.race_class, args.layer or None,
+                                   args.max_n or None, prediction)
+        png = saliency.figure_png(saliency.figure(crop, [result], prediction, args.alpha))
+    except OSError as error:
+        print(f"error: cannot read {args.image}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except (ModelError, ImageError, DetectorError, saliency.SaliencyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    atomic_write_bytes(args.out, png)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{saliency.prediction_text(prediction)}; {result.label} of {result.target}"
+          + (f" at {result.layer}" if result.layer else "") + f" in {result.seconds:.2f} s -> {args.out}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------- export
 
 def _add_export(sub) -> None:
-    sub.add_parser("export", help="export a model to TFLite (not built yet)")
+    p = sub.add_parser("export", help="export a model to TFLite and compare its predictions with Keras")
+    p.add_argument("--model", default="", help=".keras file (default: the shipped model)")
+    p.add_argument("--format", choices=("tflite",), default="tflite")
+    p.add_argument("--quantize", choices=("float16", "int8"), help="default: none (float32)")
+    p.add_argument("--data", default="", help="face images to calibrate int8 and to compare predictions on "
+                                              "(default: $FACE_DATA_DIR or the bundled sample)")
+    p.add_argument("--out", default="", help="default: beside the model, NAME[.float16|.int8].tflite")
 
 
 def cmd_export(args) -> int:
-    print("error: export is not built yet", file=sys.stderr)
-    return 2
+    from core import export, settings
+    from core.registry import ModelError, default_model, load_model
+    try:
+        model_path = args.model or getattr(default_model(), "path", None)
+        if not model_path:
+            raise ModelError("No shipped model yet: pass --model PATH.")
+        model = load_model(model_path, allow_anywhere=True)
+        folder = args.data or settings.data_dir()
+        try:
+            images = export.representative_images(folder, int(model.input_shape[1]))
+        except export.ExportError:
+            if args.quantize == "int8":
+                raise
+            images = None  # only the comparison needs them
+        out = args.out or export.default_out_path(model_path, args.quantize)
+        result = export.export_tflite(model_path, out, args.quantize, images)
+        differences = export.compare(model, result.path, images[:16]) if images is not None else {}
+    except (ModelError, export.ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.path} ({result.size_mb:.2f} MB, {args.quantize or 'float32'}) in {result.seconds:.1f} s")
+    if differences:
+        print(f"largest difference from Keras on {min(16, len(images))} images of {folder}: "
+              + ", ".join(f"{name} {value:.4f}" for name, value in differences.items()))
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- ship

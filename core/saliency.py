@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,10 @@ class SaliencyMap:
     @property
     def label(self) -> str:
         return METHOD_LABELS[self.method]
+
+    def as_row(self) -> dict:
+        return {"head": self.head, "method": self.label, "explains": self.target, "layer": self.layer or "input",
+                "seconds": round(self.seconds, 3)}
 
     @property
     def empty(self) -> bool:
@@ -187,15 +191,6 @@ class Explainer:
                 heatmap = self._input_gradients(method, x, head, index, seed)
             seconds = time.perf_counter() - start
         return SaliencyMap(method, head, label, _at_size(normalise(heatmap), self.img_size), seconds, layer)
-
-    def explain_many(self, crop, heads: Iterable[str], methods: Iterable[str], race_class=None,
-                     layer: str | None = None, max_n: int | None = SCORECAM_MAX_N) -> Iterator[SaliencyMap]:
-        """Maps for every (head, method) pair, head by head, yielded as each is done (for a progress bar)."""
-        crop = as_crop(crop, self.img_size)
-        prediction = self.predict(crop)
-        for head in heads:
-            for method in methods:
-                yield self.explain(crop, head, method, race_class, layer, max_n, prediction)
 
     # ---- internals
 
@@ -455,3 +450,27 @@ def face_crop_from_bytes(data: bytes, predictor) -> tuple[np.ndarray, str | None
         elif len(analysis.faces) > 1:
             note = f"{len(analysis.faces)} faces found: explaining face 1 (the leftmost)."
     return analysis.faces[0].crop, note
+
+
+def face_crops(value) -> list[np.ndarray]:
+    """The face crops held by what the Predict page keeps of its last photo: an Analysis, a list of its
+    FaceResults, or bare crops. Anything else gives an empty list."""
+    faces = getattr(value, "faces", value)
+    if faces is None:
+        return []
+    if isinstance(faces, np.ndarray) and faces.ndim == 4:
+        faces = list(faces)
+    faces = faces if isinstance(faces, (list, tuple)) else [faces]
+    crops = [np.asarray(getattr(face, "crop", face)) for face in faces]
+    return [crop for crop in crops if crop.ndim == 3 and crop.shape[-1] == 3]
+
+
+def sample_faces(folder) -> dict[str, str]:
+    """path → "34 y · Asian · female — file name" for every face of a UTKFace folder (the bundled sample)."""
+    from pathlib import Path
+
+    from core.datasets import gender_names, load_dataset, race_names
+    table = load_dataset("utkface", folder).table
+    ages = table["age"].round().astype("Int64").astype("string").fillna("?")
+    labels = ages + " y · " + race_names(table) + " · " + gender_names(table)
+    return {str(path): f"{label} — {Path(path).name}" for path, label in zip(table["path"], labels, strict=True)}

@@ -1,4 +1,125 @@
+"""Saliency: which parts of a face drive each prediction (gradients, Grad-CAM, Grad-CAM++, Score-CAM)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
 import streamlit as st
 
-st.title("saliency")
-st.info("This page is being built.")
+from core import saliency, settings
+from core.datasets import RACES, DatasetError
+from core.faces import DetectorError
+from core.images import EXTENSIONS, ImageError
+from core.pipeline import decode_resize
+from core.registry import ModelError
+from pages.common import model_picker, predictor_for
+
+KEY_MODEL = "saliency.model"
+KEY_SOURCE = "saliency.source"
+KEY_SAMPLE = "saliency.sample"
+KEY_UPLOAD = "saliency.upload"
+KEY_FACE = "saliency.face"
+KEY_HEADS = "saliency.heads"
+KEY_RACE = "saliency.race"
+KEY_METHODS = "saliency.methods"
+KEY_ALPHA = "saliency.alpha"
+KEY_LAYER = "saliency.layer"
+KEY_MAX_N = "saliency.max_n"
+KEY_RUN = "saliency.run"
+KEY_RESULT = "saliency.result"
+KEY_DOWNLOAD = "saliency.download"
+KEY_LAST_PREDICTION = "predict.last_analysis"  # what the Predict page keeps of its last photo, when it does
+SAMPLE, UPLOAD, LAST = "Sample face", "Upload", "Last prediction"
+PREDICTED, AUTOMATIC = "predicted class", "automatic"
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _explainer(path: str, mtime_ns: int, _model) -> saliency.Explainer:
+    return saliency.Explainer(_model)
+
+
+def image_ui(predictor) -> tuple[object, str] | None:
+    """(crop, caption) of the face to explain, or None when there is none yet."""
+    sources = [SAMPLE, UPLOAD] + ([LAST] if st.session_state.get(KEY_LAST_PREDICTION) is not None else [])
+    source = st.radio("Face", sources, horizontal=True, key=KEY_SOURCE)
+    if source == SAMPLE:
+        labels = saliency.sample_faces(settings.SAMPLE_DIR)
+        path = st.selectbox("Sample face (labels from UTKFace)", list(labels), format_func=labels.get, key=KEY_SAMPLE)
+        return decode_resize(path, predictor.img_size), f"labelled {labels[path].split(' — ')[0]}"
+    if source == UPLOAD:
+        upload = st.file_uploader("Photo", type=list(EXTENSIONS), key=KEY_UPLOAD)
+        if upload is None:
+            return None
+        crop, note = saliency.face_crop_from_bytes(upload.getvalue(), predictor)
+        if note:
+            st.info(note)
+        return crop, upload.name
+    crops = saliency.face_crops(st.session_state[KEY_LAST_PREDICTION])
+    number = st.selectbox("Face number", range(1, len(crops) + 1), key=KEY_FACE) if len(crops) > 1 else 1
+    return (crops[number - 1], f"face {number} of the Predict page's last photo") if crops else None
+
+
+def options_ui(explainer: saliency.Explainer) -> dict:
+    left, middle, right = st.columns(3)
+    heads = left.multiselect("Heads", saliency.HEADS, default=["gender"], key=KEY_HEADS)
+    race = left.selectbox("Race class to explain", [PREDICTED, *RACES], key=KEY_RACE, disabled="race" not in heads)
+    methods = middle.multiselect("Methods", saliency.METHODS, default=["saliency", "gradcam"], key=KEY_METHODS,
+                                 format_func=saliency.METHOD_LABELS.get)
+    alpha = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=KEY_ALPHA)
+    with right.expander("CAM settings"):
+        layer = st.selectbox("Feature map", [AUTOMATIC, *explainer.cam_layers(heads)], key=KEY_LAYER,
+                             help="Automatic: the deepest one on each head's own path with at least 4×4 cells.")
+        max_n = st.number_input("Score-CAM channels (0 = all: slow)", 0, 4096, saliency.SCORECAM_MAX_N, key=KEY_MAX_N)
+    return {"heads": heads, "methods": methods, "alpha": alpha, "race_class": None if race == PREDICTED else race,
+            "layer": None if layer == AUTOMATIC else layer, "max_n": int(max_n) or None}
+
+
+def compute(explainer: saliency.Explainer, crop, options: dict) -> dict:
+    """Every (head, method) map, with a progress bar: Score-CAM runs the model once per channel."""
+    prediction = explainer.predict(crop)
+    pairs = [(head, method) for head in options["heads"] for method in options["methods"]]
+    bar, maps = st.progress(0.0), []
+    for done, (head, method) in enumerate(pairs):
+        bar.progress(done / len(pairs), text=f"{saliency.METHOD_LABELS[method]} for {head} ({done + 1}/{len(pairs)})")
+        maps.append(explainer.explain(crop, head, method, options["race_class"], options["layer"], options["max_n"],
+                                      prediction))
+    bar.empty()
+    return {"maps": maps, "prediction": prediction}
+
+
+def draw(crop, result: dict, alpha: float) -> None:
+    png = saliency.figure_png(saliency.figure(crop, result["maps"], result["prediction"], alpha))
+    st.image(png, caption=saliency.prediction_text(result["prediction"]) + " (one pass, no flip averaging)")
+    st.dataframe(pd.DataFrame([m.as_row() for m in result["maps"]]), hide_index=True)
+    if any(m.empty for m in result["maps"]):
+        st.caption("A blank map means no region raises that score at the chosen layer (its positive part is zero).")
+    st.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png", key=KEY_DOWNLOAD)
+
+
+st.title("Saliency")
+st.caption("Which pixels drive each prediction. Gradient maps show where a small change moves the score most; "
+           "CAMs show which regions the network's features respond to. Neither proves *why* a model decides.")
+entries = model_picker(KEY_MODEL)
+if not entries:
+    st.stop()
+try:
+    predictor, mtime = predictor_for(entries[0]), entries[0].path.stat().st_mtime_ns
+    explainer = _explainer(str(entries[0].path), mtime, predictor.model)
+    chosen = image_ui(predictor)
+    if chosen is None:
+        st.stop()
+    crop, caption = chosen
+    st.image(crop, caption=caption, width=160)
+    options = options_ui(explainer)
+    signature = (str(entries[0].path), mtime, hashlib.sha1(crop.tobytes()).hexdigest(),
+                 *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
+    if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):
+        st.session_state[KEY_RESULT] = {"signature": signature, **compute(explainer, crop, options)}
+    result = st.session_state.get(KEY_RESULT)
+    if result and result["signature"] == signature:
+        draw(crop, result, options["alpha"])
+    elif options["heads"] and options["methods"]:
+        st.info("Press **Explain** to compute the maps.")
+except (ModelError, saliency.SaliencyError, ImageError, DetectorError, DatasetError, OSError) as error:
+    st.error(str(error))

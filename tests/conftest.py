@@ -75,3 +75,15 @@ def synthetic_utkface(tmp_path_factory) -> Path:
         name = f"{age}_{gender}_{race}_20170109{i:09d}.jpg.chip.jpg"
         Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(folder / name, quality=90)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_residual_model(tmp_path_factory) -> Path:
+    """Only the tiny residual_cnn (32 px, distribution age head: the shipped model's kind), as a .keras file;
+    for tests that need one model, without building every architecture as `tiny_models` does."""
+    from core.models import ModelConfig, build_model
+
+    model, _ = build_model(ModelConfig.tiny("residual_cnn", age_head="distribution"))
+    path = tmp_path_factory.mktemp("tiny_residual") / "residual_cnn.keras"
+    model.save(path)
+    return path

@@ -180,28 +180,26 @@ def test_crop_reproduces_the_utkface_framing(detector, faces):
     assert chosen < difference(side_factor=1.243 * 0.85) and chosen < difference(side_factor=1.243 * 1.2)
 
 
-def test_alignment_levels_a_tilted_face(detector, faces):
-    upright, _ = selfie(faces[3], size=(1200, 1000), side=400)
-    tilted = upright.rotate(20, resample=Image.Resampling.BICUBIC, fillcolor=(90, 90, 90))
-    face = detector.detect(tilted)[0]
-    assert -25 < face.eye_angle < -15  # rotated 20° counter-clockwise on screen
-    assert crop_geometry(face)[3] == pytest.approx(face.eye_angle)
-    crop = align_crop(tilted, face, 128)
-    assert abs(_eyes_level_after_alignment(detector, crop)) < 4
-    not_levelled = align_crop(tilted, face, 128, level=False)
-    assert abs(_eyes_level_after_alignment(detector, not_levelled)) > 12
-    # and the levelled crop looks like the crop of the upright photo
-    reference = align_crop(upright, detector.detect(upright)[0], 128).astype(np.float32)
-    assert np.abs(crop - reference).mean() < np.abs(not_levelled - reference).mean() - 5
-
-
-def test_upside_down_face_is_turned_upright(detector, faces):
-    upright, _ = selfie(faces[6], size=(1000, 1000), side=400)
-    face = detector.detect(upright.rotate(180))[0]
-    assert abs(abs(face.eye_angle) - 180) < 10
-    crop = align_crop(upright.rotate(180), face, 128)
-    reference = align_crop(upright, detector.detect(upright)[0], 128)
-    assert np.abs(crop.astype(np.float32) - reference).mean() < 15
+@pytest.mark.parametrize("tilt", [20, -20])
+def test_alignment_levels_a_tilted_face(detector, faces, tilt):
+    """Photos turned by 20°: the detector sees the tilt, and the aligned crops have level eyes (measured by
+    detecting again on the crop; the detector's own eye angle wobbles by ~3°), unlike crops not levelled."""
+    levelled, kept = [], []
+    for face_image in faces[:4]:
+        upright, _ = selfie(face_image, size=(1200, 1000), side=400)
+        tilted = upright.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=(90, 90, 90))
+        face = detector.detect(tilted)[0]
+        assert abs(face.eye_angle + tilt) < 5  # counter-clockwise on screen is a negative angle in image axes
+        assert crop_geometry(face)[3] == pytest.approx(face.eye_angle)
+        crop = align_crop(tilted, face, 192)
+        levelled.append(_eyes_level_after_alignment(detector, crop))
+        kept.append(_eyes_level_after_alignment(detector, align_crop(tilted, face, 192, level=False)))
+        # the levelled crop looks like the crop of the upright photo
+        reference = align_crop(upright, detector.detect(upright)[0], 192).astype(np.float32)
+        unlevelled = align_crop(tilted, face, 192, level=False)
+        assert np.abs(crop - reference).mean() < np.abs(unlevelled - reference).mean() - 5
+    assert max(abs(a) for a in levelled) < 6 and np.mean(np.abs(levelled)) < 4
+    assert min(abs(a) for a in kept) > 14
 
 
 def test_faces_near_the_border_are_padded_black(detector, faces):

@@ -1,0 +1,147 @@
+"""The Train page driven like a user: start a tiny run, watch curves appear, see it finish and listed."""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import training
+
+
+def _page_constants(path: Path) -> SimpleNamespace:
+    """The page's module-level literal constants (widget keys…), read from its source: importing a page would
+    run it as a script."""
+    constants = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.Assign):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                constants[target.id] = value
+            elif isinstance(target, ast.Tuple):
+                constants.update({t.id: v for t, v in zip(target.elts, value, strict=True)})
+    return SimpleNamespace(**constants)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+page = _page_constants(ROOT / "pages" / "train.py")
+TIMEOUT = 300  # seconds; TensorFlow's first import and tracing are slow on a shared CPU
+
+
+@pytest.fixture
+def gated_training(monkeypatch):
+    """Training pauses after its first batch until the test opens the gate, so 'while running' is certain."""
+    gate = threading.Event()
+    original = training._make_callback
+
+    def gated(progress, run_dir, monitor):
+        callback = original(progress, run_dir, monitor)
+        log_batch = callback.on_train_batch_end
+
+        def on_train_batch_end(batch, logs=None):
+            log_batch(batch, logs)
+            gate.wait(TIMEOUT)
+
+        callback.on_train_batch_end = on_train_batch_end
+        return callback
+
+    monkeypatch.setattr(training, "_make_callback", gated)
+    yield gate
+    gate.set()
+
+
+def _train_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def _poll(at: AppTest, until, what: str) -> None:
+    deadline = time.time() + TIMEOUT
+    while not until():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+
+
+def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gated_training):
+    assert training.current_job() is None or training.current_job().progress.done
+    at = _train_page()
+    assert "CPU" in at.caption[0].value  # the device in use
+    at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
+    at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
+    at.number_input(key=page.KEY_EPOCHS).set_value(2)
+    at.select_slider(key=page.KEY_BATCH).set_value(16)
+    at.button(key=page.KEY_START).click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = training.current_job()
+    assert job is not None and job.cfg.model.img_size == 32 and job.cfg.data_dir == str(synthetic_utkface)
+
+    _poll(at, lambda: job.progress.batch_log and _charts(at), "the first curve")  # paused after batch 1
+    assert not job.progress.done and at.button(key=page.KEY_STOP)
+
+    at.button(key=page.KEY_START).click()  # a second Start while the job runs
+    at.run()
+    assert any("already running" in w.value for w in at.warning)
+    assert training.current_job() is job
+
+    gated_training.set()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "finished", job.progress.error
+    at.run()
+    assert not at.exception
+    assert any("saved to" in s.value for s in at.success)
+    assert [m.label for m in at.metric] == list(page.TEST_METRICS.values())
+    listed = at.dataframe[0].value
+    run_name = job.progress.run_dir.rsplit("/", 1)[-1]
+    assert run_name in listed["run"].tolist()
+    assert listed.set_index("run").loc[run_name, "status"] == "finished"
+    assert len(_charts(at)) == 2  # the finished job's curves and the selected run's curves
+
+
+def test_stop_ends_a_running_job(synthetic_utkface, gated_training):
+    at = _train_page()
+    at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
+    at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
+    at.select_slider(key=page.KEY_BATCH).set_value(8)
+    at.button(key=page.KEY_START).click()
+    at.run()
+    job = training.current_job()
+    _poll(at, lambda: job.progress.batch_log, "the first batch")
+    at.button(key=page.KEY_STOP).click()
+    at.run()
+    gated_training.set()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "stopped" and len(job.progress.batch_log) <= 2
+    at.run()
+    assert any("Stopped" in s.value for s in at.success)
+
+
+def test_a_bad_setting_is_an_error_message_not_a_traceback(tmp_path):
+    at = _train_page()
+    at.text_input(key=page.KEY_FOLDER).set_value(str(tmp_path / "missing"))
+    at.button(key=page.KEY_START).click()
+    at.run()
+    _poll(at, lambda: training.current_job().progress.done, "the job to fail")
+    at.run()
+    assert not at.exception
+    assert any("Folder not found" in e.value for e in at.error)
