@@ -73,7 +73,7 @@ class _ProgressPrinter:
     def __init__(self):
         self.progress, self.label = None, ""
         self.epochs_shown = self.notes_shown = 0
-        self.line = ""
+        self.drawn, self.line_open = "", False  # the last bar text, and whether the cursor sits on it
 
     def watch(self, progress, label: str = "") -> None:
         self.draw()
@@ -98,9 +98,9 @@ class _ProgressPrinter:
         if s["status"] == "failed":
             return  # the caller prints the error once, as "error: …"
         line = self._bar(s) if s["batch_log"] and not self.progress.done else f"{self.label}{s['message']}"
-        if line != self.line:
+        if line != self.drawn:
             print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
-            self.line = line
+            self.drawn, self.line_open = line, True
 
     def _bar(self, s: dict) -> str:
         # Only once a batch was logged: before that there is no loss to show (it used to print "loss nan").
@@ -121,9 +121,9 @@ class _ProgressPrinter:
         print(text, file=sys.stderr, flush=True)
 
     def end_line(self) -> None:
-        if self.line:
+        if self.line_open:
             print(file=sys.stderr, flush=True)
-            self.line = ""
+            self.line_open = False
 
 
 def _run_in_background(work, printer: _ProgressPrinter):

@@ -72,7 +72,8 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     `<name>.split.csv` (which UTKFace file went to train/val/test, by name). Returns the card."""
     run_dir, models_dir = Path(run_dir), Path(models_dir or settings.MODELS_DIR)
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics_file = run_dir / "metrics.json"  # absent when shipping the best checkpoint of an unfinished run
+    run_metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
     split = pd.read_csv(run_dir / "split.csv")
     split["path"] = split["path"].map(lambda p: Path(p).name)  # names only: no machine paths in the repo
 

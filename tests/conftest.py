@@ -87,3 +87,103 @@ def tiny_residual_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_residual") / "residual_cnn.keras"
     model.save(path)
     return path
+
+
+# ------------------------------------------------------------------ the real app, served (browser tests, benchmarks)
+
+FAKE_RUN_NAME = "20250101-000000-residual_cnn"
+
+
+def write_fake_run(runs_root: Path, model_path: Path) -> Path:
+    """A finished training run as the registry lists it (config.json, metrics.json, model.keras), holding the tiny
+    residual_cnn with a distribution age head: the app then has a model before the shipped one exists."""
+    import json
+    import shutil
+
+    run = Path(runs_root) / FAKE_RUN_NAME
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_path, run / "model.keras")
+    config = {"model": {"arch": "residual_cnn", "img_size": 32, "age_head": "distribution", "width": 8},
+              "dataset": "utkface"}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    return run
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_app(workdir: Path, env: dict | None = None, startup_s: float = 300):
+    """`streamlit run streamlit_app.py` on a free port, in its own process group, logging to workdir/streamlit.log.
+    Returns (process, url) once /_stcore/health answers; stop it with `stop_app`."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = (Path(workdir) / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    log.close()  # the child holds its own copy
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + startup_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {process.returncode}:\n{_log_tail(workdir)}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.25)
+    stop_app(process)
+    raise TimeoutError(f"streamlit did not answer at {url} within {startup_s} s:\n{_log_tail(workdir)}")
+
+
+def stop_app(process) -> None:
+    """SIGTERM to the app's own process group (never anything else), SIGKILL if it lingers."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _log_tail(workdir: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join((Path(workdir) / "streamlit.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, tiny_residual_model):
+    """The app served by `streamlit run` for one test module, with a finished fake run as its only trained model
+    (FACE_RUNS_DIR and FACE_CACHE_DIR in a temp folder). Skips cleanly where Chromium is absent: only browsers
+    talk to it."""
+    import shutil
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`): browser tests skipped")
+    workdir = tmp_path_factory.mktemp("app")
+    write_fake_run(workdir / "runs", tiny_residual_model)
+    process, url = start_app(workdir, {"FACE_RUNS_DIR": str(workdir / "runs"),
+                                       "FACE_CACHE_DIR": str(workdir / "cache")})
+    try:
+        yield url
+    finally:
+        stop_app(process)

@@ -156,9 +156,19 @@ def _padded_detections(paths: list[Path], detector) -> list[tuple[Path, object]]
     return found
 
 
-def _sample(data_dir: Path, count: int, seed: int) -> list[Path]:
-    paths = sorted(data_dir.glob("*.jpg"))
-    return [paths[i] for i in np.random.default_rng(seed).choice(len(paths), count, replace=False)]
+def _sample(data_dir: Path, count: int, seed: int, only: set[str] | None = None) -> list[Path]:
+    paths = sorted(p for p in data_dir.glob("*.jpg") if only is None or p.name in only)
+    return [paths[i] for i in np.random.default_rng(seed).choice(len(paths), min(count, len(paths)), replace=False)]
+
+
+def _test_names(model_path: str | None) -> set[str] | None:
+    """With a training run's model, only that run's test faces (split.csv beside it): never trained on."""
+    split_file = Path(model_path).parent / "split.csv" if model_path else None
+    if split_file is None or not split_file.is_file():
+        return None
+    import pandas as pd
+    split = pd.read_csv(split_file)
+    return {Path(p).name for p in split.loc[split["split"] == "test", "path"]}
 
 
 def bench_calibrate(data_dir: Path, count: int) -> None:
@@ -200,7 +210,10 @@ def bench_margin(data_dir: Path, count: int, model_path: str | None) -> None:
     crops = {name: [] for name in variants}
     references, labels = [], []
     with FaceDetector() as detector:
-        for path in _sample(data_dir, count, seed=99):  # a different sample from the calibration's
+        only = _test_names(model_path)
+        if only is not None:
+            print(f"using only the {len(only)} test faces of the model's run")
+        for path in _sample(data_dir, count, seed=99, only=only):  # a different sample from the calibration's
             face_image = Image.open(path).convert("RGB")
             side, angle = float(rng.uniform(150, 500)), float(rng.uniform(-25, 25))
             place = Placed(float(rng.uniform(350, 1250)), float(rng.uniform(350, 850)), side, angle)

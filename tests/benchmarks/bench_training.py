@@ -1,0 +1,102 @@
+"""Training throughput per architecture, and whether the input pipeline keeps up. Prints figures, asserts nothing.
+
+For each architecture (128 px, batch 64 by default, synthetic images, a few steps each):
+  - train img/s, in memory: fit on one batch already in memory, repeated: the model's own speed;
+  - train img/s, tf.data: fit fed by core.pipeline.make_dataset (shuffle, gather, augmentation, prefetch);
+  - fed / in-memory: the goal is ≥ 95 %, i.e. the pipeline is not the bottleneck.
+Then the pipeline alone (no model) in img/s, and its ratio to each architecture's training-step throughput.
+
+    nice -n 19 python tests/benchmarks/bench_training.py [--steps 3] [--archs custom_cnn,resnet50]
+
+On a shared CPU (e.g. beside a long training run) figures are noisy and low: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from core.models import ARCHITECTURES, ModelConfig, build_model  # noqa: E402
+from core.pipeline import make_dataset, targets_and_weights  # noqa: E402
+from core.training import TrainConfig, _losses  # noqa: E402
+
+
+def synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, dict, dict]:
+    rng = np.random.default_rng(seed)
+    labels = pd.DataFrame({"age": pd.array(rng.integers(1, 90, n).astype(float), dtype="Float64"),
+                           "gender": pd.array(rng.integers(0, 2, n), dtype="Int64"),
+                           "race": pd.array(rng.integers(0, 5, n), dtype="Int64")})
+    y, w = targets_and_weights(labels, "regression")
+    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), y, w
+
+
+def fit_seconds(model, ds, steps: int) -> float:
+    started = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return time.perf_counter() - started
+
+
+def pipeline_images_per_second(images, y, w, batch: int, batches: int) -> float:
+    ds = make_dataset(images, y, w, batch, training=True, augment=True).repeat()
+    iterator = iter(ds)
+    next(iterator)  # build and warm the pipeline
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch / (time.perf_counter() - started)
+
+
+def bench_arch(arch: str, images, y, w, args) -> tuple[float, float]:
+    import keras
+    import tensorflow as tf
+    cfg = TrainConfig(model=ModelConfig(arch=arch, img_size=args.img_size, imagenet=False))
+    model, _ = build_model(cfg.model)
+    losses, weights, metrics = _losses(cfg)
+    model.compile(keras.optimizers.Adam(1e-3), losses, loss_weights=weights, weighted_metrics=metrics)
+    first = slice(0, args.batch_size)
+    batch = (tf.constant(images[first].astype(np.float32)), {k: v[first] for k, v in y.items()},
+             {k: v[first] for k, v in w.items()})
+    in_memory = tf.data.Dataset.from_tensors(batch).repeat()
+    fed = make_dataset(images, y, w, args.batch_size, training=True, augment=True).repeat()
+    fit_seconds(model, in_memory, args.warmup)  # tracing and first-step allocation are not throughput
+    memory_speed = args.steps * args.batch_size / fit_seconds(model, in_memory, args.steps)
+    fit_seconds(model, fed, args.warmup)
+    fed_speed = args.steps * args.batch_size / fit_seconds(model, fed, args.steps)
+    return memory_speed, fed_speed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", default=",".join(ARCHITECTURES))
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    args = parser.parse_args()
+    images, y, w = synthetic(8 * args.batch_size, args.img_size)
+    from core.training import device_name
+    print(f"device {device_name()}; {args.img_size} px, batch {args.batch_size}, {args.steps} timed steps; "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'arch':<15}{'train img/s (in memory)':>25}{'train img/s (tf.data)':>23}{'fed / in-memory':>17}")
+    speeds = {}
+    for arch in args.archs.split(","):
+        memory_speed, fed_speed = bench_arch(arch, images, y, w, args)
+        speeds[arch] = memory_speed
+        print(f"{arch:<15}{memory_speed:>25.1f}{fed_speed:>23.1f}{fed_speed / memory_speed:>16.0%}", flush=True)
+    pipeline = pipeline_images_per_second(images, y, w, args.batch_size, batches=20)
+    print(f"input pipeline alone (shuffle + gather + augmentation): {pipeline:.0f} img/s")
+    for arch, speed in speeds.items():
+        print(f"  pipeline / {arch} training step: {pipeline / speed:.1f}×")
+
+
+if __name__ == "__main__":
+    main()
