@@ -1,9 +1,10 @@
 """TFLite export of a Face Insight model, and running the exported file on face crops to compare it with Keras.
 
-The model is converted from one traced call with a dynamic batch (`[None, size, size, 3]` float pixels 0–255,
-the same input as the Keras model: preprocessing is inside it) and only builtin TFLite ops, so the file runs on
-the plain LiteRT/TFLite runtime without the Flex (TensorFlow ops) delegate. Outputs keep their names (`age`,
-`gender`, `race`, and `age_dist` for distribution heads) in the file's default signature.
+The model's inference call is exported as a SavedModel (Keras' ExportArchive) with a dynamic batch
+(`[None, size, size, 3]` float pixels 0–255, the same input as the Keras model: preprocessing is inside it) and
+converted with builtin TFLite ops only, so the file runs on the plain LiteRT/TFLite runtime without the Flex
+(TensorFlow ops) delegate. Outputs keep their names (`age`, `gender`, `race`, and `age_dist` for distribution
+heads) in the file's default signature.
 
 Quantisation:
 - None: float32 weights, predictions equal to Keras up to float rounding.
@@ -14,7 +15,9 @@ Quantisation:
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -90,21 +93,21 @@ def export_tflite(model_path: str | Path, out_path: str | Path, quantize: str | 
     started = time.perf_counter()
     model = load_model(model_path, allow_anywhere=True)  # a developer tool: the user names the file
     size = int(model.input_shape[1])
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
-    serve = tf.function(lambda image: model(image, training=False), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        crops = _resized(representative_images, size)
-        converter.representative_dataset = lambda: ([crop[None]] for crop in crops)
-    try:
-        flatbuffer = converter.convert()
-    except Exception as error:  # the converter raises assorted internal errors; the message is what matters
-        raise ExportError(f"TFLite conversion failed: {type(error).__name__}: {error}") from error
+    with tempfile.TemporaryDirectory() as saved_model:
+        _write_saved_model(model, size, saved_model)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            crops = _resized(representative_images, size)
+            converter.representative_dataset = lambda: ([crop[None]] for crop in crops)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # the converter raises assorted internal errors; the message is what matters
+            raise ExportError(f"TFLite conversion failed: {type(error).__name__}: {error}") from error
     atomic_write_bytes(out_path, flatbuffer)
     outputs = tuple(_signature_runner(_interpreter(flatbuffer)).get_output_details())
     return ExportResult(Path(out_path), len(flatbuffer), quantize, tuple(_names(outputs)),
@@ -133,6 +136,19 @@ def compare(model, tflite: str | Path | bytes, crops: np.ndarray) -> dict[str, f
 
 
 # -------------------------------------------------------------------------------------------- internals
+
+def _write_saved_model(model, size: int, folder: str) -> None:
+    """The model's inference call as a SavedModel with a `serving_default` signature. Keras' ExportArchive is
+    the route that carries Keras 3 weights: converting a traced tf.function directly (from_concrete_functions
+    with the model as trackable) leaves the weights out of the file and the model predicts NaN."""
+    import keras
+    import tensorflow as tf
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
+                         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="image")])
+    archive.write_out(folder, verbose=False)
+
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
     images = np.asarray(images)

@@ -70,7 +70,8 @@ class SaliencyMap:
 
     @property
     def empty(self) -> bool:
-        """True when nothing in the crop raises the score (a CAM whose positive part is zero everywhere)."""
+        """True when nothing stands out: typically a CAM whose positive part is zero everywhere (no region raises
+        the score at that layer)."""
         return float(self.heatmap.max()) <= 0.0
 
 
@@ -128,9 +129,10 @@ class Explainer:
         self._built: dict[tuple, object] = {}  # views per (kind, head, layer): graph building is the slow part
 
     def _memo(self, key: tuple, build):
-        if key not in self._built:
-            self._built[key] = build()
-        return self._built[key]
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = build()
+            return self._built[key]
 
     # ---- predictions and targets
 

@@ -118,9 +118,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(workdir: Path, env: dict | None = None, startup_s: float = 300):
-    """`streamlit run streamlit_app.py` on a free port, in its own process group, logging to workdir/streamlit.log.
-    Returns (process, url) once /_stcore/health answers; stop it with `stop_app`."""
+def start_app(workdir: Path, env: dict | None = None, startup_s: float = 300, script: str = "streamlit_app.py"):
+    """`streamlit run <script>` from the project root (so .streamlit/config.toml applies) on a free port, in its own
+    process group, logging to workdir/streamlit.log. Returns (process, url) once /_stcore/health answers; stop it
+    with `stop_app`."""
     import subprocess
     import sys
     import time
@@ -129,7 +130,7 @@ def start_app(workdir: Path, env: dict | None = None, startup_s: float = 300):
     port = free_port()
     log = (Path(workdir) / "streamlit.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)

@@ -96,6 +96,10 @@ def test_upload_in_the_browser_shows_a_prediction(app_url, shared_dir):
             page.get_by_text("years").first.wait_for(timeout=RESULT_S * 1000)
             page.get_by_text("Face 1").first.wait_for(timeout=10_000)
             assert page.get_by_text("Face 2").count() == 0
+            # the annotated photo, the crop and both charts drawn before the screenshot
+            page.locator('[data-testid="stImage"] img').nth(1).wait_for(timeout=60_000)
+            page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)  # let Plotly finish its first paint
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(ARTIFACTS / "predict_page.png"), full_page=True)
         finally:

@@ -4,11 +4,14 @@ For each architecture (128 px, batch 64 by default, synthetic images, a few step
   - train img/s, in memory: fit on one batch already in memory, repeated: the model's own speed;
   - train img/s, tf.data: fit fed by core.pipeline.make_dataset (shuffle, gather, augmentation, prefetch);
   - fed / in-memory: the goal is ≥ 95 %, i.e. the pipeline is not the bottleneck.
-Then the pipeline alone (no model) in img/s, and its ratio to each architecture's training-step throughput.
+Then the pipeline alone (no model): img/s, and its ratio to each architecture's training-step throughput.
+
+Wall-clock figures mean little on a shared CPU (beside a long training run, a niced process gets a varying
+sliver of it), so CPU time of this process is reported too: CPU ms per batch for a training step and for the
+pipeline, and the CPU-bound ratio step / (step + pipeline): the share of in-memory speed left when every core
+is busy and augmentation cannot hide in idle ones, the worst case on a 2-core machine.
 
     nice -n 19 python tests/benchmarks/bench_training.py [--steps 3] [--archs custom_cnn,resnet50]
-
-On a shared CPU (e.g. beside a long training run) figures are noisy and low: compare ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -39,23 +42,35 @@ def synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, dict, dict]
     return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), y, w
 
 
-def fit_seconds(model, ds, steps: int) -> float:
-    started = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    return time.perf_counter() - started
+class Clock:
+    """Wall and process-CPU seconds (all threads: TensorFlow's and tf.data's) of a block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def pipeline_images_per_second(images, y, w, batch: int, batches: int) -> float:
+def fit_clock(model, ds, steps: int) -> Clock:
+    with Clock() as clock:
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return clock
+
+
+def pipeline_clock(images, y, w, batch: int, batches: int) -> Clock:
     ds = make_dataset(images, y, w, batch, training=True, augment=True).repeat()
     iterator = iter(ds)
     next(iterator)  # build and warm the pipeline
-    started = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * batch / (time.perf_counter() - started)
+    with Clock() as clock:
+        for _ in range(batches):
+            next(iterator)
+    return clock
 
 
-def bench_arch(arch: str, images, y, w, args) -> tuple[float, float]:
+def bench_arch(arch: str, images, y, w, args) -> tuple[Clock, Clock]:
+    """(in-memory, fed) clocks over args.steps training steps."""
     import keras
     import tensorflow as tf
     cfg = TrainConfig(model=ModelConfig(arch=arch, img_size=args.img_size, imagenet=False))
@@ -67,11 +82,10 @@ def bench_arch(arch: str, images, y, w, args) -> tuple[float, float]:
              {k: v[first] for k, v in w.items()})
     in_memory = tf.data.Dataset.from_tensors(batch).repeat()
     fed = make_dataset(images, y, w, args.batch_size, training=True, augment=True).repeat()
-    fit_seconds(model, in_memory, args.warmup)  # tracing and first-step allocation are not throughput
-    memory_speed = args.steps * args.batch_size / fit_seconds(model, in_memory, args.steps)
-    fit_seconds(model, fed, args.warmup)
-    fed_speed = args.steps * args.batch_size / fit_seconds(model, fed, args.steps)
-    return memory_speed, fed_speed
+    fit_clock(model, in_memory, args.warmup)  # tracing and first-step allocation are not throughput
+    memory = fit_clock(model, in_memory, args.steps)
+    fit_clock(model, fed, args.warmup)
+    return memory, fit_clock(model, fed, args.steps)
 
 
 def main() -> None:
@@ -86,16 +100,19 @@ def main() -> None:
     from core.training import device_name
     print(f"device {device_name()}; {args.img_size} px, batch {args.batch_size}, {args.steps} timed steps; "
           f"{os.cpu_count()} CPUs")
-    print(f"{'arch':<15}{'train img/s (in memory)':>25}{'train img/s (tf.data)':>23}{'fed / in-memory':>17}")
-    speeds = {}
+    pipe = pipeline_clock(images, y, w, args.batch_size, batches=10)
+    pipe_cpu_ms = 1000 * pipe.cpu / 10
+    print(f"input pipeline alone (shuffle + gather + augmentation): {10 * args.batch_size / pipe.wall:.0f} img/s, "
+          f"{pipe_cpu_ms:.0f} CPU ms per batch")
+    print(f"{'arch':<15}{'img/s in memory':>16}{'img/s tf.data':>14}{'fed/in-mem':>11}"
+          f"{'step CPU ms':>12}{'CPU-bound fed':>14}{'pipeline/step':>14}")
     for arch in args.archs.split(","):
-        memory_speed, fed_speed = bench_arch(arch, images, y, w, args)
-        speeds[arch] = memory_speed
-        print(f"{arch:<15}{memory_speed:>25.1f}{fed_speed:>23.1f}{fed_speed / memory_speed:>16.0%}", flush=True)
-    pipeline = pipeline_images_per_second(images, y, w, args.batch_size, batches=20)
-    print(f"input pipeline alone (shuffle + gather + augmentation): {pipeline:.0f} img/s")
-    for arch, speed in speeds.items():
-        print(f"  pipeline / {arch} training step: {pipeline / speed:.1f}×")
+        memory, fed = bench_arch(arch, images, y, w, args)
+        memory_speed, fed_speed = args.steps * args.batch_size / memory.wall, args.steps * args.batch_size / fed.wall
+        step_cpu_ms = 1000 * memory.cpu / args.steps
+        print(f"{arch:<15}{memory_speed:>16.1f}{fed_speed:>14.1f}{fed_speed / memory_speed:>11.0%}"
+              f"{step_cpu_ms:>12.0f}{step_cpu_ms / (step_cpu_ms + pipe_cpu_ms):>14.1%}"
+              f"{10 * args.batch_size / pipe.wall / memory_speed:>13.1f}×", flush=True)
 
 
 if __name__ == "__main__":

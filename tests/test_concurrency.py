@@ -1,0 +1,164 @@
+"""Many sessions at once. Streamlit serves every browser tab from its own thread of one process, so what the pages
+share (the cached model loader, the Predictor, the face detector, the one training job) is exercised here from
+several threads at once: the model must load once, every answer must match a serial run, memory must stay flat,
+and two Start presses must make one job.
+
+(AppTest cannot stand in for concurrent sessions: each run swaps a process-wide mock Runtime in and out.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import registry, settings, training
+from core.predict import analyze_bytes
+from tests.conftest import write_fake_run
+from tests.fuzz.make_corpus import encode, selfie
+
+SESSIONS = 8
+ROUNDS = 5
+TIMEOUT = 600
+FLAT_MB = 100  # growth allowed over ROUNDS × SESSIONS predictions after a warm-up round (allocator noise)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process, from /proc (no psutil needed)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@pytest.fixture
+def entry(tmp_path, monkeypatch, tiny_residual_model) -> registry.ModelEntry:
+    write_fake_run(tmp_path / "runs", tiny_residual_model)
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-shipped-model")
+    entries, _ = registry.all_models()
+    assert len(entries) == 1
+    return entries[0]
+
+
+@pytest.fixture
+def common(monkeypatch):
+    """pages/common.py with an empty model cache and a counting, deliberately slow model loader: a slow load is
+    when a second session would start loading too if the cache let it."""
+    import pages.common as module
+
+    module._load_predictor.clear()
+    loads = []
+    real_load = registry.load_model
+
+    def counting_load(path, *args, **kwargs):
+        loads.append(path)
+        time.sleep(1.0)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_model", counting_load)
+    module.loads = loads
+    yield module
+    module._load_predictor.clear()
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return encode(selfie())
+
+
+def _sessions(work, count: int = SESSIONS) -> list:
+    """`work()` in `count` threads released together; every result, or the first error re-raised."""
+    barrier = threading.Barrier(count)
+
+    def session(_):
+        barrier.wait(TIMEOUT)
+        return work()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(session, range(count), timeout=TIMEOUT))
+
+
+def _numbers(analysis) -> tuple:
+    p = analysis.faces[0].prediction
+    return (p.age, p.age_std, p.female_prob, *p.race_probs.values())
+
+
+def test_eight_sessions_predict_at_once_and_the_model_loads_once(entry, common, photo):
+    def session():
+        predictor = common.predictor_for(entry)
+        return predictor, analyze_bytes(photo, predictor)
+
+    results = _sessions(session)
+
+    assert len(common.loads) == 1  # st.cache_resource let one session load; the others waited for it
+    predictors = {id(predictor) for predictor, _ in results}
+    assert len(predictors) == 1
+    predictor = results[0][0]
+    expected = _numbers(analyze_bytes(photo, predictor))  # the same photo, alone
+    for _, analysis in results:
+        assert len(analysis.faces) == 1
+        np.testing.assert_allclose(_numbers(analysis), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_memory_stays_flat_over_rounds_of_concurrent_sessions(entry, common, photo):
+    def session():
+        return len(analyze_bytes(photo, common.predictor_for(entry)).faces)
+
+    assert _sessions(session) == [1] * SESSIONS  # warm-up: model, detector, traced functions, thread arenas
+    before = rss_mb()
+    for _ in range(ROUNDS):
+        assert _sessions(session) == [1] * SESSIONS
+    growth = rss_mb() - before
+    print(f"RSS {before:.0f} MB before, growth {growth:+.1f} MB over {ROUNDS * SESSIONS} concurrent predictions")
+    assert growth < FLAT_MB
+    assert len(common.loads) == 1
+
+
+@pytest.fixture
+def held_training(monkeypatch):
+    """Training holds after its first batch until released, so the job is surely still running."""
+    release = threading.Event()
+    original = training._make_callback
+
+    def gated(progress, run_dir, monitor):
+        callback = original(progress, run_dir, monitor)
+        log_batch = callback.on_train_batch_end
+
+        def on_train_batch_end(batch, logs=None):
+            log_batch(batch, logs)
+            release.wait(TIMEOUT)
+
+        callback.on_train_batch_end = on_train_batch_end
+        return callback
+
+    monkeypatch.setattr(training, "_make_callback", gated)
+    yield release
+    release.set()
+
+
+def test_sessions_pressing_start_together_get_one_job(tmp_path, monkeypatch, synthetic_utkface, held_training):
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    previous = training.current_job()
+    if previous is not None:  # a job left by another test must not decide this one
+        previous.stop()
+        previous.thread.join(TIMEOUT)
+    cfg = training.TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=2)
+
+    results = _sessions(lambda: training.start_job(cfg))
+
+    jobs = {id(job) for job, _ in results}
+    assert len(jobs) == 1 and sum(is_new for _, is_new in results) == 1
+    job = results[0][0]
+    assert training.current_job() is job
+    assert len([t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]) == 1
+    job.stop()
+    held_training.set()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "stopped"
+    assert not [t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # one run folder

@@ -1,0 +1,127 @@
+"""The Saliency page driven like a user (AppTest), with a tiny model saved as a finished run."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import settings
+
+RUN = "20250101-000000-multitask_cnn"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, tiny_models):
+    """One finished fake run (multitask_cnn: each head has its own branch) and no shipped model."""
+    folder = tmp_path / "runs" / RUN
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_models["multitask_cnn"], folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": ""}))
+    (folder / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
+    st.cache_resource.clear()
+    return folder
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(settings.PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/saliency.py")
+    at.run()
+    assert not at.exception
+    return at
+
+
+def explain(at: AppTest, heads: list[str], methods: list[str]) -> AppTest:
+    at.multiselect(key="saliency.heads").set_value(heads)
+    at.multiselect(key="saliency.methods").set_value(methods)
+    at.run()
+    at.button(key="saliency.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_sample_face_explained_by_two_heads_and_methods(run):
+    at = explain(open_page(), ["gender", "race"], ["saliency", "gradcam"])
+    assert len(at.image) == 2  # the chosen face, then the figure
+    result = at.session_state["saliency.result"]
+    assert [(m.head, m.method) for m in result["maps"]] == [
+        ("gender", "saliency"), ("gender", "gradcam"), ("race", "saliency"), ("race", "gradcam")]
+    assert all(m.heatmap.shape == (32, 32) for m in result["maps"])
+    assert {m.layer for m in result["maps"] if m.method == "gradcam"} == {"gender_branch1_relu", "race_branch1_relu"}
+    table = at.dataframe[0].value
+    assert list(table["method"]) == ["Saliency", "Grad-CAM"] * 2 and (table["seconds"] > 0).all()
+    assert at.image[1].proto.imgs[0].caption.startswith("Prediction: ")
+    assert len(at.download_button) == 1
+
+
+def test_opacity_redraws_without_recomputing(run):
+    at = explain(open_page(), ["age"], ["gradcam"])
+    maps, before = at.session_state["saliency.result"]["maps"], at.image[1].proto.imgs[0].url
+    at.slider(key="saliency.alpha").set_value(0.9).run()
+    assert not at.exception and len(at.image) == 2
+    assert at.image[1].proto.imgs[0].url != before  # a new figure…
+    assert at.session_state["saliency.result"]["maps"][0].seconds == maps[0].seconds  # the same, stored map
+
+
+def test_changing_a_choice_asks_to_explain_again(run):
+    at = explain(open_page(), ["age"], ["saliency"])
+    at.multiselect(key="saliency.methods").set_value(["saliency", "scorecam"]).run()
+    assert len(at.image) == 1 and any("Press **Explain**" in i.value for i in at.info)
+
+
+def test_race_class_and_layer_can_be_chosen(run):
+    at = open_page()
+    at.multiselect(key="saliency.heads").set_value(["race"]).run()
+    assert "trunk3_relu" in at.selectbox(key="saliency.layer").options
+    at.selectbox(key="saliency.race").set_value("Black")
+    at.selectbox(key="saliency.layer").set_value("trunk2_relu")
+    at = explain(at, ["race"], ["gradcam++", "scorecam"])
+    maps = at.session_state["saliency.result"]["maps"]
+    assert all(m.target.startswith("Black") and m.layer == "trunk2_relu" for m in maps)
+
+
+def test_an_uploaded_photo_is_explained(run):
+    at = open_page()
+    at.radio(key="saliency.source").set_value("Upload").run()
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 90, 3), dtype=np.uint8)).save(buffer, "PNG")
+    at.file_uploader(key="saliency.upload").set_value(("noise.png", buffer.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any("No face was detected" in i.value for i in at.info)
+    at = explain(at, ["gender"], ["saliency"])
+    assert len(at.image) == 2
+
+
+def test_a_broken_upload_is_an_error_not_a_traceback(run):
+    at = open_page()
+    at.radio(key="saliency.source").set_value("Upload").run()
+    at.file_uploader(key="saliency.upload").set_value(("face.jpg", b"definitely not a jpeg", "image/jpeg")).run()
+    assert not at.exception and len(at.error) == 1 and "not an image" in at.error[0].value
+
+
+def test_the_predict_pages_last_photo_can_be_explained(run):
+    at = open_page()
+    assert "Last prediction" not in at.radio(key="saliency.source").options
+    crops = [np.full((32, 32, 3), value, np.uint8) for value in (40, 200)]
+    at.session_state["predict.last_analysis"] = crops
+    at.run()
+    at.radio(key="saliency.source").set_value("Last prediction").run()
+    at.selectbox(key="saliency.face").set_value(2).run()
+    at = explain(at, ["age"], ["saliency"])
+    assert len(at.image) == 2 and "face 2" in at.image[0].proto.imgs[0].caption
+
+
+def test_without_any_model_the_page_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "no_runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no_models")
+    at = open_page()
+    assert any("No model yet" in w.value for w in at.warning) and not at.image
