@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -66,6 +65,13 @@ def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | No
     return json.loads(to_json(evaluate_frame(frame, kind)))
 
 
+def _save_for_inference(source: Path, target: Path) -> None:
+    """Re-save without the optimizer state (Adam's two moments per weight would triple the file)."""
+    from core.registry import load_model
+    with atomic_path(target, suffix=".keras") as tmp:
+        load_model(source, allow_anywhere=True).save(tmp)
+
+
 def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODEL_NAME,
              models_dir: Path | None = None) -> dict:
     """Copy a run's best model into models/ as `<name>.keras`, with `<name>.json` (the card) and
@@ -80,8 +86,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     test_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv")
     sample_report = evaluate_model(run_dir / "model.keras", settings.SAMPLE_DIR)
     model_path = models_dir / f"{name}.keras"
-    with atomic_path(model_path, suffix=".keras") as tmp:
-        shutil.copyfile(run_dir / "model.keras", tmp)
+    _save_for_inference(run_dir / "model.keras", model_path)
     atomic_write_text(models_dir / f"{name}.split.csv", split.to_csv(index=False))
     counts = split["split"].value_counts().to_dict()
     card = {

@@ -155,19 +155,45 @@ def balanced_class_weights(race: np.ndarray, classes: int = 5) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ tf.data
 
-def augmenter(seed: int = 0):
-    """Mild, face-preserving augmentation: mirror, small rotation/zoom/shift, lighting. Keras preprocessing
-    layers run inside tf.data here, never inside the saved model."""
-    import keras
-    from keras import layers
-    return keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(0.03, fill_mode="reflect", seed=seed + 1),
-        layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed + 2),
-        layers.RandomTranslation(0.05, 0.05, fill_mode="reflect", seed=seed + 3),
-        layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
-        layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 5),
-    ], name="augment")
+# Mild, face-preserving augmentation ranges: a face stays a face, and its age, gender and race labels stay true.
+ROTATION = 0.19  # radians either way (~11°)
+ZOOM = 0.1  # scale 0.9–1.1
+SHIFT = 0.05  # of the image size, each axis
+BRIGHTNESS = 0.15  # of the 0–255 range
+CONTRAST = 0.2  # factor 0.8–1.2 around each image's channel means
+
+
+def augment_batch(images, seed, rotation: float = ROTATION, zoom: float = ZOOM, shift: float = SHIFT,
+                  brightness: float = BRIGHTNESS, contrast: float = CONTRAST, flip: bool = True):
+    """Random mirror, rotation, zoom and shift, composed into one affine warp per image (a single bilinear
+    resampling: sharper, and a third of the CPU of three Keras layers applied in turn), then brightness and
+    contrast. `images`: float32 (n, h, w, 3) in 0–255; `seed`: int64 pair; same seed, same result."""
+    import tensorflow as tf
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+
+    def uniform(shape, which, limit, centre=0.0):
+        return tf.random.stateless_uniform(shape, seeds[which], centre - limit, centre + limit)
+
+    n = tf.shape(images)[0]
+    h, w = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+    mirror = tf.random.stateless_uniform([n], seeds[0]) < (0.5 if flip else 0.0)
+    angle, scale = uniform([n], 1, rotation), uniform([n], 2, zoom, 1.0)
+    dx, dy = tf.unstack(uniform([n, 2], 3, shift) * tf.stack([w, h]), axis=1)
+    # The warp maps each output pixel back to its input position: undo the shift, scale and rotation about
+    # the centre, then mirror. Rows: x_in = a0·x + a1·y + a2, y_in = b0·x + b1·y + b2.
+    cx, cy, cos, sin = (w - 1) / 2, (h - 1) / 2, tf.cos(angle), tf.sin(angle)
+    a0, a1, a2 = cos / scale, sin / scale, cx - (cos * (cx + dx) + sin * (cy + dy)) / scale
+    b0, b1, b2 = -sin / scale, cos / scale, cy + (sin * (cx + dx) - cos * (cy + dy)) / scale
+    sign, offset = tf.where(mirror, -1.0, 1.0), tf.where(mirror, w - 1, 0.0)
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([sign * a0, sign * a1, sign * a2 + offset, b0, b1, b2, zeros, zeros], axis=1)
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    images = images + uniform([n, 1, 1, 1], 4, brightness) * 255.0
+    means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    images = (images - means) * uniform([n, 1, 1, 1], 5, contrast, 1.0) + means
+    return tf.clip_by_value(images, 0.0, 255.0)
 
 
 def make_dataset(images: np.ndarray, targets: dict, weights: dict, batch_size: int, training: bool,
@@ -176,7 +202,8 @@ def make_dataset(images: np.ndarray, targets: dict, weights: dict, batch_size: i
 
     The decoded images already sit in memory (`load_images`), so the pipeline shuffles row indices — a full
     permutation per epoch, no shuffle buffer holding a second copy of the images — gathers each batch in one
-    op and augments whole batches in parallel with training."""
+    op and augments whole batches in parallel with training. Augmentation seeds come from a seeded stream that
+    differs every epoch, so runs are reproducible and epochs are not."""
     import tensorflow as tf
     tensors = tf.nest.map_structure(tf.convert_to_tensor, (images, targets, weights))
     ds = tf.data.Dataset.range(len(images))
@@ -186,7 +213,8 @@ def make_dataset(images: np.ndarray, targets: dict, weights: dict, batch_size: i
     ds = ds.map(lambda rows: tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
-        aug = augmenter(seed)
-        ds = ds.map(lambda x, y, w: (aug(tf.cast(x, tf.float32), training=True), y, w),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda batch, pair: (augment_batch(tf.cast(batch[0], tf.float32), pair), *batch[1:]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -455,16 +455,16 @@ def face_crop_from_bytes(data: bytes, predictor) -> tuple[np.ndarray, str | None
 
 
 def face_crops(value) -> list[np.ndarray]:
-    """The face crops held by what the Predict page keeps of its last photo: an Analysis, a list of its
-    FaceResults, or bare crops. Anything else gives an empty list."""
-    faces = getattr(value, "faces", value)
-    if faces is None:
+    """The face crops in what the Predict page keeps of its last photos: Analyses, FaceResults or bare crops,
+    alone or in a list, in order. Anything else contributes nothing."""
+    if value is None:
         return []
-    if isinstance(faces, np.ndarray) and faces.ndim == 4:
-        faces = list(faces)
-    faces = faces if isinstance(faces, (list, tuple)) else [faces]
-    crops = [np.asarray(getattr(face, "crop", face)) for face in faces]
-    return [crop for crop in crops if crop.ndim == 3 and crop.shape[-1] == 3]
+    if hasattr(value, "faces"):
+        return face_crops(list(value.faces))
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 4):
+        return [crop for item in value for crop in face_crops(item)]
+    crop = np.asarray(getattr(value, "crop", value))
+    return [crop] if crop.ndim == 3 and crop.shape[-1] == 3 else []
 
 
 def sample_faces(folder) -> dict[str, str]:

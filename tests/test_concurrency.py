@@ -22,9 +22,12 @@ from tests.conftest import write_fake_run
 from tests.fuzz.make_corpus import encode, selfie
 
 SESSIONS = 8
-ROUNDS = 5
+# Fresh threads per round, as Streamlit runs every rerun in a new thread: the allocator's per-thread arenas grow
+# for the first few rounds (+~90 MB measured over 4 rounds), then hold within ±15 MB (a serial loop stays flat).
+WARMUP_ROUNDS = 4
+ROUNDS = 6
 TIMEOUT = 600
-FLAT_MB = 100  # growth allowed over ROUNDS × SESSIONS predictions after a warm-up round (allocator noise)
+FLAT_MB = 64  # growth allowed over ROUNDS × SESSIONS predictions after the warm-up
 
 
 def rss_mb() -> float:
@@ -109,7 +112,8 @@ def test_memory_stays_flat_over_rounds_of_concurrent_sessions(entry, common, pho
     def session():
         return len(analyze_bytes(photo, common.predictor_for(entry)).faces)
 
-    assert _sessions(session) == [1] * SESSIONS  # warm-up: model, detector, traced functions, thread arenas
+    for _ in range(WARMUP_ROUNDS):  # model, detector, traced functions, allocator arenas
+        assert _sessions(session) == [1] * SESSIONS
     before = rss_mb()
     for _ in range(ROUNDS):
         assert _sessions(session) == [1] * SESSIONS

@@ -9,6 +9,7 @@ import pytest
 from core.datasets import load_dataset, stratum
 from core.pipeline import (
     SPLITS,
+    augment_batch,
     balanced_class_weights,
     fold_split,
     kfold_assignment,
@@ -176,3 +177,40 @@ def test_training_without_augmentation_gives_the_raw_pixels(small_images):
     y, w = targets_and_weights(table, "regression")
     (x, _, _), = _batches(make_dataset(images, y, w, batch_size=48, training=True, augment=False))
     np.testing.assert_array_equal(np.sort(x.reshape(48, -1).sum(axis=1)), np.sort(images.reshape(48, -1).sum(axis=1)))
+
+
+def test_training_batches_are_reproducible_from_the_seed(small_images):
+    table, images = small_images
+    y, w = targets_and_weights(table, "regression")
+    first = [_batches(make_dataset(images, y, w, 16, training=True, seed=5)) for _ in range(2)]
+    for (x1, y1, _), (x2, y2, _) in zip(*first, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1["age"], y2["age"])
+
+
+def _pixels(n: int = 16, size: int = 24) -> np.ndarray:
+    return np.random.default_rng(4).integers(0, 256, (n, size, size, 3)).astype(np.float32)
+
+
+def test_augmentation_with_no_range_and_no_flip_is_the_identity():
+    x = _pixels()
+    out = augment_batch(x, np.array([1, 2]), rotation=0, zoom=0, shift=0, brightness=0, contrast=0, flip=False)
+    np.testing.assert_allclose(out.numpy(), x, atol=1e-3)
+
+
+def test_augmentation_mirrors_about_half_the_images_exactly():
+    x = _pixels(32)
+    out = augment_batch(x, np.array([3, 4]), rotation=0, zoom=0, shift=0, brightness=0, contrast=0).numpy()
+    mirrored = [np.allclose(o, xi[:, ::-1], atol=1e-3) for o, xi in zip(out, x, strict=True)]
+    unchanged = [np.allclose(o, xi, atol=1e-3) for o, xi in zip(out, x, strict=True)]
+    assert all(m != u for m, u in zip(mirrored, unchanged, strict=True))  # each image is one or the other
+    assert 6 <= sum(mirrored) <= 26
+
+
+def test_augmentation_rotates_about_the_centre_within_range_and_keeps_the_pixel_range():
+    x = np.zeros((1, 33, 33, 3), np.float32)
+    x[0, 16, 16] = 255.0  # a single bright centre pixel stays put under any rotation or zoom about the centre
+    out = augment_batch(x, np.array([5, 6]), shift=0, brightness=0, contrast=0, flip=False).numpy()
+    assert np.unravel_index(out[0, ..., 0].argmax(), (33, 33)) == (16, 16)
+    strong = augment_batch(_pixels(), np.array([7, 8]), rotation=0.19).numpy()
+    assert strong.min() >= 0 and strong.max() <= 255 and np.abs(strong - _pixels()).mean() > 5

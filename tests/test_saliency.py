@@ -251,7 +251,7 @@ def test_face_crops_reads_what_the_predict_page_keeps():
     from types import SimpleNamespace
     crop = noise_crop()
     analysis = SimpleNamespace(faces=[SimpleNamespace(crop=crop), SimpleNamespace(crop=crop[::-1])])
-    assert len(saliency.face_crops(analysis)) == 2
+    assert len(saliency.face_crops(analysis)) == 2 and len(saliency.face_crops([analysis, analysis])) == 4
     assert saliency.face_crops([crop])[0] is not None and saliency.face_crops(crop[None])[0].shape == crop.shape
     assert saliency.face_crops(None) == [] and saliency.face_crops("nonsense") == []
 
