@@ -304,7 +304,10 @@ def load_dataset(kind: str | None, folder: str | Path) -> Dataset:
         raise DatasetError(f"Unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}.")
     if not str(folder).strip():  # Path("") is the working directory: never scan that by accident
         raise DatasetError("No folder given: enter the path of a dataset folder.")
-    folder = Path(str(folder).strip()).expanduser()
+    try:
+        folder = Path(str(folder).strip()).expanduser()
+    except RuntimeError as error:  # "~someone" for a user this machine does not know
+        raise DatasetError(f"Cannot resolve the folder {str(folder).strip()!r}: {error}.") from error
     try:
         if not folder.exists():
             raise DatasetError(f"Folder not found: {folder}")

@@ -132,8 +132,9 @@ class FaceDetector:
         own setting for this call: "auto" (skip for close-ups), "always" or "never"."""
         tiles = tiles or self.tiles
         _check_tiles(tiles)
-        pixels = np.ascontiguousarray(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image,
-                                                 dtype=np.uint8))
+        if isinstance(image, Image.Image) and image.mode != "RGB":
+            image = image.convert("RGB")
+        pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
         with self._lock:
             if self._closed:
                 raise DetectorError("The face detector was closed.")

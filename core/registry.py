@@ -69,6 +69,9 @@ def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str
             if (run / "config.json").exists() and metrics.get("status") not in (None, "failed"):
                 warnings.append(f"Skipped run folder {run.name}: its config or model is missing or unreadable.")
             continue
+        if (run / "metrics.json").exists() and not metrics:
+            warnings.append(f"Skipped run folder {run.name}: its metrics.json is unreadable.")
+            continue
         if metrics.get("status") not in ("finished", "stopped"):
             continue  # still training or failed: its model.keras may be a mid-run checkpoint
         entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics}))

@@ -112,8 +112,8 @@ def test_a_tiny_training_run_draws_its_curve(page):
     size = page.locator('[data-testid="stSlider"]').filter(has_text="Image size").get_by_role("slider")
     size.focus()
     size.press("Home")  # the smallest size, 32 px
-    page.get_by_label("Epochs").fill("1")
-    page.get_by_label("Use at most N images (0 = all)").fill("48")
+    page.get_by_label("Epochs", exact=True).fill("1")
+    page.get_by_label("Use at most N images (0 = all)", exact=True).fill("48")
     page.get_by_role("button", name="Start training").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=WORK_S * 1000)  # the live curve
     page.get_by_text("saved to").first.wait_for(timeout=WORK_S * 1000)

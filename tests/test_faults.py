@@ -263,8 +263,6 @@ def test_corrupt_and_foreign_run_folders_are_skipped_with_a_warning(runs_root):
                        "20250104-000000-no-model"}
 
 
-@pytest.mark.xfail(strict=True, reason="core/registry.py run_models: an unreadable metrics.json is taken for a run "
-                                       "still training and skipped without a warning (reported)")
 def test_a_corrupt_metrics_file_is_skipped_with_a_warning(runs_root):
     model = (runs_root / FAKE_RUN_NAME / "model.keras").read_bytes()
     _run_folder(runs_root, "20250102-000000-corrupt-metrics", CONFIG, "{garbage", model)

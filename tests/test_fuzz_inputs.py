@@ -235,11 +235,6 @@ def test_explore_lists_unreadable_files_with_grey_previews(bad_folders):
 
 
 UNKNOWN_HOME = "~no_such_user_here/faces"
-UNKNOWN_HOME_BUG = ("core/datasets.py load_dataset: Path.expanduser raises RuntimeError for an unknown user's ~ "
-                    "(reported; remove this mark once fixed)")
-
-
-@pytest.mark.xfail(strict=True, reason=UNKNOWN_HOME_BUG)
 def test_explore_path_box_unknown_home():
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT).run()
     at.text_input(key=EXPLORE_FOLDER).input(UNKNOWN_HOME).run()
@@ -247,7 +242,6 @@ def test_explore_path_box_unknown_home():
     assert len(at.error) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=UNKNOWN_HOME_BUG)
 def test_evaluate_path_box_unknown_home(sandbox):
     at = _page("pages/evaluate.py")
     at.text_input(key=EVALUATE_FOLDER).set_value(UNKNOWN_HOME)
