@@ -162,9 +162,12 @@ def _sample(data_dir: Path, count: int, seed: int, only: set[str] | None = None)
 
 
 def _test_names(model_path: str | None) -> set[str] | None:
-    """With a training run's model, only that run's test faces (split.csv beside it): never trained on."""
-    split_file = Path(model_path).parent / "split.csv" if model_path else None
-    if split_file is None or not split_file.is_file():
+    """Only the model's test faces, never trained on: a run's split.csv, or a shipped model's <name>.split.csv."""
+    if not model_path:
+        return None
+    path = Path(model_path)
+    split_file = next((f for f in (path.parent / "split.csv", path.with_suffix(".split.csv")) if f.is_file()), None)
+    if split_file is None:
         return None
     import pandas as pd
     split = pd.read_csv(split_file)
