@@ -348,7 +348,7 @@ def cmd_saliency(args) -> int:
     atomic_write_bytes(args.out, png)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{saliency.prediction_text(prediction)}; {result.label} of {result.target}"
+    print(f"{saliency.prediction_text(prediction)}; {result.label} for {args.head}: {result.target}"
           + (f" at {result.layer}" if result.layer else "") + f" in {result.seconds:.2f} s -> {args.out}")
     return 0
 

@@ -187,9 +187,11 @@ def augment_batch(images, seed, rotation: float = ROTATION, zoom: float = ZOOM, 
     sign, offset = tf.where(mirror, -1.0, 1.0), tf.where(mirror, w - 1, 0.0)
     zeros = tf.zeros_like(a0)
     transforms = tf.stack([sign * a0, sign * a1, sign * a2 + offset, b0, b1, b2, zeros, zeros], axis=1)
-    images = tf.raw_ops.ImageProjectiveTransformV3(
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="REFLECT")
+    # The raw op forgets the static height and width; without them the model's graph is traced for any size.
+    images = tf.ensure_shape(warped, images.shape)
     images = images + uniform([n, 1, 1, 1], 4, brightness) * 255.0
     means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
     images = (images - means) * uniform([n, 1, 1, 1], 5, contrast, 1.0) + means

@@ -55,7 +55,7 @@ class SaliencyError(Exception):
 class SaliencyMap:
     method: str
     head: str
-    target: str  # what the map explains, e.g. "age 34.2 y", "female (92%)", "Asian (71%)"
+    target: str  # what the map explains, e.g. "34.2 y", "female (92%)", "Asian (71%)"
     heatmap: np.ndarray  # (size, size) float32 in [0, 1]
     seconds: float
     layer: str | None = None  # the feature map used by CAM methods
@@ -144,7 +144,7 @@ class Explainer:
         """(class index or sign, label) of what a map for `head` explains, given the prediction."""
         _check_head(head)
         if head == "age":
-            return 0, f"age {prediction.age:.1f} y"
+            return 0, f"{prediction.age:.1f} y"
         if head == "gender":
             female = prediction.female_prob >= 0.5
             return (1 if female else -1), f"{prediction.gender} ({prediction.gender_prob:.0%})"
@@ -415,7 +415,7 @@ def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: fl
             item = by_key.get((head, method))
             if item is not None:
                 axes[row, col].imshow(overlay(crop, item.heatmap, alpha, cmap))
-                note = " — nothing raises it" if item.empty else ""
+                note = "\nblank: no region raises the score" if item.empty else ""
                 axes[row, col].set_title(f"{item.label} ({item.seconds:.2f} s){note}", fontsize=9)
     for ax in axes.flat:
         ax.set_axis_off()

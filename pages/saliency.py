@@ -1,9 +1,5 @@
 """Saliency: which parts of a face drive each prediction (gradients, Grad-CAM, Grad-CAM++, Score-CAM)."""
 
-from __future__ import annotations
-
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
@@ -92,8 +88,6 @@ def draw(crop, result: dict, alpha: float) -> None:
     png = saliency.figure_png(saliency.figure(crop, result["maps"], result["prediction"], alpha))
     st.image(png, caption=saliency.prediction_text(result["prediction"]) + " (one pass, no flip averaging)")
     st.dataframe(pd.DataFrame([m.as_row() for m in result["maps"]]), hide_index=True)
-    if any(m.empty for m in result["maps"]):
-        st.caption("A blank map means no region raises that score at the chosen layer (its positive part is zero).")
     st.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png", key=KEY_DOWNLOAD)
 
 
@@ -112,7 +106,7 @@ try:
     crop, caption = chosen
     st.image(crop, caption=caption, width=160)
     options = options_ui(explainer)
-    signature = (str(entries[0].path), mtime, hashlib.sha1(crop.tobytes()).hexdigest(),
+    signature = (str(entries[0].path), mtime, hash(crop.tobytes()),
                  *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
     if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):
         st.session_state[KEY_RESULT] = {"signature": signature, **compute(explainer, crop, options)}

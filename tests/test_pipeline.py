@@ -165,6 +165,7 @@ def test_training_batches_are_shuffled_each_epoch_and_augmented(small_images):
     (x1, y1, _), = _batches(ds)
     (_, y2, _), = _batches(ds)
     assert x1.shape == (48, 32, 32, 3) and x1.dtype == np.float32
+    assert ds.element_spec[0].shape.as_list() == [None, 32, 32, 3]  # static size survives augmentation
     assert sorted(y1["row"]) == list(range(48))  # every row once per epoch
     assert not np.array_equal(y1["row"], y2["row"])  # reshuffled for the next epoch
     np.testing.assert_array_equal(y1["age"], y["age"][y1["row"]])  # targets travel with their images

@@ -137,7 +137,7 @@ def test_gender_map_names_the_predicted_gender(explainers):
 
 def test_age_target_is_the_predicted_age(explainers):
     explainer, crop = explainers["residual_cnn"], noise_crop(seed=4)
-    assert explainer.explain(crop, "age", "saliency").target == f"age {explainer.predict(crop).age:.1f} y"
+    assert explainer.explain(crop, "age", "saliency").target == f"{explainer.predict(crop).age:.1f} y"
 
 
 # ----------------------------------------------------------------------------------------------- layers
@@ -209,10 +209,18 @@ def test_figure_has_a_row_per_head_and_a_column_per_method(explainers):
     assert len(fig.axes) == 2 * 3
     assert fig._suptitle.get_text() == saliency.prediction_text(prediction)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0].startswith("age: age") and titles[3].startswith("race: ")
+    assert titles[0].startswith("age: ") and titles[0].endswith(" y") and titles[3].startswith("race: ")
     assert titles[1].startswith("Saliency (") and titles[5].startswith("Grad-CAM (")
     png = saliency.figure_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(png)).size[0] > 300
+
+
+def test_a_blank_map_is_labelled_as_such():
+    blank = saliency.SaliencyMap("gradcam", "age", "30.0 y", np.zeros((32, 32), np.float32), 0.1, "conv3")
+    fine = saliency.SaliencyMap("gradcam", "race", "Asian (50%)", np.eye(32, dtype=np.float32), 0.1, "conv3")
+    assert blank.empty and not fine.empty
+    titles = [ax.get_title() for ax in saliency.figure(noise_crop(), [blank, fine]).axes]
+    assert "blank" in titles[1] and "blank" not in titles[3]
 
 
 def test_normalise_is_finite_and_blank_for_flat_maps():

@@ -8,8 +8,8 @@ Then the pipeline alone (no model): img/s, and its ratio to each architecture's 
 
 Wall-clock figures mean little on a shared CPU (beside a long training run, a niced process gets a varying
 sliver of it), so CPU time of this process is reported too: CPU ms per batch for a training step and for the
-pipeline, and the CPU-bound ratio step / (step + pipeline): the share of in-memory speed left when every core
-is busy and augmentation cannot hide in idle ones, the worst case on a 2-core machine.
+pipeline (and for a step fed by it), and the CPU-bound ratio step / (step + pipeline): the share of in-memory
+speed left when every core is busy and augmentation cannot hide in idle ones, the worst case on a 2-core machine.
 
     nice -n 19 python tests/benchmarks/bench_training.py [--steps 3] [--archs custom_cnn,resnet50]
 """
@@ -105,13 +105,13 @@ def main() -> None:
     print(f"input pipeline alone (shuffle + gather + augmentation): {10 * args.batch_size / pipe.wall:.0f} img/s, "
           f"{pipe_cpu_ms:.0f} CPU ms per batch")
     print(f"{'arch':<15}{'img/s in memory':>16}{'img/s tf.data':>14}{'fed/in-mem':>11}"
-          f"{'step CPU ms':>12}{'CPU-bound fed':>14}{'pipeline/step':>14}")
+          f"{'step CPU ms':>12}{'fed CPU ms':>11}{'CPU-bound fed':>14}{'pipeline/step':>14}")
     for arch in args.archs.split(","):
         memory, fed = bench_arch(arch, images, y, w, args)
         memory_speed, fed_speed = args.steps * args.batch_size / memory.wall, args.steps * args.batch_size / fed.wall
-        step_cpu_ms = 1000 * memory.cpu / args.steps
+        step_cpu_ms, fed_cpu_ms = 1000 * memory.cpu / args.steps, 1000 * fed.cpu / args.steps
         print(f"{arch:<15}{memory_speed:>16.1f}{fed_speed:>14.1f}{fed_speed / memory_speed:>11.0%}"
-              f"{step_cpu_ms:>12.0f}{step_cpu_ms / (step_cpu_ms + pipe_cpu_ms):>14.1%}"
+              f"{step_cpu_ms:>12.0f}{fed_cpu_ms:>11.0f}{step_cpu_ms / (step_cpu_ms + pipe_cpu_ms):>14.1%}"
               f"{10 * args.batch_size / pipe.wall / memory_speed:>13.1f}×", flush=True)
 
 
