@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from core.models import ARCHITECTURES, ModelConfig
+from core.model_config import ARCHITECTURES, ModelConfig
 
 
 def _add_train(sub) -> None:
@@ -34,6 +34,9 @@ def _add_train(sub) -> None:
     p.add_argument("--freeze-backbone-epochs", type=int, help="resnet50: epochs with a frozen backbone first")
     p.add_argument("--no-imagenet", action="store_true", default=None, help="resnet50: start from random weights")
     p.add_argument("--limit", type=int, help="use a seeded sample of N images")
+    p.add_argument("--split-file", help="reuse a run's split.csv instead of --split (continue that run honestly)")
+    p.add_argument("--early-stopping-patience", type=int, help="epochs without validation gain before stopping")
+    p.add_argument("--init-from", help="a .keras model of the same architecture to start from (warm restart)")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="runs folder (default: $FACE_RUNS_DIR or ./runs)")
     p.add_argument("--folds", type=int, default=0,

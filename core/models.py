@@ -8,11 +8,8 @@ pinned to float32, so under a mixed-precision policy (GPU) losses and saved pred
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -20,38 +17,12 @@ import numpy as np
 from keras import layers, regularizers
 
 from core.datasets import AGE_BINS
-
-ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
-AGE_HEADS = ("regression", "distribution")
-AGE_LOSSES = ("mae", "mse", "huber")
-OUTPUTS = ("age", "gender", "race")
-MIN_IMG_SIZE = 32  # three 2× poolings (custom_cnn) and ResNet-50's 32× downsampling need at least this
+from core.model_config import AGE_HEADS, ARCHITECTURES, MIN_IMG_SIZE, OUTPUTS, ModelConfig
 
 # keras.applications' ResNet-50 ImageNet weights were trained on "caffe" inputs: BGR, mean-subtracted, unscaled.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RESNET50_WEIGHTS_HOST = "storage.googleapis.com"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    arch: str = "custom_cnn"
-    img_size: int = 128
-    # "regression": one linear unit. "distribution": softmax over years + its expectation (label-distribution
-    # learning), which trains better and yields an uncertainty for free.
-    age_head: str = "regression"
-    width: int = 32  # base filter count for the CNNs built here (custom_cnn's reference is fixed at 32)
-    dropout: float = 0.3
-    l2: float = 1e-4  # used by the branched / residual models
-    imagenet: bool = True  # resnet50 only: try ImageNet weights, fall back to random init when offline
-
-    @classmethod
-    def tiny(cls, arch: str = "custom_cnn", **overrides) -> ModelConfig:
-        """Small enough to build and fit in well under a second per step; for tests."""
-        return cls(**{"arch": arch, "img_size": 32, "width": 8, "imagenet": False, **overrides})
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
 
 
 # ------------------------------------------------------------------------------------------------ heads

@@ -50,6 +50,21 @@ def split_table(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 42
     return pd.Series(labels, index=table.index, dtype="object")
 
 
+def split_from_file(table: pd.DataFrame, split_file: str | Path) -> pd.Series:
+    """Reuse a run's split.csv (path, split): each row gets the split its file name had there, or NA when the
+    file does not list it. Continuing a run must keep its validation and test images out of training exactly,
+    even after `split_table` changes or the dataset folder moves, hence by name and not by recomputing."""
+    try:
+        listed = pd.read_csv(split_file, dtype=str)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read split file {split_file}: {error}") from error
+    if not {"path", "split"} <= set(listed.columns) or not listed["split"].isin(SPLITS).all():
+        raise ValueError(f"{split_file} is not a split file: it needs path and split columns with "
+                         f"{', '.join(SPLITS)} values.")
+    by_name = dict(zip(listed["path"].map(lambda p: Path(p).name), listed["split"], strict=True))
+    return table["path"].map(lambda p: by_name.get(Path(p).name, pd.NA)).rename("split")
+
+
 def kfold_assignment(table: pd.DataFrame, k: int, seed: int = 42) -> pd.Series:
     """Fold number 0..k-1 per row, stratified the same way as `split_table`: a round-robin over the rows
     grouped by stratum, so each fold holds every stratum's share to within one row."""

@@ -25,13 +25,15 @@ import pandas as pd
 from core import settings
 from core.atomic import atomic_save_model, atomic_write_text
 from core.datasets import KINDS, load_dataset
-from core.models import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig, backbone_layer, build_model
+from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
+from core.models import backbone_layer, build_model
 from core.pipeline import (
     balanced_class_weights,
     fold_split,
     kfold_assignment,
     load_images,
     make_dataset,
+    split_from_file,
     split_table,
     targets_and_weights,
 )
@@ -74,6 +76,12 @@ class TrainConfig:
     finetune_lr_factor: float = 0.1
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     limit: int = 0  # 0 = all rows; otherwise a seeded sample, for quick runs
+    # A .keras model of the same architecture to start from instead of random weights: continue a run with a new
+    # learning-rate cycle (a warm restart), or fine-tune a shipped model on another dataset.
+    init_from: str = ""
+    # A run's split.csv to reuse instead of a fresh split (required to continue that run honestly). Images it
+    # does not list are left out.
+    split_file: str = ""
     seed: int = 42
     out_dir: str = ""  # empty: settings.runs_dir()
 
@@ -304,7 +312,16 @@ def _ensure_validation(split: pd.Series) -> pd.Series:
 
 def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     table = _load_table(cfg)
-    return table, _ensure_validation(split_table(table, cfg.split, cfg.seed))
+    if not cfg.split_file:
+        return table, _ensure_validation(split_table(table, cfg.split, cfg.seed))
+    try:
+        split = split_from_file(table, Path(cfg.split_file).expanduser())
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
+    listed = split.notna().to_numpy()
+    if not (split == "train").any():
+        raise TrainingError(f"None of the training images of {cfg.split_file} are in this dataset folder.")
+    return table[listed].reset_index(drop=True), _ensure_validation(split[listed].reset_index(drop=True))
 
 
 def _new_run_dir(root: Path, name: str) -> Path:
@@ -419,6 +436,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     with _precision_for(device):
         keras.utils.set_random_seed(cfg.seed)
         model, note = build_model(cfg.model)
+        if cfg.init_from:
+            note = _warm_start(model, Path(cfg.init_from).expanduser())
         if note:
             progress.update(notes=[*progress.notes, note])
         callbacks = [_make_callback(progress, run_dir, monitor="val_loss"),
@@ -455,6 +474,25 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     _write_json(run_dir / "metrics.json", metrics_doc)
     progress.update(status=metrics_doc["status"], metrics=metrics_doc,
                     message=f"{metrics_doc['status'].capitalize()}; saved to {run_dir}")
+
+
+def _warm_start(model, source: Path) -> str:
+    """Copy every weight of the model saved at `source` into the freshly built `model` (same architecture and
+    input size; names and shapes are checked so a mismatch is a clear error rather than a silent partial load)."""
+    import keras
+    try:
+        saved = keras.saving.load_model(source, safe_mode=True, compile=False)
+    except Exception as err:  # missing file, not a Keras archive, unsafe content…
+        raise TrainingError(f"Cannot start from {source}: {err}") from err
+    # Matched by position, not name: Keras numbers unnamed layers per process, so names differ between builds.
+    ours, theirs = model.weights, saved.weights
+    mismatched = [w.path for w, t in zip(ours, theirs, strict=False) if tuple(w.shape) != tuple(t.shape)]
+    if mismatched or len(ours) != len(theirs):
+        raise TrainingError(f"Cannot start from {source.name}: its layers do not match this architecture and size "
+                            f"({len(theirs)} saved weights for {len(ours)}, {len(mismatched)} of other shapes).")
+    for weight, value in zip(ours, theirs, strict=True):
+        weight.assign(value)
+    return f"Started from the weights of {source.name}."
 
 
 def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:

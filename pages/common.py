@@ -12,6 +12,9 @@ import streamlit as st
 
 from core.registry import ModelEntry, ModelError, all_models
 
+# The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
+KEY_LAST_ANALYSES = "predict.last_analysis"
+
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_predictor(path: str, mtime_ns: int):
@@ -44,3 +47,14 @@ def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list
         chosen = st.multiselect(label, list(by_label), default=list(by_label)[:1], key=key)
         return [by_label[name] for name in chosen]
     return [by_label[st.selectbox(label, list(by_label), key=key)]]
+
+
+def enter_through_router() -> None:
+    """Call first on every page. When a fresh server's first visitor opens a page's own address (/explore),
+    Streamlit runs that file directly in its legacy `pages/` mode: the sidebar lists every file in pages/ (this one
+    too) and the router's wide layout and titles are lost, until someone opens the home page. Leave legacy mode
+    for the whole server and rerun through the router, which keeps the page that was asked for."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch exists for this
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()

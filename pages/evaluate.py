@@ -8,7 +8,9 @@ import streamlit as st
 from core import charts, evaluation, settings
 from core.datasets import KINDS, DatasetError, thumbnail_jpeg
 from core.registry import ModelError
-from pages.common import model_picker, predictor_for
+from pages.common import enter_through_router, model_picker, predictor_for
+
+enter_through_router()
 
 KEY_MODELS = "evaluate.models"
 KEY_KIND = "evaluate.kind"

@@ -20,6 +20,9 @@ from core.datasets import (
     short_labels,
     thumbnail_jpeg,
 )
+from pages.common import enter_through_router
+
+enter_through_router()
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"

@@ -7,6 +7,9 @@ import streamlit as st
 
 from core import settings
 from core.registry import default_model
+from pages.common import enter_through_router
+
+enter_through_router()
 
 # (page file, label, icon, what it is for): the files must match the router's pages in streamlit_app.py
 PAGES = (

@@ -10,7 +10,9 @@ from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
 from core.registry import ModelError
-from pages.common import model_picker, predictor_for
+from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for
+
+enter_through_router()
 
 KEY_MODEL = "predict.model"
 KEY_FILES = "predict.files"
@@ -86,7 +88,12 @@ if entry is not None and photos:
     except ModelError as error:
         st.error(str(error))
         st.stop()
+    analyses = []
     for index, (name, data) in enumerate(photos):
         analysis = analyze(index, name, data, predictor, small_faces)
         if analysis is not None:
             draw_analysis(index, name, analysis)
+            analyses.append(analysis)
+    if analyses:
+        st.session_state[KEY_LAST_ANALYSES] = analyses
+        st.page_link("pages/saliency.py", label="Explain these faces on the Saliency page", icon="🔥")

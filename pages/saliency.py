@@ -9,7 +9,9 @@ from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.pipeline import decode_resize
 from core.registry import ModelError
-from pages.common import model_picker, predictor_for
+from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for
+
+enter_through_router()
 
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
@@ -25,7 +27,6 @@ KEY_MAX_N = "saliency.max_n"
 KEY_RUN = "saliency.run"
 KEY_RESULT = "saliency.result"
 KEY_DOWNLOAD = "saliency.download"
-KEY_LAST_PREDICTION = "predict.last_analysis"  # what the Predict page keeps of its last photo, when it does
 SAMPLE, UPLOAD, LAST = "Sample face", "Upload", "Last prediction"
 PREDICTED, AUTOMATIC = "predicted class", "automatic"
 
@@ -37,7 +38,7 @@ def _explainer(path: str, mtime_ns: int, _model) -> saliency.Explainer:
 
 def image_ui(predictor) -> tuple[object, str] | None:
     """(crop, caption) of the face to explain, or None when there is none yet."""
-    sources = [SAMPLE, UPLOAD] + ([LAST] if st.session_state.get(KEY_LAST_PREDICTION) is not None else [])
+    sources = [SAMPLE, UPLOAD] + ([LAST] if st.session_state.get(KEY_LAST_ANALYSES) is not None else [])
     source = st.radio("Face", sources, horizontal=True, key=KEY_SOURCE)
     if source == SAMPLE:
         labels = saliency.sample_faces(settings.SAMPLE_DIR)
@@ -51,9 +52,9 @@ def image_ui(predictor) -> tuple[object, str] | None:
         if note:
             st.info(note)
         return crop, upload.name
-    crops = saliency.face_crops(st.session_state[KEY_LAST_PREDICTION])
+    crops = saliency.face_crops(st.session_state[KEY_LAST_ANALYSES])
     number = st.selectbox("Face number", range(1, len(crops) + 1), key=KEY_FACE) if len(crops) > 1 else 1
-    return (crops[number - 1], f"face {number} of the Predict page's last photo") if crops else None
+    return (crops[number - 1], f"face {number} of the Predict page's last photos") if crops else None
 
 
 def options_ui(explainer: saliency.Explainer) -> dict:

@@ -6,6 +6,10 @@ import streamlit as st
 
 from core import charts, settings
 from core.datasets import KINDS
+from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+from pages.common import enter_through_router
+
+enter_through_router()
 
 KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
 KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
@@ -34,7 +38,6 @@ def _environment() -> tuple[str, str | None]:  # (training device, why ResNet-50
 
 def training_form(engine):
     """The user's training request as a TrainConfig, or None until Start is pressed. Defaults: TrainConfig."""
-    from core.models import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
     d, m, t = engine.TrainConfig(), {}, {}  # defaults; ModelConfig and TrainConfig fields chosen here
     with st.form(KEY_FORM, border=False):
         kind_col, folder_col = st.columns([1, 4])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
+import weakref
 
 import pytest
 
@@ -39,18 +41,60 @@ def title(page, label: str):
     return page.locator("h1").filter(has_text=re.compile(PAGES[label]))
 
 
-def wait_idle(page, timeout_s: float = PAGE_S) -> None:
-    """Until the script run is over: Streamlit marks stale elements while it reruns, and shows a status widget."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " && !document.querySelector('[data-stale=\"true\"]')", timeout=timeout_s * 1000)
+class ScriptRuns:
+    """What the server says over the page's websocket: how many script runs have finished, and whether one is
+    running now. The exact moment a page is done, where the DOM's signs (the running indicator) show up late."""
+
+    def __init__(self, page):
+        self.finished = 0
+        self.running = False
+        page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
+
+    def _frame(self, payload) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if not isinstance(payload, bytes):
+            return
+        message = ForwardMsg()
+        try:
+            message.ParseFromString(payload)
+        except Exception:  # noqa: BLE001 - not a Streamlit message: nothing to count
+            return
+        kind = message.WhichOneof("type")
+        if kind == "session_status_changed":
+            self.running = message.session_status_changed.script_is_running
+        elif kind == "script_finished":
+            self.finished += 1
+
+
+_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def watch(page) -> ScriptRuns:
+    """Start counting a tab's script runs; call before its first goto."""
+    _RUNS[page] = ScriptRuns(page)
+    return _RUNS[page]
+
+
+def wait_idle(page, since: int, timeout_s: float = PAGE_S) -> None:
+    """Until a script run after the `since`-th has finished and none is running."""
+    runs = _RUNS[page]
+    deadline = time.monotonic() + timeout_s
+    while runs.finished <= since or runs.running:
+        assert time.monotonic() < deadline, f"the app was still running after {timeout_s} s"
+        page.wait_for_timeout(20)  # lets Playwright deliver websocket events
+
+
+def finished_runs(page) -> int:
+    return _RUNS[page].finished
 
 
 def open_page(page, label: str, timeout_s: float = PAGE_S) -> None:
-    """Click the page's link in the sidebar navigation and wait until it has drawn."""
+    """Click the page's link in the sidebar navigation and wait until it has drawn and its script is done."""
+    since = finished_runs(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
     title(page, label).wait_for(timeout=timeout_s * 1000)
-    wait_idle(page, timeout_s)
+    wait_idle(page, since, timeout_s)
 
 
 def no_exception(page) -> None:
@@ -78,8 +122,10 @@ def browser():
 def page(browser, app_url):
     tab = browser.new_page(viewport={"width": 1400, "height": 1000})
     tab.set_default_timeout(PAGE_S * 1000)
+    watch(tab)
     tab.goto(app_url)
     title(tab, "Home").wait_for()
+    wait_idle(tab, 0)
     yield tab
     tab.close()
 
@@ -95,10 +141,11 @@ def test_every_page_opens_from_the_sidebar(page):
 
 def test_predict_reads_an_age_from_an_uploaded_selfie(page):
     open_page(page, "Predict")
+    since = finished_runs(page)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         [{"name": "selfie.jpg", "mimeType": "image/jpeg", "buffer": encode(selfie())}])
     page.get_by_text(AGE).first.wait_for(timeout=WORK_S * 1000)
-    wait_idle(page, WORK_S)
+    wait_idle(page, since, WORK_S)
     ages = AGE.findall(page.locator("body").inner_text())
     assert len(ages) == 1, ages  # one face in the selfie
     age, spread = map(int, ages[0])
@@ -114,10 +161,11 @@ def test_a_tiny_training_run_draws_its_curve(page):
     size.press("Home")  # the smallest size, 32 px
     page.get_by_label("Epochs", exact=True).fill("1")
     page.get_by_label("Use at most N images (0 = all)", exact=True).fill("48")
+    since = finished_runs(page)
     page.get_by_role("button", name="Start training").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=WORK_S * 1000)  # the live curve
     page.get_by_text("saved to").first.wait_for(timeout=WORK_S * 1000)
-    wait_idle(page, WORK_S)
+    wait_idle(page, since, WORK_S)
     text = page.locator("body").inner_text()
     assert "Current job: custom_cnn, 32 px" in text, text[:2000]
     assert page.locator(".js-plotly-plot").count() >= 1
@@ -127,8 +175,9 @@ def test_a_tiny_training_run_draws_its_curve(page):
 
 def test_saliency_explains_a_sample_face(page):
     open_page(page, "Saliency")
+    since = finished_runs(page)
     page.get_by_role("button", name="Explain").click()
     page.get_by_text("one pass, no flip averaging").first.wait_for(timeout=WORK_S * 1000)
-    wait_idle(page, WORK_S)
+    wait_idle(page, since, WORK_S)
     no_exception(page)
     shot(page, "saliency_result")

@@ -101,7 +101,13 @@ def test_upload_in_the_browser_shows_a_prediction(app_url, shared_dir):
             page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
             page.wait_for_timeout(1000)  # let Plotly finish its first paint
             assert page.locator('[data-testid="stException"]').count() == 0
-            page.screenshot(path=str(ARTIFACTS / "predict_page.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "predict_page.png"))
+            # Streamlit scrolls inside its own container, so a "full page" shot is only the viewport: a second
+            # shot with the face card in view
+            page.get_by_text("Face 1").first.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "predict_page_face.png"))
         finally:
             browser.close()
     assert (ARTIFACTS / "predict_page.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "predict_page_face.png").stat().st_size > 10_000

@@ -21,6 +21,24 @@ def _parse(*argv: str):
     return parser.parse_args(["train", *argv])
 
 
+def test_help_answers_without_starting_tensorflow():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "train", "--help"],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    assert result.returncode == 0 and "--init-from" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "core.model_config" in imported
+    assert not {"tensorflow", "keras"} & imported
+
+
+def test_warm_restart_options_reach_the_config():
+    cfg = _train_config(_parse("--init-from", "models/x.keras", "--split-file", "runs/a/split.csv",
+                               "--early-stopping-patience", "9"))
+    assert (cfg.init_from, cfg.split_file, cfg.early_stopping_patience) == ("models/x.keras", "runs/a/split.csv", 9)
+
+
 def test_options_left_out_keep_the_config_defaults():
     assert _train_config(_parse()) == TrainConfig()
     cfg = _train_config(_parse("--arch", "resnet50", "--img-size", "64", "--lr", "0.01", "--no-augment",

@@ -210,12 +210,13 @@ def bad_folders(tmp_path_factory) -> dict[str, tuple[str, str]]:
         "links to nowhere": (str(root / "dangling"), "No UTKFace images"),
         "null byte": (f"{root}/a\x00b", "Folder not found"),
         "name too long": ("/" + "x" * 5000, "Cannot read"),
+        "unknown user's home": ("~no_such_user_here/faces", "Cannot resolve"),
         "unreadable files": (str(root / "unreadable"), None),  # listed by name; refused when decoded
     }
 
 
 FOLDER_CASES = ["missing", "a file", "blank", "empty", "wrong names", "links to nowhere", "null byte",
-                "name too long"]
+                "name too long", "unknown user's home"]
 
 
 @pytest.mark.parametrize("case", FOLDER_CASES)
@@ -232,22 +233,6 @@ def test_explore_lists_unreadable_files_with_grey_previews(bad_folders):
     at.text_input(key=EXPLORE_FOLDER).input(bad_folders["unreadable files"][0]).run()
     assert not at.exception and not at.error
     assert next(m.value for m in at.metric if m.label == "Images") == "12"
-
-
-UNKNOWN_HOME = "~no_such_user_here/faces"
-def test_explore_path_box_unknown_home():
-    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT).run()
-    at.text_input(key=EXPLORE_FOLDER).input(UNKNOWN_HOME).run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert len(at.error) == 1
-
-
-def test_evaluate_path_box_unknown_home(sandbox):
-    at = _page("pages/evaluate.py")
-    at.text_input(key=EVALUATE_FOLDER).set_value(UNKNOWN_HOME)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert len(at.error) == 1
 
 
 def test_train_path_box(bad_folders, sandbox):

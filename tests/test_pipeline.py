@@ -15,6 +15,7 @@ from core.pipeline import (
     kfold_assignment,
     load_images,
     make_dataset,
+    split_from_file,
     split_table,
     targets_and_weights,
 )
@@ -53,6 +54,23 @@ def test_split_is_stratified_by_decade_gender_and_race():
             assert abs(counts.get(name, 0) - fraction * len(part)) <= 2, (len(part), counts.to_dict())
         big += len(part) >= 40
     assert big >= 10  # the check above was meaningful on many sizeable strata
+
+
+def test_a_saved_split_is_reused_by_file_name_even_after_the_folder_moved(tmp_path):
+    table = _table(50)
+    split = split_table(table, seed=3)
+    saved = pd.DataFrame({"path": "/old/folder/" + table["path"], "split": split})
+    saved.iloc[:5].to_csv(tmp_path / "partial.csv", index=False)
+    saved.to_csv(tmp_path / "split.csv", index=False)
+    reused = split_from_file(table, tmp_path / "split.csv")
+    assert reused.index.equals(table.index) and reused.tolist() == split.tolist()
+    partial = split_from_file(table, tmp_path / "partial.csv")
+    assert partial.notna().sum() == 5 and partial.index.equals(table.index)  # unlisted images: NA, left out
+    (tmp_path / "bad.csv").write_text("path,fold\na.jpg,1\n")
+    with pytest.raises(ValueError, match="not a split file"):
+        split_from_file(table, tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match="Cannot read"):
+        split_from_file(table, tmp_path / "missing.csv")
 
 
 def test_split_is_seeded():

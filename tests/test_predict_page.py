@@ -64,6 +64,21 @@ def test_upload_a_selfie_and_see_the_prediction(model_run, photos):
     assert [s.value for s in at.subheader] == ["me.jpg"]
 
 
+def test_the_faces_just_predicted_can_be_explained_on_the_saliency_page(model_run, photos):
+    at = _page()
+    assert "predict.last_analysis" not in at.session_state
+    at.file_uploader(key="predict.files").set_value([("pair.png", photos["pair"], "image/png"),
+                                                      ("me.jpg", photos["selfie"], "image/jpeg")])
+    at.run()
+    analyses = at.session_state["predict.last_analysis"]
+    assert [len(a.faces) for a in analyses] == [2, 1]
+    at.switch_page("pages/saliency.py")
+    at.run()
+    assert not at.exception
+    at.radio(key="saliency.source").set_value("Last prediction").run()
+    assert list(at.selectbox(key="saliency.face").options) == ["1", "2", "3"]
+
+
 def test_several_files_one_bad(model_run, photos):
     at = _page()
     at.file_uploader(key="predict.files").set_value([

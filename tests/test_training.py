@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -220,3 +221,38 @@ def test_job_thread_survives_and_reports_unexpected_errors(monkeypatch, syntheti
     assert job.progress.status == "failed" and "boom" in job.progress.error
     metrics = json.loads((Path(job.progress.run_dir) / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "boom" in metrics["error"]
+
+
+def test_a_run_can_start_from_the_weights_of_an_earlier_model(finished_run, tmp_path):
+    earlier = keras.saving.load_model(Path(finished_run.run_dir) / "model.keras", compile=False)
+    model, _ = build_model(earlier_config := TrainConfig.from_dict(
+        json.loads((Path(finished_run.run_dir) / "config.json").read_text())).model)
+    assert not np.allclose(model.weights[0].numpy(), earlier.weights[0].numpy())
+    note = training._warm_start(model, Path(finished_run.run_dir) / "model.keras")
+    assert "Started from" in note
+    for ours, theirs in zip(model.weights, earlier.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+    other, _ = build_model(dataclasses.replace(earlier_config, arch="multitask_cnn"))
+    with pytest.raises(TrainingError, match="do not match"):
+        training._warm_start(other, Path(finished_run.run_dir) / "model.keras")
+    with pytest.raises(TrainingError, match="Cannot start from"):
+        training._warm_start(model, tmp_path / "missing.keras")
+
+
+def test_a_warm_started_run_records_where_it_started(finished_run, synthetic_utkface, tmp_path):
+    start = Path(finished_run.run_dir) / "model.keras"
+    progress = train(_cfg(synthetic_utkface, tmp_path, epochs=1, init_from=str(start),
+                          model_overrides={"age_head": "distribution"}))
+    assert progress.status == "finished"
+    assert any("Started from the weights of model.keras" in note for note in progress.metrics["notes"])
+
+
+def test_a_run_can_reuse_the_split_of_an_earlier_run(finished_run, synthetic_utkface, tmp_path):
+    earlier = pd.read_csv(Path(finished_run.run_dir) / "split.csv")
+    earlier.iloc[:-3].to_csv(tmp_path / "split.csv", index=False)  # three images unlisted: left out
+    progress = train(_cfg(synthetic_utkface, tmp_path / "runs", epochs=1, split=(0.5, 0.5, 0.0),
+                          split_file=str(tmp_path / "split.csv")))
+    again = pd.read_csv(Path(progress.run_dir) / "split.csv")
+    assert len(again) == len(earlier) - 3
+    assert again.set_index("path")["split"].equals(earlier.iloc[:-3].set_index("path")["split"])

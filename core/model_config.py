@@ -1,0 +1,36 @@
+"""What a model is, without building it: the architecture names, age heads and losses, and `ModelConfig`.
+Kept apart from the builders in core/models.py so that the CLI's --help, the pages and config files can use them
+without importing Keras (seconds of TensorFlow start-up)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+AGE_HEADS = ("regression", "distribution")
+AGE_LOSSES = ("mae", "mse", "huber")
+OUTPUTS = ("age", "gender", "race")
+MIN_IMG_SIZE = 32  # three 2× poolings (custom_cnn) and ResNet-50's 32× downsampling need at least this
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "custom_cnn"
+    img_size: int = 128
+    # "regression": one linear unit. "distribution": softmax over years + its expectation (label-distribution
+    # learning), which trains better and yields an uncertainty for free.
+    age_head: str = "regression"
+    width: int = 32  # base filter count for the CNNs built here (custom_cnn's reference is fixed at 32)
+    dropout: float = 0.3
+    l2: float = 1e-4  # used by the branched / residual models
+    imagenet: bool = True  # resnet50 only: try ImageNet weights, fall back to random init when offline
+
+    @classmethod
+    def tiny(cls, arch: str = "custom_cnn", **overrides) -> ModelConfig:
+        """Small enough to build and fit in well under a second per step; for tests."""
+        return cls(**{"arch": arch, "img_size": 32, "width": 8, "imagenet": False, **overrides})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
