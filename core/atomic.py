@@ -1,5 +1,5 @@
-"""Atomic writes: write beside the target, flush, then `os.replace`, so a crash mid-save never leaves a
-half-written file where a good one was.
+"""Atomic writes (and forgiving reads): write beside the target, flush, then `os.replace`, so a crash
+mid-save never leaves a half-written file where a good one was.
 
 `tempfile.mkstemp` creates files readable by the owner only; the result gets the mode a plain `open()` would
 have given it (the old file's mode when replacing one, else 0666 minus the umask), so other tools and users
@@ -8,6 +8,7 @@ can read runs and caches as before."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -84,3 +85,13 @@ def atomic_save_npy(target: str | Path, array) -> None:
 def atomic_save_model(model, target: str | Path) -> None:
     with atomic_path(target, suffix=".keras") as tmp:
         model.save(tmp)
+
+
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object file's content, or None when it is missing, unreadable, half-written by a crashed older
+    version or not an object: callers treat all of those as "no such file" and say so their own way."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None

@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +162,15 @@ def adience_group(value: str) -> tuple[str, float | None] | str:
     return f"age {value!r} is not a group or a number"
 
 
+def _label_rows(files: list[Path], delimiter: str = ",") -> Iterator[tuple[str, dict]]:
+    """("file:line", row) for every data row of label CSV / TSV files. Undecodable bytes become U+FFFD rather
+    than failing the whole file: the row then fails its own checks and is reported."""
+    for path in files:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            for line_no, row in enumerate(csv.DictReader(handle, delimiter=delimiter), start=2):
+                yield f"{path.name}:{line_no}", row
+
+
 def _adience_image(folder: Path, row: dict) -> Path | None:
     user, image, face = row["user_id"], row["original_image"], row["face_id"]
     for sub, prefix in (("faces", "coarse_tilt_aligned_face"), ("aligned", "landmark_aligned_face")):
@@ -175,27 +185,23 @@ def load_adience(folder: Path) -> Dataset:
     if not fold_files:
         raise DatasetError(f"No Adience fold files (fold_N_data.txt) in {folder}.")
     rows, problems = [], []
-    for fold_file in fold_files:
-        with fold_file.open(newline="", encoding="utf-8", errors="replace") as handle:
-            reader = csv.DictReader(handle, delimiter="\t")
-            for line_no, row in enumerate(reader, start=2):
-                where = f"{fold_file.name}:{line_no}"
-                if not row.get("original_image") or not row.get("user_id"):
-                    problems.append((where, "row has no image name"))
-                    continue
-                group = adience_group(row.get("age") or "")
-                if isinstance(group, str):
-                    problems.append((where, group))
-                    continue
-                path = _adience_image(folder, row)
-                if path is None:
-                    problems.append((where, f"image for {row['user_id']}/{row['original_image']} not found"))
-                    continue
-                gender = {"m": 0, "f": 1}.get((row.get("gender") or "").strip())
-                rows.append({
-                    "path": str(path), "age": group[1], "age_group": group[0], "gender": gender,
-                    "race": None, "race_label": None,
-                })
+    for where, row in _label_rows(fold_files, delimiter="\t"):
+        if not row.get("original_image") or not row.get("user_id"):
+            problems.append((where, "row has no image name"))
+            continue
+        group = adience_group(row.get("age") or "")
+        if isinstance(group, str):
+            problems.append((where, group))
+            continue
+        path = _adience_image(folder, row)
+        if path is None:
+            problems.append((where, f"image for {row['user_id']}/{row['original_image']} not found"))
+            continue
+        gender = {"m": 0, "f": 1}.get((row.get("gender") or "").strip())
+        rows.append({
+            "path": str(path), "age": group[1], "age_group": group[0], "gender": gender,
+            "race": None, "race_label": None,
+        })
     return Dataset("adience", folder, _frame(rows, "adience"), problems)
 
 
@@ -206,25 +212,22 @@ def load_fairface(folder: Path) -> Dataset:
     if not label_files:
         raise DatasetError(f"No FairFace label files (fairface_label_train.csv / _val.csv) in {folder}.")
     rows, problems = [], []
-    for label_file in label_files:
-        with label_file.open(newline="", encoding="utf-8", errors="replace") as handle:
-            for line_no, row in enumerate(csv.DictReader(handle), start=2):
-                where = f"{label_file.name}:{line_no}"
-                age_bin, race_label = (row.get("age") or "").strip(), (row.get("race") or "").strip()
-                gender = {"Male": 0, "Female": 1}.get((row.get("gender") or "").strip())
-                if age_bin not in FAIRFACE_BINS:
-                    problems.append((where, f"age bin {age_bin!r} is not one of FairFace's 9"))
-                elif race_label not in FAIRFACE_RACE_TO_CODE:
-                    problems.append((where, f"race {race_label!r} is not one of FairFace's 7"))
-                elif gender is None:
-                    problems.append((where, f"gender {row.get('gender')!r} is not Male or Female"))
-                elif not (folder / (row.get("file") or "")).is_file() or not row.get("file"):
-                    problems.append((where, f"image {row.get('file')!r} not found"))
-                else:
-                    rows.append({
-                        "path": str(folder / row["file"]), "age": None, "age_group": age_bin,
-                        "gender": gender, "race": FAIRFACE_RACE_TO_CODE[race_label], "race_label": race_label,
-                    })
+    for where, row in _label_rows(label_files):
+        age_bin, race_label = (row.get("age") or "").strip(), (row.get("race") or "").strip()
+        gender = {"Male": 0, "Female": 1}.get((row.get("gender") or "").strip())
+        if age_bin not in FAIRFACE_BINS:
+            problems.append((where, f"age bin {age_bin!r} is not one of FairFace's 9"))
+        elif race_label not in FAIRFACE_RACE_TO_CODE:
+            problems.append((where, f"race {race_label!r} is not one of FairFace's 7"))
+        elif gender is None:
+            problems.append((where, f"gender {row.get('gender')!r} is not Male or Female"))
+        elif not (folder / (row.get("file") or "")).is_file() or not row.get("file"):
+            problems.append((where, f"image {row.get('file')!r} not found"))
+        else:
+            rows.append({
+                "path": str(folder / row["file"]), "age": None, "age_group": age_bin,
+                "gender": gender, "race": FAIRFACE_RACE_TO_CODE[race_label], "race_label": race_label,
+            })
     return Dataset("fairface", folder, _frame(rows, "fairface"), problems)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import settings
-from core.atomic import atomic_path, atomic_write_text
+from core.atomic import atomic_path, atomic_write_text, read_json_object
 from core.evaluation import evaluate_frame, load_rows, predict_frame, to_json
 from core.registry import DEFAULT_MODEL_NAME
 
@@ -53,7 +53,26 @@ def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> s
             "--epochs", str(config["epochs"]), "--batch-size", str(config["batch_size"]),
             "--lr", str(config["learning_rate"]), "--split", ",".join(str(f) for f in config["split"]),
             "--seed", str(config["seed"])]
+    # A continued run (warm restart): which weights and which split it started from, by file name only
+    if config.get("init_from"):
+        args += ["--init-from", f"models/{Path(config['init_from']).name}"]
+    if config.get("split_file"):
+        args += ["--split-file", f"models/{Path(config['split_file']).name}"]
+    if config.get("early_stopping_patience") not in (None, 4):
+        args += ["--early-stopping-patience", str(config["early_stopping_patience"])]
     return shlex.join(args)
+
+
+def _started_from(config: dict) -> dict | None:
+    """For a run that continued a shipped model, that model's training block and test headline, read from its
+    card before shipping replaces it: the card then tells the whole recipe, stage by stage."""
+    if not config.get("init_from"):
+        return None
+    earlier = read_json_object(Path(config["init_from"]).with_suffix(".json"))
+    if earlier is None:
+        return {"model": Path(config["init_from"]).name}
+    return {"model": Path(config["init_from"]).name, "training": earlier.get("training"),
+            "metrics": _headline(earlier.get("metrics", {}))}
 
 
 def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None) -> dict:
@@ -80,6 +99,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     metrics_file = run_dir / "metrics.json"  # absent when shipping the best checkpoint of an unfinished run
     run_metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    started_from = _started_from(config)  # before the old card is replaced
     split = pd.read_csv(run_dir / "split.csv")
     split["path"] = split["path"].map(lambda p: Path(p).name)  # names only: no machine paths in the repo
 
@@ -108,6 +128,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
             "ship_command": f"python -m core ship --run runs/<run> --data /path/to/UTKFace --name {name}",
             "device": run_metrics.get("device"), "seconds": run_metrics.get("seconds"),
             "epochs_run": run_metrics.get("epochs_run"), "config": config,
+            **({"started_from": started_from} if started_from else {}),
         },
         "evaluate_command": (f"python -m core evaluate --data /path/to/UTKFace --split-file models/{name}.split.csv "
                              f"--split test --model models/{name}.keras --json"),

@@ -3,12 +3,12 @@ training runs in runs/<run>/model.keras. Listing reads only small JSON files, ne
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import settings
+from core.atomic import read_json_object
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "face_insight_v1"
@@ -34,19 +34,11 @@ class ModelEntry:
         return self.card.get("img_size") or self.card.get("model", {}).get("img_size")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def shipped_models(models_dir: Path | None = None) -> list[ModelEntry]:
     models_dir = models_dir or settings.MODELS_DIR
     entries = []
     for card_path in sorted(models_dir.glob("*.json")):
-        card = _read_json(card_path)
+        card = read_json_object(card_path)
         model_path = card_path.with_suffix(".keras")
         if card is None or not model_path.is_file():
             log.warning("Skipping %s: unreadable card or no %s beside it", card_path, model_path.name)
@@ -63,8 +55,8 @@ def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str
     if not runs_dir.is_dir():
         return entries, warnings
     for run in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True):
-        config, model_path = _read_json(run / "config.json"), run / "model.keras"
-        metrics = _read_json(run / "metrics.json") or {}
+        config, model_path = read_json_object(run / "config.json"), run / "model.keras"
+        metrics = read_json_object(run / "metrics.json") or {}
         if config is None or not model_path.is_file():
             if (run / "config.json").exists() and metrics.get("status") not in (None, "failed"):
                 warnings.append(f"Skipped run folder {run.name}: its config or model is missing or unreadable.")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core import settings
-from core.atomic import atomic_save_model, atomic_write_text
+from core.atomic import atomic_save_model, atomic_write_text, read_json_object
 from core.datasets import KINDS, load_dataset
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
 from core.models import backbone_layer, build_model
@@ -557,7 +557,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     running = current_job()
     running_dir = running.progress.run_dir if running is not None and not running.progress.done else None
     for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
-        config, metrics = _read_json(run / "config.json"), _read_json(run / "metrics.json")
+        config, metrics = read_json_object(run / "config.json"), read_json_object(run / "metrics.json")
         if config is None or (run / "cv.json").exists():
             continue
         status = metrics.get("status") if metrics else ("running" if str(run) == running_dir else "incomplete")
@@ -576,14 +576,6 @@ def read_history(run_dir: str | Path) -> list[dict]:
         return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
     except (OSError, ValueError, pd.errors.EmptyDataError):
         return []
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 # ------------------------------------------------------------------------------------------ background

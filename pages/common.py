@@ -14,6 +14,7 @@ from core.registry import ModelEntry, ModelError, all_models
 
 # The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
 KEY_LAST_ANALYSES = "predict.last_analysis"
+KEY_ROUTED = "router.rerouted"  # this session has already been rerun through the router once
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -53,8 +54,12 @@ def enter_through_router() -> None:
     """Call first on every page. When a fresh server's first visitor opens a page's own address (/explore),
     Streamlit runs that file directly in its legacy `pages/` mode: the sidebar lists every file in pages/ (this one
     too) and the router's wide layout and titles are lost, until someone opens the home page. Leave legacy mode
-    for the whole server and rerun through the router, which keeps the page that was asked for."""
+    for the whole server and rerun through the router, which keeps the page that was asked for. Only on a
+    session's first run: a later rerun would drop the click that caused it (AppTest re-enters legacy mode on
+    every run, where the old behaviour is harmless)."""
     from streamlit.runtime.pages_manager import PagesManager  # no public switch exists for this
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not st.session_state.get(KEY_ROUTED):
+            st.session_state[KEY_ROUTED] = True
+            st.rerun()

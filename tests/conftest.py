@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+GATE_TIMEOUT_S = 600  # TensorFlow's first import and tracing crawl on a busy 2-core machine
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample" / "utkface"
 # ../shared holds the full datasets on developer and CI machines; tests that need it skip cleanly elsewhere.
@@ -188,3 +190,61 @@ def app_url(tmp_path_factory, tiny_residual_model):
         yield url
     finally:
         stop_app(process)
+
+
+@pytest.fixture
+def training_gate(monkeypatch):
+    """Training pauses after its first batch until the test sets the returned event, so "still running,
+    mid-epoch" is certain. Any job still alive at teardown is stopped and joined: no thread outlives its test."""
+    import threading
+
+    from core import training
+
+    opened = threading.Event()
+    original = training._make_callback
+
+    def gated(progress, run_dir, monitor):
+        callback = original(progress, run_dir, monitor)
+        log_batch = callback.on_train_batch_end
+
+        def on_train_batch_end(batch, logs=None):
+            log_batch(batch, logs)
+            opened.wait(GATE_TIMEOUT_S)
+
+        callback.on_train_batch_end = on_train_batch_end
+        return callback
+
+    monkeypatch.setattr(training, "_make_callback", gated)
+    yield opened
+    opened.set()
+    if (job := training.current_job()) is not None:
+        job.stop()
+        job.thread.join(GATE_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def faces(shared_dir):
+    """Real UTKFace faces (PIL images) from ../shared, for the detection and prediction tests."""
+    from tests.photos import face_images
+    return face_images(shared_dir / "data" / "utkface")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    """One open MediaPipe detector per test module."""
+    from core.faces import FaceDetector
+    with FaceDetector() as opened:
+        yield opened
+
+
+def open_app_page(page: str, timeout_s: float = 300):
+    """The app as a visitor reaches `page` ("pages/train.py"): through the router (streamlit_app.py), in an
+    AppTest with a generous timeout (first runs import TensorFlow); asserts that the page ran without exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=timeout_s)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

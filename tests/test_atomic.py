@@ -8,7 +8,14 @@ import stat
 import numpy as np
 import pytest
 
-from core.atomic import atomic_path, atomic_save_model, atomic_save_npy, atomic_write_bytes, atomic_write_text
+from core.atomic import (
+    atomic_path,
+    atomic_save_model,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json_object,
+)
 
 
 def test_write_text_creates_and_replaces_without_leftovers(tmp_path):
@@ -51,3 +58,12 @@ def test_numpy_arrays_and_keras_models_round_trip(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(loaded.get_layer("out").get_weights()[0], model.get_layer("out").get_weights()[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.npy", "model.keras"]
+
+
+def test_json_objects_read_back_and_anything_else_reads_as_none(tmp_path):
+    atomic_write_text(tmp_path / "ok.json", '{"status": "finished"}')
+    (tmp_path / "half.json").write_text('{"status": "fin')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert read_json_object(tmp_path / "ok.json") == {"status": "finished"}
+    for name in ("half.json", "list.json", "missing.json"):
+        assert read_json_object(tmp_path / name) is None

@@ -123,29 +123,7 @@ def test_memory_stays_flat_over_rounds_of_concurrent_sessions(entry, common, pho
     assert len(common.loads) == 1
 
 
-@pytest.fixture
-def held_training(monkeypatch):
-    """Training holds after its first batch until released, so the job is surely still running."""
-    release = threading.Event()
-    original = training._make_callback
-
-    def gated(progress, run_dir, monitor):
-        callback = original(progress, run_dir, monitor)
-        log_batch = callback.on_train_batch_end
-
-        def on_train_batch_end(batch, logs=None):
-            log_batch(batch, logs)
-            release.wait(TIMEOUT)
-
-        callback.on_train_batch_end = on_train_batch_end
-        return callback
-
-    monkeypatch.setattr(training, "_make_callback", gated)
-    yield release
-    release.set()
-
-
-def test_sessions_pressing_start_together_get_one_job(tmp_path, monkeypatch, synthetic_utkface, held_training):
+def test_sessions_pressing_start_together_get_one_job(tmp_path, monkeypatch, synthetic_utkface, training_gate):
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     previous = training.current_job()
     if previous is not None:  # a job left by another test must not decide this one
@@ -161,7 +139,7 @@ def test_sessions_pressing_start_together_get_one_job(tmp_path, monkeypatch, syn
     assert training.current_job() is job
     assert len([t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]) == 1
     job.stop()
-    held_training.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "stopped"
     assert not [t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import charts, evaluation, settings
 from core.datasets import load_dataset
+from tests.conftest import open_app_page
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
 LABELS = [f"{name} (run)" for name in RUNS]
@@ -68,12 +69,7 @@ def predict_calls(monkeypatch):
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(str(settings.PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
-    at.run()
-    at.switch_page("pages/evaluate.py")
-    at.run()
-    assert not at.exception
-    return at
+    return open_app_page("pages/evaluate.py")
 
 
 def evaluate(at: AppTest, labels=LABELS, rows: str | None = None) -> AppTest:

@@ -19,18 +19,7 @@ from core.faces import (
     crop_geometry,
     whole_image_face,
 )
-from tests.photos import Placed, background, compose, face_images, group, selfie, side_by_side
-
-
-@pytest.fixture(scope="module")
-def faces(shared_dir) -> list[Image.Image]:
-    return face_images(shared_dir / "data" / "utkface")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as opened:
-        yield opened
+from tests.photos import Placed, background, compose, group, selfie, side_by_side
 
 
 def _iou(a, b) -> float:

@@ -39,28 +39,6 @@ def runs_root(tmp_path, monkeypatch, tiny_residual_model) -> Path:
     return root
 
 
-@pytest.fixture
-def gate(monkeypatch):
-    """Training pauses after its first batch until the test opens the gate: "mid-epoch" is then certain."""
-    opened = threading.Event()
-    original = training._make_callback
-
-    def gated(progress, run_dir, monitor):
-        callback = original(progress, run_dir, monitor)
-        log_batch = callback.on_train_batch_end
-
-        def on_train_batch_end(batch, logs=None):
-            log_batch(batch, logs)
-            opened.wait(TIMEOUT)
-
-        callback.on_train_batch_end = on_train_batch_end
-        return callback
-
-    monkeypatch.setattr(training, "_make_callback", gated)
-    yield opened
-    opened.set()
-
-
 def _fingerprint(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
@@ -84,7 +62,7 @@ def _finish(job: training.Job) -> None:
 
 # ----------------------------------------------------------------------------------------- Stop, rerun, close
 
-def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_root, synthetic_utkface, gate):
+def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_root, synthetic_utkface, training_gate):
     previous = runs_root / FAKE_RUN_NAME
     before = _fingerprint(previous)
     cfg = training.TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=3)
@@ -93,7 +71,7 @@ def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_ro
     _wait(lambda: job.progress.batch_log, "the first batch")
     assert job.progress.epoch == 1 and not job.progress.done  # held inside epoch 1
     job.stop()
-    gate.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
 
     assert not job.thread.is_alive() and not _training_threads()
@@ -109,7 +87,7 @@ def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_ro
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
-def test_closing_the_page_mid_run_leaves_one_job_the_next_session_can_stop(runs_root, synthetic_utkface, gate):
+def test_closing_the_page_mid_run_leaves_one_job_the_next_session_can_stop(runs_root, synthetic_utkface, training_gate):
     first = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
     first.switch_page("pages/train.py").run()
     first.text_input(key=TRAIN_FOLDER).set_value(str(synthetic_utkface))
@@ -129,7 +107,7 @@ def test_closing_the_page_mid_run_leaves_one_job_the_next_session_can_stop(runs_
     assert len(_training_threads()) == 1
     assert any("Current job" in s.value for s in second.subheader)
     second.button(key=TRAIN_STOP).click().run()
-    gate.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "stopped" and not _training_threads()
     second.run()

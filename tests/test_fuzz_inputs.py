@@ -20,7 +20,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import PROJECT_ROOT, write_fake_run
+from tests.conftest import PROJECT_ROOT, open_app_page, write_fake_run
 from tests.fuzz.make_corpus import CASES, build
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
@@ -82,12 +82,7 @@ def _written(sandbox: Path, project_before: set[Path]) -> list[Path]:
 
 
 def _page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app_page(path, TIMEOUT)
 
 
 # ------------------------------------------------------------------------------------------- the corpus

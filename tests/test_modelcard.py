@@ -49,6 +49,20 @@ def test_train_command_reproduces_the_config(tiny_run):
     assert "--age-head distribution" in command and "--split 0.7,0.15,0.15" in command
 
 
+def test_a_continued_run_ships_with_the_recipe_of_both_stages(tiny_run, tmp_path):
+    first = ship_run(tiny_run, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    cfg = TrainConfig.tiny("residual_cnn", model_overrides={"age_head": "distribution"},
+                           data_dir=str(settings.SAMPLE_DIR), init_from=str(tmp_path / "tiny.keras"),
+                           split_file=str(tmp_path / "tiny.split.csv"), out_dir=str(tmp_path / "runs"), limit=0)
+    second = ship_run(train(cfg).run_dir, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    command = second["training"]["command"]
+    assert "--init-from models/tiny.keras --split-file models/tiny.split.csv" in command
+    earlier = second["training"]["started_from"]
+    assert earlier["training"]["command"] == first["training"]["command"]
+    assert earlier["metrics"]["age_mae"] == first["metrics"]["age_mae"]
+    assert second["data"]["n_test"] == first["data"]["n_test"]  # the same split, test images never trained on
+
+
 def test_default_model_card_matches_evaluate_on_the_bundled_sample(capsys):
     card_path = settings.MODELS_DIR / f"{DEFAULT_MODEL_NAME}.json"
     if not card_path.is_file():

@@ -6,27 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from core import settings
 from core.datasets import RACES
-from core.faces import FaceDetector
 from core.images import ImageError
 from core.predict import FacePrediction, Predictor, analyze_bytes, annotate, predict_files
-from tests.photos import background, encode, face_images, selfie, side_by_side
+from tests.photos import background, encode, selfie, side_by_side
 
 RECORD_KEYS = {"box", "score", "age", "age_std", "gender", "gender_prob", "race", "race_probs"}
-
-
-@pytest.fixture(scope="module")
-def faces(shared_dir) -> list[Image.Image]:
-    return face_images(shared_dir / "data" / "utkface")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, open_app_page
 from tests.photos import background, encode, face_images, selfie, side_by_side
 
 PAGE = "pages/predict.py"
@@ -41,12 +41,7 @@ def model_run(tmp_path, monkeypatch, tiny_residual_model):
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception
-    return at
+    return open_app_page(PAGE)
 
 
 def _texts(at: AppTest) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import settings
+from tests.conftest import open_app_page
 
 RUN = "20250101-000000-multitask_cnn"
 
@@ -32,12 +33,7 @@ def run(tmp_path, monkeypatch, tiny_models):
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(str(settings.PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
-    at.run()
-    at.switch_page("pages/saliency.py")
-    at.run()
-    assert not at.exception
-    return at
+    return open_app_page("pages/saliency.py")
 
 
 def explain(at: AppTest, heads: list[str], methods: list[str]) -> AppTest:

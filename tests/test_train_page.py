@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import ast
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import training
+from tests.conftest import open_app_page
 
 
 def _page_constants(path: Path) -> SimpleNamespace:
@@ -38,38 +37,8 @@ page = _page_constants(ROOT / "pages" / "train.py")
 TIMEOUT = 600  # seconds; generous: TensorFlow's first import and tracing crawl on a busy, shared CPU
 
 
-@pytest.fixture
-def gated_training(monkeypatch):
-    """Training pauses after its first batch until the test opens the gate, so 'while running' is certain."""
-    gate = threading.Event()
-    original = training._make_callback
-
-    def gated(progress, run_dir, monitor):
-        callback = original(progress, run_dir, monitor)
-        log_batch = callback.on_train_batch_end
-
-        def on_train_batch_end(batch, logs=None):
-            log_batch(batch, logs)
-            gate.wait(TIMEOUT)
-
-        callback.on_train_batch_end = on_train_batch_end
-        return callback
-
-    monkeypatch.setattr(training, "_make_callback", gated)
-    yield gate
-    gate.set()
-    if (job := training.current_job()) is not None:  # never leave a training thread behind for the next test
-        job.stop()
-        job.thread.join(TIMEOUT)
-
-
 def _train_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/train.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page("pages/train.py", TIMEOUT)
 
 
 def _charts(at: AppTest) -> list:
@@ -84,7 +53,7 @@ def _wait_for(condition, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gated_training):
+def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, training_gate):
     assert training.current_job() is None or training.current_job().progress.done
     at = _train_page()
     assert "CPU" in at.caption[0].value  # the device in use
@@ -113,7 +82,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gat
     assert training.current_job() is job and job.running and not at.exception
     assert at.subheader[0].value.startswith("Current job")
 
-    gated_training.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
     at.run()
@@ -128,7 +97,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gat
     assert len(_charts(at)) == 2  # the finished job's curves and the chosen run's curves
 
 
-def test_stop_ends_a_running_job(synthetic_utkface, gated_training):
+def test_stop_ends_a_running_job(synthetic_utkface, training_gate):
     at = _train_page()
     at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
     at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
@@ -140,7 +109,7 @@ def test_stop_ends_a_running_job(synthetic_utkface, gated_training):
     at.run()
     at.button(key=page.KEY_STOP).click()
     at.run()
-    gated_training.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "stopped" and len(job.progress.batch_log) <= 2
     at.run()

@@ -1,0 +1,70 @@
+"""The model registry: shipped models with cards, finished runs, what is skipped and why, and where models may be
+loaded from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from core import registry, settings
+from core.registry import DEFAULT_MODEL_NAME, ModelError, all_models, load_model, run_models, shipped_models
+from tests.conftest import write_fake_run
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, tiny_residual_model):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("another", DEFAULT_MODEL_NAME):
+        shutil.copy(tiny_residual_model, folder / f"{name}.keras")
+        (folder / f"{name}.json").write_text(json.dumps({"img_size": 32}))
+    (folder / "orphan.json").write_text("{}")  # a card without its model
+    monkeypatch.setattr(settings, "MODELS_DIR", folder)
+    return folder
+
+
+def test_shipped_models_list_the_default_first_and_skip_cards_without_a_model(models_dir):
+    entries = shipped_models()
+    assert [e.name for e in entries] == [DEFAULT_MODEL_NAME, "another"]
+    assert entries[0].source == "shipped" and entries[0].img_size == 32
+    assert registry.default_model() == entries[0]
+
+
+def test_only_finished_or_stopped_runs_are_listed_newest_first(tmp_path, tiny_residual_model):
+    runs = tmp_path / "runs"
+    older = write_fake_run(runs, tiny_residual_model).rename(runs / "20250101-000000-old")
+    newer = write_fake_run(runs, tiny_residual_model)
+    running = shutil.copytree(newer, runs / "20991231-000000-running")
+    (running / "metrics.json").write_text(json.dumps({"status": "running"}))
+    broken = shutil.copytree(newer, runs / "20991231-000001-broken")
+    (broken / "metrics.json").write_text("{not json")
+    (runs / "stray-file.txt").write_text("not a run")
+
+    entries, warnings = run_models(runs)
+    assert [e.path.parent for e in entries] == [newer, older]
+    assert entries[0].img_size == 32 and entries[0].card["metrics"]["status"] == "finished"
+    assert warnings == ["Skipped run folder 20991231-000001-broken: its metrics.json is unreadable."]
+    assert run_models(tmp_path / "no-runs-yet") == ([], [])
+
+
+def test_all_models_puts_shipped_models_before_runs(models_dir, tmp_path, monkeypatch, tiny_residual_model):
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    write_fake_run(tmp_path / "runs", tiny_residual_model)
+    entries, _ = all_models()
+    assert [e.source for e in entries] == ["shipped", "shipped", "run"]
+
+
+def test_models_load_only_from_the_apps_folders_with_safe_mode(models_dir, tmp_path):
+    model = load_model(models_dir / f"{DEFAULT_MODEL_NAME}.keras")
+    assert {"age", "gender", "race"} <= set(model.output_names)
+    outside = shutil.copy(models_dir / "another.keras", tmp_path / "elsewhere.keras")
+    with pytest.raises(ModelError, match="only from models/ and runs/"):
+        load_model(outside)
+    assert load_model(outside, allow_anywhere=True) is not None  # the CLI, for a user's own file
+    with pytest.raises(ModelError, match="not found"):
+        load_model(models_dir / "missing.keras")
+    (models_dir / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelError, match="Cannot load corrupt.keras"):
+        load_model(models_dir / "corrupt.keras")
