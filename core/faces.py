@@ -21,8 +21,8 @@ the eyes are centred and 31% from the top. (The BlazeFace box gives 1.08 × its 
 shrinks as a face tilts: 0.94 at 20°, 0.87 at 30°, where the keypoint span stays within 2%.) `align_crop` cuts
 that square, turned by the eye angle, in one resampling step. Crops of held-out faces pasted at random sizes and
 tilts (`--margin`) match the UTKFace originals best at this framing: mean pixel difference 25 at 96 px, against
-28 for 10% tighter, 33 for 10% looser, 33 without levelling and 36 for the bare BlazeFace box. The shipped model
-(face_insight_v1) agrees, on 599 of its held-out test faces: age MAE 5.80 / gender 91.5% / race 80.5% at this
+28 for 10% tighter, 33 for 10% looser, 33 without levelling and 36 for the bare BlazeFace box. The first shipped
+model (15 epochs) agrees, on 599 of its held-out test faces: age MAE 5.80 / gender 91.5% / race 80.5% at this
 framing, against 5.98 / 90.8% / 79.6% 10% tighter, 6.21 / 91.2% / 79.5% 10% looser, 6.32 / 91.3% / 78.8% not
 levelled and 6.68 / 88.8% / 76.1% on the bare box (4.89 age MAE on the UTKFace originals themselves).
 """

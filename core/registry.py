@@ -33,6 +33,21 @@ class ModelEntry:
     def img_size(self) -> int | None:
         return self.card.get("img_size") or self.card.get("model", {}).get("img_size")
 
+    @property
+    def model_config(self) -> dict | None:
+        """The ModelConfig fields it was built with (a run's config, a shipped card's training config), needed to
+        continue training it; None when its card does not say."""
+        config = self.card.get("model") or self.card.get("training", {}).get("config", {}).get("model")
+        return dict(config) if isinstance(config, dict) else None
+
+    @property
+    def split_file(self) -> Path | None:
+        """Which images it trained, validated and was tested on (split.csv beside a run's model, or
+        `<name>.split.csv` beside a shipped one): continuing its training must keep that split."""
+        candidates = [self.path.parent / "split.csv"] if self.source == "run" else [
+            self.path.with_suffix(".split.csv")]
+        return next((p for p in candidates if p.is_file()), None)
+
 
 def shipped_models(models_dir: Path | None = None) -> list[ModelEntry]:
     models_dir = models_dir or settings.MODELS_DIR

@@ -79,8 +79,8 @@ class TrainConfig:
     # A .keras model of the same architecture to start from instead of random weights: continue a run with a new
     # learning-rate cycle (a warm restart), or fine-tune a shipped model on another dataset.
     init_from: str = ""
-    # A run's split.csv to reuse instead of a fresh split (required to continue that run honestly). Images it
-    # does not list are left out.
+    # A run's split.csv to reuse (required to continue that run honestly): images it lists keep their split,
+    # others get a fresh one.
     split_file: str = ""
     seed: int = 42
     out_dir: str = ""  # empty: settings.runs_dir()
@@ -312,16 +312,16 @@ def _ensure_validation(split: pd.Series) -> pd.Series:
 
 def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     table = _load_table(cfg)
-    if not cfg.split_file:
-        return table, _ensure_validation(split_table(table, cfg.split, cfg.seed))
-    try:
-        split = split_from_file(table, Path(cfg.split_file).expanduser())
-    except ValueError as error:
-        raise TrainingError(str(error)) from error
-    listed = split.notna().to_numpy()
-    if not (split == "train").any():
-        raise TrainingError(f"None of the training images of {cfg.split_file} are in this dataset folder.")
-    return table[listed].reset_index(drop=True), _ensure_validation(split[listed].reset_index(drop=True))
+    split = split_table(table, cfg.split, cfg.seed)
+    if cfg.split_file:
+        try:
+            listed = split_from_file(table, Path(cfg.split_file).expanduser())
+        except ValueError as error:
+            raise TrainingError(str(error)) from error
+        # Listed images keep their split exactly (a model never trained on its own validation or test images);
+        # images the file does not know, e.g. another dataset to fine-tune on, get the fresh seeded split.
+        split = listed.fillna(split).astype(object)
+    return table, _ensure_validation(split)
 
 
 def _new_run_dir(root: Path, name: str) -> Path:

@@ -7,6 +7,7 @@ import streamlit as st
 from core import charts, settings
 from core.datasets import KINDS
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+from core.registry import all_models
 from pages.common import enter_through_router
 
 enter_through_router()
@@ -17,6 +18,8 @@ KEY_AGE_LOSS, KEY_AGE_HEAD, KEY_AUGMENT = "train.age_loss", "train.age_head", "t
 KEY_WEIGHTS = {"age": "train.age_weight", "gender": "train.gender_weight", "race": "train.race_weight"}
 KEY_LIMIT, KEY_FREEZE, KEY_FORM, KEY_START = "train.limit", "train.freeze_epochs", "train.form", "train.start"
 KEY_STOP, KEY_RUN, KEY_LIVE_CHART, KEY_RUN_CHART = "train.stop", "train.run", "train.live_chart", "train.run_chart"
+KEY_START_FROM = "train.start_from"
+FRESH = "random weights"
 POLL_SECONDS = 1.0
 IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -56,11 +59,18 @@ def training_form(engine):
             field = f"{head}_weight"
             t[field] = col.number_input(f"{head.capitalize()} loss weight", 0.0, 10.0, getattr(d, field), 0.05,
                                         key=KEY_WEIGHTS[head])
-        c = st.columns(3)
+        c = st.columns(4)
         t["augment"] = c[0].checkbox("Augmentation", d.augment, key=KEY_AUGMENT)
         t["limit"] = c[1].number_input("Use at most N images (0 = all)", 0, None, d.limit, key=KEY_LIMIT)
         t["freeze_backbone_epochs"] = c[2].number_input("Frozen-backbone epochs (ResNet-50)", 0, 99, key=KEY_FREEZE)
+        starts = {FRESH: None} | {e.label: e for e in all_models()[0] if e.model_config}
+        start = c[3].selectbox("Start from", list(starts), key=KEY_START_FROM,
+                               help="Continue a model's training, or fine-tune it on other data: its architecture, "
+                                    "size and age head replace the choices above, and its images keep their split.")
         started = st.form_submit_button("Start training", type="primary", key=KEY_START)
+    if started and (entry := starts[start]) is not None:
+        m.update(entry.model_config)
+        t.update(init_from=str(entry.path), split_file=str(entry.split_file or ""))
     return engine.TrainConfig.from_dict({**t, "model": m}) if started else None
 
 

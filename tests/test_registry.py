@@ -68,3 +68,18 @@ def test_models_load_only_from_the_apps_folders_with_safe_mode(models_dir, tmp_p
     (models_dir / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ModelError, match="Cannot load corrupt.keras"):
         load_model(models_dir / "corrupt.keras")
+
+
+def test_entries_say_how_they_were_built_and_on_which_split(models_dir, tmp_path, tiny_residual_model):
+    run = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    (run / "split.csv").write_text("path,split\na.jpg,train\n")
+    (run_entry,), _ = run_models(tmp_path / "runs")
+    assert run_entry.model_config["arch"] == "residual_cnn" and run_entry.split_file == run / "split.csv"
+
+    card = {"img_size": 32, "training": {"config": {"model": {"arch": "custom_cnn", "img_size": 32}}}}
+    (models_dir / "another.json").write_text(json.dumps(card))
+    (models_dir / "another.split.csv").write_text("path,split\na.jpg,test\n")
+    shipped = {e.name: e for e in shipped_models()}
+    assert shipped["another"].model_config == {"arch": "custom_cnn", "img_size": 32}
+    assert shipped["another"].split_file == models_dir / "another.split.csv"
+    assert shipped[DEFAULT_MODEL_NAME].model_config is None and shipped[DEFAULT_MODEL_NAME].split_file is None

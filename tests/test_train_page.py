@@ -125,3 +125,33 @@ def test_a_bad_setting_is_an_error_message_not_a_traceback(tmp_path):
     at.run()
     assert not at.exception
     assert any("Folder not found" in e.value for e in at.error)
+
+
+def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, tmp_path, monkeypatch,
+                                                              tiny_residual_model):
+    import pandas as pd
+
+    from core.datasets import load_dataset
+    from core.pipeline import split_table
+    from tests.conftest import write_fake_run
+
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    earlier = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    table = load_dataset("utkface", synthetic_utkface).table
+    listed = pd.DataFrame({"path": table["path"], "split": split_table(table, (0.6, 0.2, 0.2), seed=5)})
+    listed.to_csv(earlier / "split.csv", index=False)
+
+    at = _train_page()
+    at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
+    at.number_input(key=page.KEY_EPOCHS).set_value(1)
+    at.selectbox(key=page.KEY_START_FROM).set_value(f"{earlier.name} (run)")
+    at.button(key=page.KEY_START).click()
+    at.run()
+    job = training.current_job()
+    assert job.cfg.init_from == str(earlier / "model.keras") and job.cfg.split_file == str(earlier / "split.csv")
+    assert (job.cfg.model.arch, job.cfg.model.img_size, job.cfg.model.age_head) == ("residual_cnn", 32,
+                                                                                    "distribution")
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "finished", job.progress.error
+    again = pd.read_csv(Path(job.progress.run_dir) / "split.csv")
+    assert again.set_index("path")["split"].to_dict() == listed.set_index("path")["split"].to_dict()
