@@ -51,8 +51,9 @@ def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> s
     args = ["python", "-m", "core", "train", "--arch", model["arch"], "--data", data_placeholder,
             "--img-size", str(model["img_size"]), "--width", str(model["width"]), "--age-head", model["age_head"],
             "--epochs", str(config["epochs"]), "--batch-size", str(config["batch_size"]),
-            "--lr", str(config["learning_rate"]), "--split", ",".join(str(f) for f in config["split"]),
-            "--seed", str(config["seed"])]
+            "--lr", str(config["learning_rate"]), "--seed", str(config["seed"])]
+    if not config.get("split_file"):  # a split file decides the split; fractions would be ignored
+        args[-2:-2] = ["--split", ",".join(str(f) for f in config["split"])]
     # A continued run (warm restart): which weights and which split it started from, by file name only
     if config.get("init_from"):
         args += ["--init-from", f"models/{Path(config['init_from']).name}"]
