@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core import settings
@@ -54,13 +55,18 @@ def test_a_continued_run_ships_with_the_recipe_of_both_stages(tiny_run, tmp_path
     cfg = TrainConfig.tiny("residual_cnn", model_overrides={"age_head": "distribution"},
                            data_dir=str(settings.SAMPLE_DIR), init_from=str(tmp_path / "tiny.keras"),
                            split_file=str(tmp_path / "tiny.split.csv"), out_dir=str(tmp_path / "runs"), limit=0)
+    first_split = pd.read_csv(tmp_path / "tiny.split.csv").set_index("path")["split"]
     second = ship_run(train(cfg).run_dir, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
     command = second["training"]["command"]
     assert "--init-from models/tiny.keras --split-file models/tiny.split.csv" in command and "--split " not in command
     earlier = second["training"]["started_from"]
     assert earlier["training"]["command"] == first["training"]["command"]
     assert earlier["metrics"]["age_mae"] == first["metrics"]["age_mae"]
-    assert second["data"]["n_test"] == first["data"]["n_test"]  # the same split, test images never trained on
+    # The first run's images keep their split (its test images are never trained on); the rest of the sample,
+    # unknown to it, is split afresh
+    second_split = pd.read_csv(tmp_path / "tiny.split.csv").set_index("path")["split"]
+    assert second_split.loc[first_split.index].equals(first_split)
+    assert len(second_split) == 300 > len(first_split)
 
 
 def test_default_model_card_matches_evaluate_on_the_bundled_sample(capsys):
