@@ -47,18 +47,18 @@ def card_metrics(report: dict) -> dict:
 
 def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> str:
     """The `python -m core train` command line that reproduces a run's config."""
-    model = config["model"]
+    model, split_file = config["model"], config.get("split_file")
+    # A split file decides the split, so fractions are given only without one
+    fractions = [] if split_file else ["--split", ",".join(str(f) for f in config["split"])]
     args = ["python", "-m", "core", "train", "--arch", model["arch"], "--data", data_placeholder,
             "--img-size", str(model["img_size"]), "--width", str(model["width"]), "--age-head", model["age_head"],
             "--epochs", str(config["epochs"]), "--batch-size", str(config["batch_size"]),
-            "--lr", str(config["learning_rate"]), "--seed", str(config["seed"])]
-    if not config.get("split_file"):  # a split file decides the split; fractions would be ignored
-        args[-2:-2] = ["--split", ",".join(str(f) for f in config["split"])]
+            "--lr", str(config["learning_rate"]), *fractions, "--seed", str(config["seed"])]
     # A continued run (warm restart): which weights and which split it started from, by file name only
     if config.get("init_from"):
         args += ["--init-from", f"models/{Path(config['init_from']).name}"]
-    if config.get("split_file"):
-        args += ["--split-file", f"models/{Path(config['split_file']).name}"]
+    if split_file:
+        args += ["--split-file", f"models/{Path(split_file).name}"]
     if config.get("early_stopping_patience") not in (None, 4):
         args += ["--early-stopping-patience", str(config["early_stopping_patience"])]
     return shlex.join(args)

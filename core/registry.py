@@ -44,9 +44,8 @@ class ModelEntry:
     def split_file(self) -> Path | None:
         """Which images it trained, validated and was tested on (split.csv beside a run's model, or
         `<name>.split.csv` beside a shipped one): continuing its training must keep that split."""
-        candidates = [self.path.parent / "split.csv"] if self.source == "run" else [
-            self.path.with_suffix(".split.csv")]
-        return next((p for p in candidates if p.is_file()), None)
+        path = self.path.parent / "split.csv" if self.source == "run" else self.path.with_suffix(".split.csv")
+        return path if path.is_file() else None
 
 
 def shipped_models(models_dir: Path | None = None) -> list[ModelEntry]:

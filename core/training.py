@@ -478,7 +478,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
 
 def _warm_start(model, source: Path) -> str:
     """Copy every weight of the model saved at `source` into the freshly built `model` (same architecture and
-    input size; names and shapes are checked so a mismatch is a clear error rather than a silent partial load)."""
+    input size; weight count and shapes are checked so a mismatch is a clear error, not a silent partial load)."""
     import keras
     try:
         saved = keras.saving.load_model(source, safe_mode=True, compile=False)
