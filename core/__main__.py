@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from core.crops import CROP_MODES
 from core.model_config import ARCHITECTURES, ModelConfig
 
 
@@ -29,6 +30,8 @@ def _add_train(sub) -> None:
     p.add_argument("--schedule", choices=("cosine", "plateau"))
     p.add_argument("--split", type=_fractions, help="train,val,test fractions (default: 0.7,0.15,0.15)")
     p.add_argument("--no-augment", action="store_true", default=None)
+    p.add_argument("--crops", choices=CROP_MODES, help="app: faces detected and aligned as uploads are (default); "
+                                                        "dataset: the dataset's own crops")
     p.add_argument("--race-class-weights", action="store_true", default=None, help="balance races in the loss")
     p.add_argument("--gender-class-weights", action="store_true", default=None, help="balance genders in the loss")
     p.add_argument("--freeze-backbone-epochs", type=int, help="resnet50: epochs with a frozen backbone first")
@@ -207,6 +210,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--min-group", type=int, default=30, help="groups smaller than this are flagged, not compared")
     p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+    p.add_argument("--crops", choices=CROP_MODES, default="app",
+                   help="app: each face detected and aligned as an upload is (what users get; default); dataset: "
+                        "the dataset's own crops resized")
     p.add_argument("--predictions", default="", help="also write per-image predictions to this CSV")
     p.add_argument("--json", action="store_true", help="print the full report as one JSON line")
 
@@ -235,13 +241,13 @@ def cmd_evaluate(args) -> int:
             table = table.sample(n=min(args.limit, len(table)), random_state=args.seed).reset_index(drop=True)
         # The user names this file on their own command line, so it may live outside models/ and runs/.
         predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=not args.no_flip)
-        frame = evaluation.predict_frame(predictor, table, on_progress=progress)
+        frame = evaluation.predict_frame(predictor, table, on_progress=progress, crops=args.crops)
     except (DatasetError, ModelError, evaluation.EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report = evaluation.evaluate_frame(frame, kind, min_group=args.min_group)
     report.update(model=str(model_path), data=str(folder),
-                  split=(args.split or "test") if split_file else "all")
+                  split=(args.split or "test") if split_file else "all", crops=args.crops)
     if args.predictions:
         atomic_write_text(args.predictions, frame.to_csv(index=False))
     print(evaluation.to_json(report) if args.json else evaluation.format_report(report))

@@ -32,6 +32,7 @@ from core.datasets import (
     decade_label,
     load_dataset,
 )
+from core.crops import load_app_crops
 from core.pipeline import load_images
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -215,19 +216,24 @@ def predictions_frame(table: pd.DataFrame, outputs: dict) -> pd.DataFrame:
 
 
 def predict_frame(predictor, table: pd.DataFrame, on_progress: Callable[[int, int], None] | None = None,
-                  batch_size: int = 256) -> pd.DataFrame:
-    """Predict every row of a dataset table with a core.predict.Predictor, as the app does: each image resized to
-    the model input (dataset images are already face crops, so no detection), batched, flip-averaged. Calls
+                  batch_size: int = 256, crops: str = "app") -> pd.DataFrame:
+    """Predict every row of a dataset table with a core.predict.Predictor, batched and flip-averaged. `crops`:
+    "app" cuts each face the way an upload is cut (detect + align, core/crops.py: what a user gets), "dataset"
+    feeds the dataset's own crop resized. A `face_detected` column says where the app path fell back. Calls
     on_progress(done, total) after each batch. For a regression head the age spread is the flip disagreement,
     the same number the Predict page shows."""
     paths = table["path"].astype(str).tolist()
     if not paths:
         raise EvaluationError("No labelled images to evaluate.")
-    chunks = []
+    chunks, detected = [], []
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
         try:
-            images = load_images(batch, predictor.img_size)
+            if crops == "app":
+                images, detections = load_app_crops(batch, predictor.img_size)
+                detected.append(detections.found)
+            else:
+                images = load_images(batch, predictor.img_size)
         except OSError as error:  # missing or corrupt file: PIL raises an OSError subclass
             raise EvaluationError(f"Cannot read an image among {batch[0]} …: {error}") from error
         chunks.append(predictor.raw_outputs(images))
@@ -235,6 +241,8 @@ def predict_frame(predictor, table: pd.DataFrame, on_progress: Callable[[int, in
             on_progress(min(start + batch_size, len(paths)), len(paths))
     outputs = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
     frame = predictions_frame(table, outputs)
+    if detected:
+        frame["face_detected"] = np.concatenate(detected)
     if "age_dist" not in outputs and "age_flip" in outputs:
         frame["pred_age_std"] = np.abs(outputs["age_flip"].reshape(-1) - frame["pred_age"].to_numpy())
     return frame

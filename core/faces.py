@@ -192,7 +192,7 @@ class FaceDetector:
 
     @staticmethod
     def _run(task, pixels: np.ndarray, source: str, offset: tuple[int, int] = (0, 0)) -> list[Face]:
-        import mediapipe as mp
+        mp = import_mediapipe()
         height, width = pixels.shape[:2]
         if min(height, width) < 8:
             return []
@@ -209,6 +209,24 @@ class FaceDetector:
         return faces
 
 
+def import_mediapipe():
+    """`import mediapipe` without TensorFlow. MediaPipe Tasks imports `tensorflow.tools.docs` when TensorFlow is
+    installed, only for a no-op docs decorator it also has a fallback for: 4 s and ~500 MB in the web server, and
+    TensorFlow in a process that must never load it (see core/predict.py). Hiding TensorFlow for that one import
+    (a None entry in sys.modules makes `import tensorflow` raise ModuleNotFoundError) takes the fallback; a process
+    that already uses TensorFlow is left alone."""
+    import sys
+    if "mediapipe" in sys.modules or "tensorflow" in sys.modules:
+        import mediapipe
+        return mediapipe
+    sys.modules["tensorflow"] = None
+    try:
+        import mediapipe
+    finally:
+        del sys.modules["tensorflow"]
+    return mediapipe
+
+
 def _check_tiles(tiles: str) -> None:
     if tiles not in TILE_POLICIES:
         raise ValueError(f"tiles must be one of {TILE_POLICIES}, not {tiles!r}")
@@ -217,6 +235,7 @@ def _check_tiles(tiles: str) -> None:
 def _open_task(path: Path, min_score: float):
     if not path.is_file():
         raise DetectorError(f"The face detector model {path.name} is missing from {path.parent}.")
+    import_mediapipe()
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
     options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)),

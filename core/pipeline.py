@@ -102,28 +102,35 @@ def decode_resize(path: str, size: int) -> np.ndarray:
         return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def _cache_file(paths: list[str], size: int) -> Path:
-    digest = hashlib.sha1(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
-    return settings.cache_dir() / f"images-{size}px-{len(paths)}-{digest}.npy"
+def cached_array(name: str, shape: tuple[int, ...], build, use_cache: bool = True) -> np.ndarray:
+    """`build()`'s array, kept as `<cache dir>/<name>.npy`; a missing, damaged or mis-shaped cache is rebuilt."""
+    cache = settings.cache_dir() / f"{name}.npy"
+    if use_cache and cache.is_file():
+        try:
+            array = np.load(cache)
+            if array.shape == shape:
+                return array
+        except (OSError, ValueError):
+            pass  # a damaged cache is only a slower start: rebuild it
+    array = build()
+    if use_cache:
+        atomic_save_npy(cache, array)
+    return array
 
 
 def load_images(paths: list[str], size: int, use_cache: bool = True) -> np.ndarray:
     """All images as one (n, size, size, 3) uint8 array, decoded in parallel and cached on disk."""
     paths = [str(p) for p in paths]
-    cache = _cache_file(paths, size)
-    if use_cache and cache.is_file():
-        try:
-            images = np.load(cache, mmap_mode=None)
-            if images.shape == (len(paths), size, size, 3):
-                return images
-        except (OSError, ValueError):
-            pass  # a damaged cache is only a slower start: rebuild it
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        images = np.stack(list(pool.map(lambda p: decode_resize(p, size), paths))) if paths else \
-            np.zeros((0, size, size, 3), np.uint8)
-    if use_cache and len(paths) >= 256:  # tiny sets decode faster than a cache round-trip
-        atomic_save_npy(cache, images)
-    return images
+    digest = hashlib.sha1(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
+
+    def build() -> np.ndarray:
+        if not paths:
+            return np.zeros((0, size, size, 3), np.uint8)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            return np.stack(list(pool.map(lambda p: decode_resize(p, size), paths)))
+    # tiny sets decode faster than a cache round-trip
+    return cached_array(f"images-{size}px-{len(paths)}-{digest}", (len(paths), size, size, 3), build,
+                        use_cache and len(paths) >= 256)
 
 
 # --------------------------------------------------------------------------------------------- targets

@@ -24,6 +24,7 @@ import pandas as pd
 
 from core import settings
 from core.atomic import atomic_save_model, atomic_write_text, read_json_object
+from core.crops import CROP_MODES, load_app_crops
 from core.datasets import KINDS, load_dataset
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
 from core.models import backbone_layer, build_model
@@ -68,6 +69,9 @@ class TrainConfig:
     race_class_weights: bool = False
     gender_class_weights: bool = False
     augment: bool = True
+    # "app": faces cut the way the app cuts an upload (detect + align, core/crops.py), so a model learns the
+    # inputs it will meet; "dataset": the dataset's own crops, resized.
+    crops: str = "app"
     schedule: str = "cosine"  # "cosine" (with warm-up) or "plateau"
     warmup_epochs: float = 1.0
     early_stopping_patience: int = 4
@@ -115,6 +119,7 @@ class TrainConfig:
             (self.model.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
             (self.age_loss not in AGE_LOSSES, f"age loss {self.age_loss!r} is not one of {', '.join(AGE_LOSSES)}"),
             (self.schedule not in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
+            (self.crops not in CROP_MODES, f"crops {self.crops!r} is not one of {', '.join(CROP_MODES)}"),
             (self.dataset not in KINDS, f"dataset kind {self.dataset!r} is not one of {', '.join(KINDS)}"),
             (self.epochs < 1, "epochs must be at least 1"),
             (self.batch_size < 1, "batch size must be at least 1"),
@@ -422,8 +427,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     _write_json(run_dir / "config.json", cfg.to_dict())
     atomic_write_text(run_dir / "split.csv", pd.DataFrame({"path": table["path"], "split": split}).to_csv(index=False))
 
-    progress.update(message=f"Decoding {len(table)} images at {cfg.model.img_size} px…")
-    images = load_images(table["path"].tolist(), cfg.model.img_size)
+    images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
     class_weights = _class_weights(cfg, table[parts["train"]])
     datasets = {}
@@ -474,6 +478,21 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     _write_json(run_dir / "metrics.json", metrics_doc)
     progress.update(status=metrics_doc["status"], metrics=metrics_doc,
                     message=f"{metrics_doc['status'].capitalize()}; saved to {run_dir}")
+
+
+def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> np.ndarray:
+    paths, size = table["path"].tolist(), cfg.model.img_size
+    if cfg.crops == "dataset":
+        progress.update(message=f"Decoding {len(table)} images at {size} px…")
+        return load_images(paths, size)
+    progress.update(message=f"Finding and aligning the faces of {len(table)} images (cached after the first run)…")
+    images, detections = load_app_crops(paths, size, on_progress=lambda done, total: progress.update(
+        message=f"Finding and aligning faces: {done}/{total} images…"))
+    missed = int((~detections.found).sum())
+    if missed:
+        progress.update(notes=[*progress.notes, f"No face detected in {missed} of {len(paths)} images "
+                                                f"({missed / len(paths):.1%}): their own crop was used."])
+    return images
 
 
 def _warm_start(model, source: Path) -> str:
