@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from core import housekeeping
+
 st.set_page_config(page_title="Face Insight Studio", page_icon="🧑", layout="wide")
 
 PAGES = [
@@ -13,4 +15,5 @@ PAGES = [
     st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
 ]
 
+housekeeping.startup_once()  # once per server: stale temp files, runs a dead process left "running", cache cap
 st.navigation(PAGES).run()

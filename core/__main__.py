@@ -202,7 +202,8 @@ def _add_evaluate(sub) -> None:
                                               "bundled sample)")
     p.add_argument("--dataset", choices=("utkface", "adience", "fairface"), default=None,
                    help="dataset kind (default: detected from the folder)")
-    p.add_argument("--model", default="", help=".keras file (default: the run's model, else the shipped model)")
+    p.add_argument("--model", default="", help=".keras file, or its .tflite export (default: the run's model, else "
+                                               "the shipped model)")
     p.add_argument("--run", default="", help="a training run folder: its model, data and split.csv")
     p.add_argument("--split-file", default="", help="a run's split.csv, to score only some rows")
     p.add_argument("--split", default="", help="which split of the split file (default: test)")
@@ -221,8 +222,7 @@ def cmd_evaluate(args) -> int:
     from core import evaluation, settings
     from core.atomic import atomic_write_text
     from core.datasets import DatasetError
-    from core.predict import Predictor
-    from core.registry import ModelError, default_model, load_model
+    from core.registry import ModelError, default_model
 
     def progress(done: int, total: int) -> None:
         print(f"\rpredicting {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -239,8 +239,7 @@ def cmd_evaluate(args) -> int:
         kind, table = evaluation.load_rows(args.dataset or run.get("dataset"), folder, split_file, args.split or "test")
         if args.limit:
             table = table.sample(n=min(args.limit, len(table)), random_state=args.seed).reset_index(drop=True)
-        # The user names this file on their own command line, so it may live outside models/ and runs/.
-        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=not args.no_flip)
+        predictor = _lite_predictor(model_path, flip_tta=not args.no_flip)
         frame = evaluation.predict_frame(predictor, table, on_progress=progress, crops=args.crops)
     except (DatasetError, ModelError, evaluation.EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -259,11 +258,12 @@ def cmd_evaluate(args) -> int:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="find every face in photos and predict age, gender and race")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP or BMP files")
-    p.add_argument("--model", default="", help="a .keras model (default: the shipped model)")
+    p.add_argument("--model", default="", help="a .keras model, or its .tflite export (default: the shipped model)")
     p.add_argument("--json", action="store_true",
-                   help='print one JSON array: per image {"image", "faces": [...], "error"}')
+                   help='print one JSON array: per image {"image", "faces": [...], "note", "error"}')
     p.add_argument("--whole-image", action="store_true",
-                   help="when no face is found, take the whole image as one already-cropped face")
+                   help="when no face is found in a photo, take the whole image as one already-cropped face (face "
+                        "crops are taken whole anyway)")
     p.add_argument("--small-faces", action="store_true", help="search close-ups for small faces too (slower)")
     p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
 
@@ -284,15 +284,14 @@ def cmd_predict(args) -> int:
     import json
 
     from core.faces import DetectorError, FaceDetector
-    from core.predict import Predictor, predict_files
-    from core.registry import ModelError, default_model, load_model
+    from core.predict import predict_files
+    from core.registry import ModelError, default_model
     try:
         model_path = args.model or getattr(default_model(), "path", None)
         if not model_path:
             raise ModelError("No model yet: the shipped model is missing from models/. Pass --model PATH "
                              "(a .keras file, e.g. runs/<run>/model.keras).")
-        # The user names this file on their own command line, so it may live outside models/ and runs/.
-        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=not args.no_flip)
+        predictor = _lite_predictor(model_path, flip_tta=not args.no_flip)
         detector = FaceDetector(tiles="always" if args.small_faces else "auto")
     except (ModelError, DetectorError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -300,7 +299,9 @@ def cmd_predict(args) -> int:
     with detector:
         records = predict_files(args.images, predictor, detector, whole_image=args.whole_image)
     for record in records:
-        if not record["error"] and not record["faces"] and not args.whole_image:
+        if record["note"]:
+            print(f"note: {record['image']}: {record['note']}", file=sys.stderr)
+        elif not record["error"] and not record["faces"] and not args.whole_image:
             print(f"note: no face found in {record['image']}; --whole-image takes it as one face crop",
                   file=sys.stderr)
     if args.json:
@@ -308,6 +309,22 @@ def cmd_predict(args) -> int:
     else:
         _print_predictions(records)
     return 0
+
+
+def _lite_predictor(model_path, flip_tta: bool = True):
+    """The LiteRT Predictor the app would use for a model: a .tflite as given, or the float32 export beside a
+    .keras (written first, in this process, when missing or older than the .keras)."""
+    from pathlib import Path
+
+    from core.export import ensure_tflite
+    from core.predict import Predictor
+    from core.registry import ModelError
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"Model file not found: {model_path}")
+    # The user names this file on their own command line, so it may live outside models/ and runs/.
+    tflite = model_path if model_path.suffix == ".tflite" else ensure_tflite(model_path, in_process=True)
+    return Predictor(tflite, flip_tta=flip_tta)
 
 
 # ------------------------------------------------------------------------------------------- saliency
@@ -332,7 +349,6 @@ def cmd_saliency(args) -> int:
     from core.atomic import atomic_write_bytes
     from core.faces import DetectorError
     from core.images import ImageError
-    from core.predict import Predictor
     from core.registry import ModelError, default_model, load_model
     try:
         model_path = args.model or getattr(default_model(), "path", None)
@@ -340,10 +356,10 @@ def cmd_saliency(args) -> int:
             raise ModelError("No shipped model yet: pass --model PATH.")
         with open(args.image, "rb") as handle:
             data = handle.read()
+        # Maps need the Keras model (gradients); finding and cutting the face is the app's LiteRT path.
         # The user names this file on their own command line, so it may live outside models/ and runs/.
-        predictor = Predictor(load_model(model_path, allow_anywhere=True), flip_tta=False)
-        crop, note = saliency.face_crop_from_bytes(data, predictor)
-        explainer = saliency.Explainer(predictor.model)
+        explainer = saliency.Explainer(load_model(model_path, allow_anywhere=True))
+        crop, note = saliency.face_crop_from_bytes(data, _lite_predictor(model_path, flip_tta=False))
         prediction = explainer.predict(crop)
         result = explainer.explain(crop, args.head, args.method, args.race_class, args.layer or None,
                                    args.max_n or None, prediction)
@@ -372,6 +388,8 @@ def _add_export(sub) -> None:
     p.add_argument("--data", default="", help="face images to calibrate int8 and to compare predictions on "
                                               "(default: $FACE_DATA_DIR or the bundled sample)")
     p.add_argument("--out", default="", help="default: beside the model, NAME[.float16|.int8].tflite")
+    p.add_argument("--no-compare", action="store_true", help="skip comparing predictions with Keras (the app's own "
+                                                              "export of a new model: only the file is needed)")
 
 
 def cmd_export(args) -> int:
@@ -381,17 +399,18 @@ def cmd_export(args) -> int:
         model_path = args.model or getattr(default_model(), "path", None)
         if not model_path:
             raise ModelError("No shipped model yet: pass --model PATH.")
-        model = load_model(model_path, allow_anywhere=True)
         folder = args.data or settings.data_dir()
-        try:
-            images = export.representative_images(folder, int(model.input_shape[1]))
-        except export.ExportError:
-            if args.quantize == "int8":
-                raise
-            images = None  # only the comparison needs them
+        model, images = None, None  # only int8 calibration and the comparison need them
+        if args.quantize == "int8" or not args.no_compare:
+            model = load_model(model_path, allow_anywhere=True)
+            try:
+                images = export.representative_images(folder, int(model.input_shape[1]))
+            except export.ExportError:
+                if args.quantize == "int8":
+                    raise
         out = args.out or export.default_out_path(model_path, args.quantize)
         result = export.export_tflite(model_path, out, args.quantize, images)
-        differences = export.compare(model, result.path, images[:16]) if images is not None else {}
+        differences = {} if images is None or args.no_compare else export.compare(model, result.path, images[:16])
     except (ModelError, export.ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

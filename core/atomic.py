@@ -10,9 +10,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# What atomic_path names its temporary files: "." + target name + "." + mkstemp's 8 random characters + suffix
+# (".tmp" unless the writer asked for one: ".keras", ".npy"). A process killed mid-save leaves one behind;
+# core.housekeeping recognises them by this pattern (and their age) and removes them.
+TEMP_SUFFIXES = (".tmp", ".keras", ".npy")
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?:" + "|".join(re.escape(s) for s in TEMP_SUFFIXES) + ")$")
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Whether a file name looks like one of atomic_path's temporary files (alive or left by a crash)."""
+    return _TEMP_NAME.match(name) is not None
 
 
 def _read_umask() -> int:

@@ -34,7 +34,7 @@ CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset
 CROP_LIKE_MAX_SIDE = 1024  # a face crop is a small image…
 CROP_LIKE_ASPECT = (0.7, 1.45)  # …roughly square (UTKFace 1:1, FairFace 1:1, Adience's aligned faces ~1:1.2)
 CROP_PAD = 0.35  # border added on every side, as a fraction of the long side, to re-detect a frame-filling face
-_CACHE_VERSION = 1  # bump when detection or padding changes: older caches are then ignored
+_CACHE_VERSION = 2  # bump when detection or padding changes: older caches are then ignored
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,9 @@ def cut(image: Image.Image, choice: CropChoice | None, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Detections:
-    """Per image of a list: the chosen face's 6 keypoints (NaN where none was detected)."""
-    keypoints: np.ndarray  # (n, 6, 2) float32, in each image's own pixels
+    """Per image of a list: the chosen face's 6 keypoints (NaN where none was detected), in each image's own
+    pixels. float64, as detection gives them: a cut from the cache equals the upload path's cut exactly."""
+    keypoints: np.ndarray  # (n, 6, 2)
 
     @property
     def found(self) -> np.ndarray:
@@ -129,8 +130,8 @@ def _keypoints_of(path: str, detector: FaceDetector) -> np.ndarray:
         image = source.convert("RGB")
     choice = choose_face(image, detector)
     if choice is None or not choice.detected:
-        return np.full((6, 2), np.nan, np.float32)
-    return np.asarray(choice.face.keypoints[:6], np.float32)
+        return np.full((6, 2), np.nan, np.float64)
+    return np.asarray(choice.face.keypoints[:6], np.float64)
 
 
 def detect_dataset(paths: list[str], use_cache: bool = True, on_progress=None) -> Detections:
@@ -145,7 +146,7 @@ def detect_dataset(paths: list[str], use_cache: bool = True, on_progress=None) -
         except (OSError, ValueError):
             pass  # a damaged cache is only a slower start
     detector = shared_detector()
-    keypoints = np.full((len(paths), 6, 2), np.nan, np.float32)
+    keypoints = np.full((len(paths), 6, 2), np.nan, np.float64)
     for i, path in enumerate(paths):
         keypoints[i] = _keypoints_of(path, detector)
         if on_progress is not None and (i + 1) % 500 == 0:

@@ -299,14 +299,30 @@ def _empty_message(dataset: Dataset) -> str:
             f"(first: {name}: {why}). {hint}")
 
 
-def load_dataset(kind: str | None, folder: str | Path) -> Dataset:
+def load_dataset(kind: str | None, folder: str | Path, profile=None) -> Dataset:
     """Load a dataset by kind ('utkface' | 'adience' | 'fairface'; None = detect) from a folder. Cached by folder
     and modification time. Callers must not mutate the returned table. Raises DatasetError, with a message fit
-    for the user, for a bad kind, a missing, unreadable or empty folder, or a folder with no usable image."""
+    for the user, for a bad kind, a missing, unreadable or empty folder, or a folder with no usable image.
+
+    `profile` (core.access.Profile; default: the one the running page bound, else the process's) decides which
+    folders may be read at all: a public profile only reads its allowed dataset roots, checked here so that no
+    caller can skip it, before the folder is even looked at (refusing /etc and /no/such/dir alike tells nothing
+    about the server's files), and its messages carry no server paths."""
+    from core import access
+    profile = profile or access.current_profile()
+    try:
+        return _load_checked(kind, folder, profile)
+    except DatasetError as error:
+        raise DatasetError(access.public_text(str(error), profile)) from error
+
+
+def _load_checked(kind: str | None, folder: str | Path, profile) -> Dataset:
     if kind is not None and kind not in _LOADERS:
         raise DatasetError(f"Unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}.")
     if not str(folder).strip():  # Path("") is the working directory: never scan that by accident
         raise DatasetError("No folder given: enter the path of a dataset folder.")
+    if not profile.allows_folder(folder):
+        raise DatasetError("This server reads only the datasets it offers: choose one from the list.")
     try:
         folder = Path(str(folder).strip()).expanduser()
     except RuntimeError as error:  # "~someone" for a user this machine does not know

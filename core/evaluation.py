@@ -466,6 +466,34 @@ def evaluate_frame(frame: pd.DataFrame, kind: str | None = None, min_group: int 
     return report
 
 
+SKEW_METRICS = ("age_mae", "gender_accuracy", "race_accuracy")
+
+
+def crop_skew(app_report: dict, dataset_report: dict) -> dict:
+    """App path minus dataset path, per headline metric: what a selfie gets beyond what the dataset crops say
+    (positive age MAE and negative accuracies mean the app does worse than the dataset crops report)."""
+    return {key: None if app_report.get(key) is None or dataset_report.get(key) is None
+            else app_report[key] - dataset_report[key] for key in SKEW_METRICS}
+
+
+def face_detected_share(frame: pd.DataFrame) -> float | None:
+    """Share of rows whose face the detector found (the rest fell back to the dataset crop)."""
+    return float(frame["face_detected"].mean()) if "face_detected" in frame and len(frame) else None
+
+
+def evaluate_both_crops(predictor, table: pd.DataFrame, kind: str | None = None,
+                        min_group: int = MIN_GROUP_SIZE, on_progress=None) -> dict:
+    """Reports on the app's crops and on the dataset's crops, and the skew between them."""
+    reports = {}
+    for crops in ("app", "dataset"):
+        frame = predict_frame(predictor, table, on_progress=on_progress, crops=crops)
+        reports[crops] = evaluate_frame(frame, kind, min_group)
+        reports[crops]["crops"] = crops
+        if crops == "app":
+            reports[crops]["face_detected"] = face_detected_share(frame)
+    return {**reports, "skew": crop_skew(reports["app"], reports["dataset"])}
+
+
 def summary_metrics(table: pd.DataFrame, outputs: dict) -> dict:
     """The training engine's test metrics: headline numbers plus breakdowns by race, gender and age decade."""
     report = evaluate_frame(predictions_frame(table, outputs))

@@ -11,13 +11,19 @@ Quantisation:
 - "float16": weights stored as float16 (half the size), computed in float32.
 - "int8": weights and activations int8 (about a quarter of the size), calibrated on representative face crops;
   input and output stay float so callers need no scales.
+
+The app predicts with the float32 file beside each `.keras` (`ensure_tflite`): the web server runs it with LiteRT
+and never imports TensorFlow (see core/predict.py), so a missing or outdated file is exported by a child process.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,14 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
+from core import settings
+from core.registry import ModelError
+
 QUANTIZATIONS = (None, "float16", "int8")
 OUTPUT_NAMES = ("age", "age_dist", "gender", "race")  # the order tf.nest flattens our output dict in
 REPRESENTATIVE_COUNT = 100  # calibration crops for int8: the TFLite guide's usual 100-500; more barely helps here
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# A child's TensorFlow import and conversion take ~15 s on 2 idle cores (the shipped model), a minute or two on a
+# machine that is training; past this the child is killed, so a hung export cannot hold a page forever.
+EXPORT_TIMEOUT_S = 600
 
 
-class ExportError(Exception):
-    """An export that cannot be done as asked (bad option, no calibration images, converter failure)."""
+class ExportError(ModelError):
+    """An export that cannot be done as asked (bad option, no calibration images, converter failure). A ModelError:
+    a model that cannot be prepared for inference cannot be used, and the pages and CLI already say so."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,46 @@ def default_out_path(model_path: str | Path, quantize: str | None = None) -> Pat
     """Beside the model: `name.tflite`, or `name.float16.tflite` / `name.int8.tflite`."""
     model_path = Path(model_path)
     return model_path.with_name(model_path.stem + (f".{quantize}" if quantize else "") + ".tflite")
+
+
+def tflite_is_current(keras_path: str | Path) -> bool:
+    """Whether the float32 `.tflite` beside a `.keras` exists and is not older than it (a retrained or re-shipped
+    model replaces the .keras; its old .tflite would predict with the old weights)."""
+    keras_path, tflite = Path(keras_path), default_out_path(keras_path)
+    try:
+        tflite_mtime = tflite.stat().st_mtime_ns
+    except OSError:
+        return False
+    try:
+        return tflite_mtime >= keras_path.stat().st_mtime_ns
+    except OSError:
+        return True  # no .keras to be older than: the .tflite is all there is
+
+
+_export_locks: dict[Path, threading.Lock] = {}
+_export_locks_guard = threading.Lock()
+
+
+def ensure_tflite(keras_path: str | Path, in_process: bool = False, timeout: float = EXPORT_TIMEOUT_S) -> Path:
+    """The float32 `.tflite` beside a `.keras` (`name.tflite`), exported first when missing or older than it.
+
+    By default the export runs in a child process (`python -m core export`), so the caller never imports
+    TensorFlow: the web server must not (4 s and ~500 MB, and Streamlit then clears the Keras session after every
+    script run). The CLI, which has TensorFlow at hand anyway, passes `in_process=True`. Raises ExportError (a
+    ModelError) with the child's own last error line on failure."""
+    keras_path = Path(keras_path)
+    tflite = default_out_path(keras_path)
+    with _lock_for(tflite):  # two sessions opening one new model export it once
+        if tflite_is_current(keras_path):
+            return tflite
+        if not keras_path.is_file():
+            raise ModelError(f"Model file not found: {keras_path}")
+        if in_process:
+            export_tflite(keras_path, tflite)
+        else:
+            _export_in_child(keras_path, tflite, timeout)
+        _not_older_than(tflite, keras_path)
+    return tflite
 
 
 def representative_images(folder: str | Path, size: int, count: int = REPRESENTATIVE_COUNT,
@@ -135,7 +188,65 @@ def compare(model, tflite: str | Path | bytes, crops: np.ndarray) -> dict[str, f
     return {name: float(np.max(np.abs(keras_out[name] - lite_out[name]))) for name in keras_out if name in lite_out}
 
 
+def litert_interpreter(flatbuffer: bytes, num_threads: int | None = None):
+    """A LiteRT interpreter for a TFLite flatbuffer, never TensorFlow's: for processes that must not import it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise ModelError("LiteRT is not installed: `pip install -r requirements.txt` (package ai-edge-litert).") \
+            from error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return Interpreter(model_content=flatbuffer, num_threads=num_threads or os.cpu_count() or 1)
+        except ValueError as error:  # not a flatbuffer, or ops this runtime lacks
+            raise ModelError(f"Not a usable TFLite model: {error}") from error
+
+
+def signature_io(interpreter) -> tuple[dict, dict[str, dict]]:
+    """(input details, {output name as the model knows it: details}) of a file's default signature. The signature
+    runner is dropped before returning: while it lives, the interpreter refuses to resize its input."""
+    runner = _signature_runner(interpreter)
+    (input_detail,) = runner.get_input_details().values()
+    outputs = runner.get_output_details()
+    del runner
+    return input_detail, dict(zip(_names(tuple(outputs)), outputs.values(), strict=True))
+
+
 # -------------------------------------------------------------------------------------------- internals
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _export_locks_guard:
+        return _export_locks.setdefault(path.resolve(), threading.Lock())
+
+
+def _not_older_than(tflite: Path, keras_path: Path) -> None:
+    """A .keras stamped in the future (a copied file, clock skew) would make every fresh export look outdated and
+    be exported again on every call: the export takes the .keras's time then."""
+    keras_mtime = keras_path.stat().st_mtime_ns
+    if tflite.stat().st_mtime_ns < keras_mtime:
+        os.utime(tflite, ns=(keras_mtime, keras_mtime))
+
+
+def _export_in_child(keras_path: Path, tflite: Path, timeout: float) -> None:
+    argv = [sys.executable, "-m", "core", "export", "--model", str(keras_path), "--out", str(tflite), "--no-compare"]
+    try:
+        done = subprocess.run(argv, cwd=settings.PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    except subprocess.TimeoutExpired as error:
+        raise ExportError(f"Preparing {keras_path.name} for fast inference took over {timeout:.0f} s and was "
+                          "stopped.") from error
+    except OSError as error:
+        raise ExportError(f"Cannot start the TFLite exporter: {error.strerror or error}.") from error
+    if done.returncode != 0 or not tflite.is_file():
+        raise ExportError(f"Cannot prepare {keras_path.name} for fast inference: {_last_line(done.stderr)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].removeprefix("error: ") if lines else "the exporter stopped without a message."
+
 
 def _write_saved_model(model, size: int, folder: str) -> None:
     """The model's inference call as a SavedModel with a `serving_default` signature. Keras' ExportArchive is
@@ -162,16 +273,16 @@ def _resized(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _interpreter(flatbuffer: bytes):
-    """LiteRT's interpreter when installed, else TensorFlow's (deprecated in its favour, still shipped in 2.21)."""
+    """LiteRT's interpreter when installed, else TensorFlow's (deprecated in its favour, still shipped in 2.21):
+    the export tools run beside TensorFlow anyway."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert.interpreter  # noqa: F401 - only whether it is installed
     except ImportError:
         import tensorflow as tf
-        Interpreter = tf.lite.Interpreter  # noqa: N806 - a class, named as such
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
+    return litert_interpreter(flatbuffer)
 
 
 def _signature_runner(interpreter):

@@ -77,11 +77,12 @@ def _started_from(config: dict) -> dict | None:
 
 
 def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None) -> dict:
-    """Evaluate a model exactly as `python -m core evaluate` does (same rows, same preprocessing, flip TTA)."""
+    """Evaluate a model exactly as `python -m core evaluate` and the app do (same rows, same preprocessing, flip TTA,
+    the LiteRT file beside the .keras: exported first when missing or outdated)."""
+    from core.export import ensure_tflite
     from core.predict import Predictor
-    from core.registry import load_model
     kind, table = load_rows("utkface", data_dir, split_file, "test")
-    frame = predict_frame(Predictor(load_model(model_path, allow_anywhere=True)), table)
+    frame = predict_frame(Predictor(ensure_tflite(model_path, in_process=True)), table)
     return json.loads(to_json(evaluate_frame(frame, kind)))
 
 
@@ -92,10 +93,18 @@ def _save_for_inference(source: Path, target: Path) -> None:
         load_model(source, allow_anywhere=True).save(tmp)
 
 
+def _export_for_the_app(model_path: Path) -> Path:
+    """The float32 `.tflite` beside the shipped `.keras`, written after it (so it is never older): the app's server
+    predicts with it and would otherwise export it itself on its first prediction."""
+    from core.export import default_out_path, export_tflite
+    return export_tflite(model_path, default_out_path(model_path)).path
+
+
 def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODEL_NAME,
              models_dir: Path | None = None) -> dict:
-    """Copy a run's best model into models/ as `<name>.keras`, with `<name>.json` (the card) and
-    `<name>.split.csv` (which UTKFace file went to train/val/test, by name). Returns the card."""
+    """Copy a run's best model into models/ as `<name>.keras`, with `<name>.tflite` (its float32 export, what the
+    app predicts with), `<name>.json` (the card) and `<name>.split.csv` (which UTKFace file went to
+    train/val/test, by name). Returns the card."""
     run_dir, models_dir = Path(run_dir), Path(models_dir or settings.MODELS_DIR)
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     metrics_file = run_dir / "metrics.json"  # absent when shipping the best checkpoint of an unfinished run
@@ -108,12 +117,14 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     sample_report = evaluate_model(run_dir / "model.keras", settings.SAMPLE_DIR)
     model_path = models_dir / f"{name}.keras"
     _save_for_inference(run_dir / "model.keras", model_path)
+    tflite = _export_for_the_app(model_path)
     atomic_write_text(models_dir / f"{name}.split.csv", split.to_csv(index=False))
     counts = split["split"].value_counts().to_dict()
     card = {
         "name": name,
         "file": model_path.name,
         "file_mb": round(model_path.stat().st_size / 2**20, 2),
+        "tflite_file": tflite.name,  # what the app predicts with (float32, LiteRT)
         "arch": config["model"]["arch"],
         "img_size": config["model"]["img_size"],
         "age_head": config["model"]["age_head"],

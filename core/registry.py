@@ -1,8 +1,12 @@
 """The models the app knows: shipped ones in models/ (each `<name>.keras` beside a `<name>.json` model card) and
-training runs in runs/<run>/model.keras. Listing reads only small JSON files, never TensorFlow."""
+training runs in runs/<run>/model.keras. Listing reads only small JSON/CSV files, never TensorFlow.
+
+Each model is predicted with from the TFLite file beside it (`<name>.tflite`, a run's `model.tflite`, see
+core/export.py `ensure_tflite`); the `.keras` is what training, saliency and the exporter load."""
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +16,7 @@ from core.atomic import read_json_object
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "face_insight_v1"
+OFFERED_STATUSES = ("finished", "stopped")  # running, failed or interrupted runs hold no model to trust
 
 
 class ModelError(Exception):
@@ -26,8 +31,18 @@ class ModelEntry:
     card: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
+    def stopped(self) -> bool:
+        """A run the user stopped early: a usable model, but not the one its config asked for."""
+        return self.source == "run" and self.card.get("metrics", {}).get("status") == "stopped"
+
+    @property
     def label(self) -> str:
-        return f"{self.name} ({self.source})"
+        return f"{self.name} (stopped)" if self.stopped else f"{self.name} ({self.source})"
+
+    @property
+    def tflite_path(self) -> Path:
+        """The LiteRT file the app predicts with, beside the .keras: `<name>.tflite`, or a run's `model.tflite`."""
+        return self.path.with_suffix(".tflite")
 
     @property
     def img_size(self) -> int | None:
@@ -63,7 +78,8 @@ def shipped_models(models_dir: Path | None = None) -> list[ModelEntry]:
 
 
 def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str]]:
-    """Finished or stopped runs with a model, newest first, and warnings about folders that were skipped."""
+    """Finished or stopped runs with a model trained for at least one epoch, newest first, and warnings about
+    folders that were skipped."""
     runs_dir = runs_dir or settings.runs_dir()
     entries, warnings = [], []
     if not runs_dir.is_dir():
@@ -78,10 +94,36 @@ def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str
         if (run / "metrics.json").exists() and not metrics:
             warnings.append(f"Skipped run folder {run.name}: its metrics.json is unreadable.")
             continue
-        if metrics.get("status") not in ("finished", "stopped"):
+        if metrics.get("status") not in OFFERED_STATUSES:
             continue  # still training or failed: its model.keras may be a mid-run checkpoint
+        if not _trained(run, metrics):
+            log.info("Not offering %s: stopped before its first epoch ended (untrained weights)", run.name)
+            continue
         entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics}))
     return entries, warnings
+
+
+def epochs_completed(run: Path, metrics: dict) -> int | None:
+    """Epochs a run finished: metrics.json's `epochs_run`, else the rows of its history.csv (one per finished
+    epoch, rewritten after each); None when neither says."""
+    epochs = metrics.get("epochs_run")
+    if isinstance(epochs, int) and not isinstance(epochs, bool):
+        return epochs
+    try:
+        with (run / "history.csv").open(newline="", encoding="utf-8") as handle:
+            return max(0, sum(1 for row in csv.reader(handle) if row) - 1)  # less the header
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _trained(run: Path, metrics: dict) -> bool:
+    """A model worth offering: at least one epoch finished. Training writes "finished" only once fit returns,
+    after its epochs, so a finished run whose files do not count epochs (written by hand, or before the count was
+    recorded) is trusted; a stopped one must show an epoch, or it is the random initialisation."""
+    epochs = epochs_completed(run, metrics)
+    if epochs is None:
+        return metrics.get("status") == "finished"
+    return epochs >= 1
 
 
 def all_models() -> tuple[list[ModelEntry], list[str]]:

@@ -18,7 +18,9 @@ Our models output a dict; tf-keras-vis wants one score per model output, so each
 - Score-CAM applies a softmax to the model output before scoring, which turns any one-unit output (age, gender)
   into a constant 1. Its view ends in a two-logit adapter whose softmax carries the head's value.
 
-TensorFlow, Keras and tf-keras-vis are imported lazily: the Saliency page imports this module on every rerun.
+TensorFlow, Keras and tf-keras-vis are imported lazily, inside the Explainer's methods: the Streamlit server imports
+this module for its figures, overlays and face crops and never imports TensorFlow; the Explainer itself runs in the
+saliency worker process (core/workers.py).
 """
 
 from __future__ import annotations
@@ -118,13 +120,13 @@ class Explainer:
     thread-safe."""
 
     def __init__(self, model):
-        from core.predict import Predictor
+        from core.predict import KerasPredictor
         missing = [head for head in HEADS if head not in _output_layer_names(model)]
         if missing:
             raise SaliencyError(f"This model has no {', '.join(missing)} output: it is not a Face Insight model.")
         self.model = model
         self.img_size = int(model.input_shape[1])
-        self._predictor = Predictor(model, flip_tta=False)  # the maps explain one plain forward pass
+        self._predictor = KerasPredictor(model, flip_tta=False)  # the maps explain one plain forward pass
         self._lock = threading.RLock()
         self._built: dict[tuple, object] = {}  # views per (kind, head, layer): graph building is the slow part
 
@@ -448,6 +450,7 @@ def face_crop_from_bytes(data: bytes, predictor) -> tuple[np.ndarray, str | None
         note = None
         if not analysis.faces:
             analysis = analyze_bytes(data, predictor, whole_image=True)
+        if analysis.whole_image:  # no face found (a face-crop-like upload is taken whole by analyze_bytes itself)
             note = "No face was detected: the image is taken as an already-cropped face."
         elif len(analysis.faces) > 1:
             note = f"{len(analysis.faces)} faces found: explaining face 1 (the leftmost)."

@@ -1,32 +1,33 @@
 """The training engine: one `train(config, progress)` used by the Train page, the CLI and the tests.
 
-The engine never touches Streamlit. It reports through a `Progress` object (thread-safe, polled by the page)
-and honours `progress.stop_event` within one batch. Every run folder is written atomically:
-runs/<time>-<arch>/ config.json, split.csv (path, split), history.csv (one row per epoch, rewritten after each),
-the best model.keras (lowest validation loss) and metrics.json {status, device, notes, best, test, …}.
+The engine never touches Streamlit. It reports through a `Progress` object (core/config.py: thread-safe, polled
+by the page) and honours `progress.stop_event` within one batch. The app runs it in a worker process
+(core/jobs.py), so this module and TensorFlow are never imported by the Streamlit server.
+Every run folder is written atomically: runs/<time>-<arch>/ config.json, split.csv (path, split), history.csv
+(one row per epoch, rewritten after each), the best model.keras (lowest validation loss) and metrics.json
+{status, device, notes, best, test, …}.
 `cross_validate` repeats that once per fold under runs/<time>-<arch>-cv<k>/fold<i>/ and adds cv.json.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core import settings
-from core.atomic import atomic_save_model, atomic_write_text, read_json_object
-from core.crops import CROP_MODES, load_app_crops
-from core.datasets import KINDS, load_dataset
-from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
+from core.atomic import atomic_save_model, atomic_write_text
+
+# The light half of the engine (no Keras), re-exported for callers that import it from core.training.
+from core.config import HEADLINE_METRICS, MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
+from core.crops import load_app_crops
+from core.datasets import load_dataset
 from core.models import backbone_layer, build_model
 from core.pipeline import (
     balanced_class_weights,
@@ -38,151 +39,9 @@ from core.pipeline import (
     split_table,
     targets_and_weights,
 )
+from core.runs import list_runs, read_history  # noqa: F401  (moved: listing runs needs no TensorFlow)
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("cosine", "plateau")
-HEADLINE_METRICS = ("age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
-MIN_ROWS = 8
-
-
-class TrainingError(Exception):
-    """A training request that cannot run as asked (bad folder, too little data…); the message says why."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: ModelConfig = ModelConfig()
-    dataset: str = "utkface"
-    data_dir: str = ""  # empty: settings.data_dir()
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    # Regression head only; the distribution head trains on cross-entropy over years plus L1 on its mean.
-    age_loss: str = "mse"
-    # The reference weighting: age in years (squared, for MSE) dwarfs the class losses, 0.1 tempers it.
-    age_weight: float = 0.1
-    gender_weight: float = 1.0
-    race_weight: float = 1.0
-    age_sigma: float = 2.0  # years; the spread of the label distribution target
-    # Balanced per-head class weights, applied as per-head sample weights (Keras' class_weight cannot address
-    # one output of several). The weighted training-log accuracy is then class-balanced accuracy.
-    race_class_weights: bool = False
-    gender_class_weights: bool = False
-    augment: bool = True
-    # "app": faces cut the way the app cuts an upload (detect + align, core/crops.py), so a model learns the
-    # inputs it will meet; "dataset": the dataset's own crops, resized.
-    crops: str = "app"
-    schedule: str = "cosine"  # "cosine" (with warm-up) or "plateau"
-    warmup_epochs: float = 1.0
-    early_stopping_patience: int = 4
-    freeze_backbone_epochs: int = 0  # resnet50: train only the heads first, then fine-tune everything
-    # Fine-tuning after a frozen phase: full-size updates would wreck the pretrained features the heads fit to.
-    finetune_lr_factor: float = 0.1
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    limit: int = 0  # 0 = all rows; otherwise a seeded sample, for quick runs
-    # A .keras model of the same architecture to start from instead of random weights: continue a run with a new
-    # learning-rate cycle (a warm restart), or fine-tune a shipped model on another dataset.
-    init_from: str = ""
-    # A run's split.csv to reuse (required to continue that run honestly): images it lists keep their split,
-    # others get a fresh one.
-    split_file: str = ""
-    seed: int = 42
-    out_dir: str = ""  # empty: settings.runs_dir()
-
-    @classmethod
-    def tiny(cls, arch: str = "custom_cnn", **overrides) -> TrainConfig:
-        """Seconds on a CPU, on the bundled sample: for tests and smoke runs."""
-        model = ModelConfig.tiny(arch, **overrides.pop("model_overrides", {}))
-        return cls(**{"model": model, "epochs": 1, "batch_size": 16, "limit": 64, **overrides})
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of to_dict. Unknown keys (a config.json from a newer or older version) are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        model_known = {f.name for f in dataclasses.fields(ModelConfig)}
-        data = {k: v for k, v in data.items() if k in known}
-        data["model"] = ModelConfig(**{k: v for k, v in dict(data.get("model", {})).items() if k in model_known})
-        if "split" in data:
-            data["split"] = tuple(data["split"])
-        return cls(**data)
-
-    def validate(self) -> None:
-        """Raise TrainingError naming the first setting that cannot work."""
-        problems = [
-            (self.model.arch not in ARCHITECTURES, f"architecture {self.model.arch!r} is not one of "
-                                                   f"{', '.join(ARCHITECTURES)}"),
-            (self.model.age_head not in AGE_HEADS, f"age head {self.model.age_head!r} is not one of "
-                                                   f"{', '.join(AGE_HEADS)}"),
-            (self.model.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
-            (self.age_loss not in AGE_LOSSES, f"age loss {self.age_loss!r} is not one of {', '.join(AGE_LOSSES)}"),
-            (self.schedule not in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
-            (self.crops not in CROP_MODES, f"crops {self.crops!r} is not one of {', '.join(CROP_MODES)}"),
-            (self.dataset not in KINDS, f"dataset kind {self.dataset!r} is not one of {', '.join(KINDS)}"),
-            (self.epochs < 1, "epochs must be at least 1"),
-            (self.batch_size < 1, "batch size must be at least 1"),
-            (self.learning_rate <= 0, "learning rate must be positive"),
-            (min(self.age_weight, self.gender_weight, self.race_weight) < 0, "loss weights cannot be negative"),
-            (len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6 or self.split[0] == 0,
-             f"split fractions {self.split} must be three non-negative numbers summing to 1 with some train"),
-            (self.limit < 0, "limit cannot be negative"),
-            (self.freeze_backbone_epochs < 0, "frozen-backbone epochs cannot be negative"),
-        ]
-        for failed, message in problems:
-            if failed:
-                raise TrainingError(f"Cannot train: {message}.")
-
-
-@dataclass
-class Progress:
-    """Shared between the training thread (writes) and the UI (reads snapshots). Writes take the lock."""
-    status: str = "pending"  # pending → running → finished | stopped | failed
-    epoch: int = 0
-    epochs: int = 0
-    batch: int = 0
-    batches_per_epoch: int = 0
-    device: str = ""
-    message: str = ""
-    notes: list[str] = field(default_factory=list)
-    batch_log: list[dict] = field(default_factory=list)  # intra-epoch points: step, epoch (fractional), logs
-    history: list[dict] = field(default_factory=list)  # one row per completed epoch, train and val
-    run_dir: str = ""
-    metrics: dict = field(default_factory=dict)
-    error: str = ""
-    started: float = field(default_factory=time.time)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def update(self, **changes) -> None:
-        with self.lock:
-            for key, value in changes.items():
-                setattr(self, key, value)
-
-    def snapshot(self) -> dict:
-        with self.lock:
-            return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()
-                    if k not in ("stop_event", "lock")}
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("finished", "stopped", "failed")
-
-    @property
-    def fraction(self) -> float:
-        """Share of all planned batches done, 0–1 (early stopping may end a run before it reaches 1)."""
-        with self.lock:
-            if not self.batches_per_epoch or not self.epochs:
-                return 0.0
-            done = (self.epoch - 1 + self.batch / self.batches_per_epoch) / self.epochs
-        return min(max(done, 0.0), 1.0)
-
-    def status_line(self) -> str:
-        with self.lock:
-            if not self.batches_per_epoch:
-                return self.message
-            return f"Epoch {self.epoch}/{self.epochs}, batch {self.batch}/{self.batches_per_epoch}: {self.message}"
 
 
 def device_name() -> str:
@@ -257,9 +116,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             point = {"step": self.step,
                      "epoch": progress.epoch - 1 + (batch + 1) / max(1, progress.batches_per_epoch)}
             point.update({k: float(v) for k, v in (logs or {}).items()})
-            with progress.lock:
-                progress.batch = batch + 1
-                progress.batch_log.append(point)
+            progress.record_batch(batch + 1, point)
             self._check_stop()
 
         def on_test_batch_begin(self, batch, logs=None):
@@ -275,8 +132,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             if self.interrupted:  # a partial epoch or validation pass would make a misleading point and "best"
                 return
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            with progress.lock:
-                progress.history.append(row)
+            progress.record_epoch(row)
             atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
             value = row.get(monitor, row.get("loss", np.inf))
             if np.isfinite(value) and value < self.best:
@@ -352,10 +208,12 @@ def _write_json(path: Path, data: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- engine
 
-def train(cfg: TrainConfig, progress: Progress | None = None) -> Progress:
+def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: bool = False) -> Progress:
     """Train one model as configured. Always returns the progress object with status, metrics and run_dir;
     raises TrainingError for requests that cannot start (the page/CLI shows the message) and re-raises
-    unexpected errors after recording them in progress and metrics.json."""
+    unexpected errors after recording them in progress and metrics.json. With `export_tflite`, a finished (not
+    stopped) run also gets model.tflite (float32), for the app's LiteRT inference; written before metrics.json
+    says "finished", so a listed run has it."""
     progress = progress or Progress(epochs=cfg.epochs)
     progress.update(status="running", epochs=cfg.epochs, message="Reading the dataset…")
     try:
@@ -365,15 +223,15 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Progress:
     except TrainingError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
-    return train_on_split(cfg, table, split, run_dir, progress)
+    return train_on_split(cfg, table, split, run_dir, progress, export_tflite)
 
 
 def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_dir: Path,
-                   progress: Progress) -> Progress:
+                   progress: Progress, export_tflite: bool = False) -> Progress:
     """Train on a given train/val/test assignment into an existing, empty run folder."""
     progress.update(status="running", run_dir=str(run_dir))
     try:
-        _train_in(run_dir, cfg, table, split, progress)
+        _train_in(run_dir, cfg, table, split, progress, export_tflite)
     except Exception as error:
         progress.update(status="failed", error=f"{type(error).__name__}: {error}", message="Training failed.")
         _write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
@@ -418,7 +276,8 @@ def _fit_phases(model, cfg: TrainConfig, datasets: dict, callbacks: list, steps:
                   callbacks=callbacks, verbose=0, shuffle=False)  # the dataset shuffles itself
 
 
-def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, progress: Progress):
+def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, progress: Progress,
+              export_tflite: bool = False):
     import keras
 
     progress.update(message="Starting TensorFlow…")
@@ -464,6 +323,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
             progress.update(message="Scoring the held-out test split…")
             best = keras.saving.load_model(model_path, safe_mode=True, compile=False)
             test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]])
+    if export_tflite and not stopped:
+        _export_for_litert(model_path, progress)
 
     history = progress.snapshot()["history"]
     best_row = min(history, key=lambda row: row.get("val_loss", np.inf), default={})
@@ -478,6 +339,18 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     _write_json(run_dir / "metrics.json", metrics_doc)
     progress.update(status=metrics_doc["status"], metrics=metrics_doc,
                     message=f"{metrics_doc['status'].capitalize()}; saved to {run_dir}")
+
+
+def _export_for_litert(model_path: Path, progress: Progress) -> None:
+    """model.tflite beside model.keras. A failed export costs the run its LiteRT file, not its result: a note."""
+    from core.export import export_tflite
+    progress.update(message="Exporting the model for LiteRT…")
+    try:
+        export_tflite(model_path, model_path.with_suffix(".tflite"))
+    except Exception as error:  # ExportError and the converter's assorted internal errors alike
+        log.warning("TFLite export of %s failed", model_path, exc_info=True)
+        progress.update(notes=[*progress.notes, f"Could not export model.tflite for LiteRT ({type(error).__name__}: "
+                                                f"{error}); try `python -m core export --model {model_path}`."])
 
 
 def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> np.ndarray:
@@ -565,85 +438,3 @@ def cross_validate(cfg: TrainConfig, folds: int,
               "per_fold": per_fold, "summary": summarize_folds(per_fold)}
     _write_json(root / "cv.json", result)
     return result
-
-
-# ------------------------------------------------------------------------------------------- past runs
-
-def list_runs(root: Path | None = None) -> pd.DataFrame:
-    """One row per run folder (newest first) with its status and headline test metrics; reads JSON only."""
-    root = Path(root or settings.runs_dir())
-    rows = []
-    running = current_job()
-    running_dir = running.progress.run_dir if running is not None and not running.progress.done else None
-    for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
-        config, metrics = read_json_object(run / "config.json"), read_json_object(run / "metrics.json")
-        if config is None or (run / "cv.json").exists():
-            continue
-        status = metrics.get("status") if metrics else ("running" if str(run) == running_dir else "incomplete")
-        test = (metrics or {}).get("test", {})
-        rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
-                     "img_size": config.get("model", {}).get("img_size"), "status": status,
-                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in HEADLINE_METRICS},
-                     "device": (metrics or {}).get("device"), "path": str(run)})
-    return pd.DataFrame(rows, columns=["run", "arch", "img_size", "status", "epochs", *HEADLINE_METRICS,
-                                       "device", "path"])
-
-
-def read_history(run_dir: str | Path) -> list[dict]:
-    """A run's per-epoch history rows ([] when it has none yet or the file is unreadable)."""
-    try:
-        return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return []
-
-
-# ------------------------------------------------------------------------------------------ background
-
-class Job:
-    """One training run in a background thread. The thread only writes to `progress`."""
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        self.progress = Progress(epochs=cfg.epochs)
-        self.thread = threading.Thread(target=self._run, name="training-job", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            train(self.cfg, self.progress)
-        except TrainingError:
-            pass  # a request that could not start: train() put the message in progress
-        except Exception as error:  # recorded in progress by train(); the log keeps the traceback for us
-            log.exception("Training job failed")
-            if not self.progress.done:
-                self.progress.update(status="failed", error=str(error), message=str(error))
-
-    def start(self) -> Job:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.progress.stop_event.set()
-
-    @property
-    def running(self) -> bool:
-        return self.thread.is_alive()
-
-
-_job_lock = threading.Lock()
-_current_job: Job | None = None
-
-
-def start_job(cfg: TrainConfig) -> tuple[Job, bool]:
-    """Start a job unless one is running on this server. Returns (the running job, whether it is new).
-    Raises TrainingError at once for a config that cannot work, rather than from the thread later."""
-    global _current_job
-    cfg.validate()
-    with _job_lock:
-        if _current_job is not None and _current_job.running:
-            return _current_job, False
-        _current_job = Job(cfg).start()
-        return _current_job, True
-
-
-def current_job() -> Job | None:
-    return _current_job

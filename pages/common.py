@@ -1,7 +1,9 @@
 """UI pieces shared by several pages (not a page itself: the router never lists it).
 
 Models are loaded once per server process and file version: `st.cache_resource` keyed by path and mtime, so
-every session shares one copy and a retrained run is picked up on its next save.
+every session shares one copy and a retrained run is picked up on its next save. The server predicts with each
+model's TFLite file under LiteRT and never imports TensorFlow: a missing or outdated .tflite is exported by a child
+process first (core/export.py `ensure_tflite`).
 """
 
 from __future__ import annotations
@@ -18,19 +20,27 @@ KEY_ROUTED = "router.rerouted"  # this session has already been rerun through th
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _load_predictor(path: str, mtime_ns: int):
+def _load_predictor(tflite_path: str, mtime_ns: int):
     from core.predict import Predictor
-    from core.registry import load_model
-    return Predictor(load_model(path))
+    return Predictor(tflite_path)
 
 
 def predictor_for(entry: ModelEntry):
-    """A cached Predictor for a model entry; raises ModelError with a readable message."""
+    """A cached LiteRT Predictor for a model entry, its .tflite exported first when needed; raises ModelError
+    (ExportError is one) with a readable message."""
+    from core.export import ensure_tflite, tflite_is_current
+    if not Path(entry.path).is_file():
+        raise ModelError(f"Model file {entry.path} is gone.")
+    if tflite_is_current(entry.path):
+        tflite = ensure_tflite(entry.path)
+    else:
+        with st.spinner("Preparing the model for fast inference…"):  # a TensorFlow child process, once per model
+            tflite = ensure_tflite(entry.path)
     try:
-        mtime = Path(entry.path).stat().st_mtime_ns
+        mtime = tflite.stat().st_mtime_ns
     except OSError as error:
-        raise ModelError(f"Model file {entry.path} is gone: {error.strerror}.") from error
-    return _load_predictor(str(entry.path), mtime)
+        raise ModelError(f"Model file {tflite} is gone: {error.strerror}.") from error
+    return _load_predictor(str(tflite), mtime)
 
 
 def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list[ModelEntry]:

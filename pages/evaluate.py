@@ -1,20 +1,25 @@
-"""Evaluate: score one or more models on a labelled folder, overall and per group, side by side."""
+"""Evaluate: score one or more models on a labelled folder, overall and per group, side by side. One evaluation
+runs at a time per server; a public server offers its own datasets in a list and scores at most a fixed sample of
+rows (core/access.py)."""
 
 from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
-from core import charts, evaluation, settings
+from core import access, charts, evaluation, housekeeping, settings
 from core.datasets import KINDS, DatasetError, thumbnail_jpeg
 from core.registry import ModelError
 from pages.common import enter_through_router, model_picker, predictor_for
 
 enter_through_router()
+housekeeping.startup_once()
+profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
 
 KEY_MODELS = "evaluate.models"
 KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
+KEY_DATASET = "evaluate.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_ROWS = "evaluate.rows"
 KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
@@ -34,7 +39,12 @@ def _store() -> OrderedDict:
 def data_ui(entries) -> tuple[str | None, str, object]:
     left, middle, right = st.columns([1, 3, 2])
     kind = left.selectbox("Dataset", [DETECT, *KINDS], key=KEY_KIND)
-    folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
+    if profile.public:
+        choices = access.dataset_choices(profile)
+        label = middle.selectbox("Data", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
+        folder = str(choices[label]) if label is not None else ""
+    else:
+        folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
     splits = {ALL_ROWS: None} | {f"Test split of {e.name}": e.path.parent / "split.csv" for e in entries
                                  if e.source == "run" and (e.path.parent / "split.csv").is_file()}
     rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
@@ -56,6 +66,18 @@ def results_for(entry, kind: str, table: pd.DataFrame, predict: bool):
     return store.get(key)
 
 
+def score(entries, kind: str, table: pd.DataFrame, clicked: bool) -> dict:
+    """Each model's (predictions, report), or None where not stored yet. Predicting holds the server's one
+    evaluation slot (Busy when another session has it), and the cache is cut back to its cap afterwards."""
+    stored = {entry.label: results_for(entry, kind, table, False) for entry in entries}
+    if not clicked or all(result is not None for result in stored.values()):
+        return stored
+    with access.evaluation_slot():
+        results = {entry.label: results_for(entry, kind, table, True) for entry in entries}
+        housekeeping.evict_cache(settings.cache_max_bytes())
+    return results
+
+
 def show_worst(frame: pd.DataFrame) -> None:
     st.caption("Start here to find label errors: a face far from its label is often mislabelled, not mispredicted.")
     for task, rows in evaluation.worst_errors(frame).items():
@@ -74,10 +96,19 @@ clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entrie
 if not entries:
     st.stop()
 try:
-    kind, table = evaluation.load_rows(kind, folder, split_file)
-    results = {entry.label: results_for(entry, kind, table, clicked) for entry in entries}
+    kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
+    table, capped = access.evaluation_rows(table, profile)
+    if capped:
+        st.caption(capped)
+    results = score(entries, kind, table, clicked)
+except access.Busy as busy:
+    st.warning(str(busy))
+    st.stop()
 except (DatasetError, ModelError, evaluation.EvaluationError, OSError) as error:
-    st.error(str(error))
+    st.error(access.public_text(str(error), profile))
+    st.stop()
+except Exception as error:  # a reference id for the visitor, the traceback for the log
+    st.error(access.unexpected_error(error, profile, "Evaluate"))
     st.stop()
 if any(result is None for result in results.values()):
     st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s).")
@@ -121,8 +152,8 @@ with fairness:
 with worst:
     show_worst(frames[detail])
 with download:  # callables: the CSVs are built only when clicked (21k rows take seconds), off the script thread
-    st.download_button("Per-image predictions (CSV)", lambda: pd.concat(
-        [frame.assign(model=name) for name, frame in frames.items()]).to_csv(index=False), "predictions.csv",
+    st.download_button("Per-image predictions (CSV)", lambda: access.shown_table(pd.concat(
+        [frame.assign(model=name) for name, frame in frames.items()]), profile).to_csv(index=False), "predictions.csv",
         "text/csv", key="evaluate.download.predictions", on_click="ignore")
     st.download_button("Metrics (CSV)", lambda: evaluation.metrics_long(reports).to_csv(index=False), "metrics.csv",
                        "text/csv", key="evaluate.download.metrics", on_click="ignore")

@@ -1,10 +1,11 @@
-"""Explore: pick a dataset folder, see its counts and label distributions, browse filtered faces, list skipped files."""
+"""Explore: pick a dataset folder, see its counts and label distributions, browse filtered faces, list skipped files.
+A public server offers its own datasets in a list instead of a folder box (core/access.py)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, settings
+from core import access, charts, housekeeping, settings
 from core.datasets import (
     GENDER_NAMES,
     KINDS,
@@ -23,9 +24,12 @@ from core.datasets import (
 from pages.common import enter_through_router
 
 enter_through_router()
+housekeeping.startup_once()
+profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"
+KEY_DATASET = "explore.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_COLOR_BY = "explore.color_by"
 KEY_AGE = "explore.age"
 KEY_GENDERS = "explore.genders"
@@ -39,6 +43,14 @@ THUMB_PX = 100
 def dataset_ui() -> tuple[str | None, str]:
     kind_col, folder_col = st.columns([1, 4])
     kind = kind_col.selectbox("Dataset kind", (AUTO, *KINDS), key=KEY_KIND)
+    if profile.public:
+        choices = access.dataset_choices(profile)
+        if not choices:
+            st.error("This server offers no dataset to explore.")
+            st.stop()
+        label = folder_col.selectbox("Dataset", list(choices), key=KEY_DATASET,
+                                     help="This server offers these datasets; its operator can add others.")
+        return (None if kind == AUTO else kind), str(choices[label])
     folder = folder_col.text_input("Dataset folder", value=str(settings.data_dir()), key=KEY_FOLDER,
                                    help="Defaults to $FACE_DATA_DIR, else the bundled 300-image UTKFace sample.")
     return (None if kind == AUTO else kind), folder
@@ -96,21 +108,26 @@ def draw_grid(rows, signature: int) -> None:
     page = st.pagination(page_count(len(rows), PER_PAGE), key=KEY_PAGE)
     shown = page_of(rows, page, PER_PAGE)
     st.image([_thumbnail(path, signature) for path in shown["path"]], caption=short_labels(shown), width=THUMB_PX)
-    st.download_button("Download the filtered table (CSV)", lambda: rows.to_csv(index=False).encode(),
+    # Built on click, with paths as this profile may show them (public: relative to the dataset folder)
+    st.download_button("Download the filtered table (CSV)",
+                       lambda: access.shown_table(rows, profile).to_csv(index=False).encode(),
                        file_name="faces_filtered.csv", mime="text/csv")
 
 
 st.title("Explore a dataset")
 kind, folder = dataset_ui()
 try:
-    dataset = load_dataset(kind, folder)
-except DatasetError as error:
+    dataset = load_dataset(kind, folder, profile)
+except DatasetError as error:  # already in words (and paths) this profile may show
     st.error(str(error))
     st.stop()
 
-draw_counts(dataset)
-draw_charts(dataset)
-st.subheader("Browse faces")
-draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
-with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
-    st.dataframe(dataset.problems_table(), hide_index=True)
+try:
+    draw_counts(dataset)
+    draw_charts(dataset)
+    st.subheader("Browse faces")
+    draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
+    with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
+        st.dataframe(dataset.problems_table(), hide_index=True)
+except Exception as error:  # a reference id for the visitor, the traceback for the log
+    st.error(access.unexpected_error(error, profile, "Explore"))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import settings
+from core import access, housekeeping, settings
 from core.registry import default_model
 from pages.common import enter_through_router
 
 enter_through_router()
+housekeeping.startup_once()  # once per server process: crash leftovers, interrupted runs, the cache cap
+profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
 
 # (page file, label, icon, what it is for): the files must match the router's pages in streamlit_app.py
 PAGES = (
@@ -49,9 +51,14 @@ for page, label, icon, purpose in PAGES:
     st.caption(purpose)
 
 st.subheader("What ships with the app")
-st.markdown(f"- A **sample of 300 UTKFace faces** in `data/sample/utkface`, drawn across age decade × gender × race, "
-            "so every page works with no download. For the full dataset, point the Explore page at your copy or "
-            f"set `FACE_DATA_DIR` (now: `{settings.data_dir()}`).")
+if profile.public:
+    st.markdown("- A **sample of 300 UTKFace faces** in `data/sample/utkface`, drawn across age decade × gender × "
+                "race, so every page works with no download. This is a shared public server: it offers its own "
+                "datasets only, trains small models on the sample, and keeps no photo you upload.")
+else:
+    st.markdown(f"- A **sample of 300 UTKFace faces** in `data/sample/utkface`, drawn across age decade × gender × "
+                "race, so every page works with no download. For the full dataset, point the Explore page at your "
+                f"copy or set `FACE_DATA_DIR` (now: `{settings.data_dir()}`).")
 draw_model_note()
 
 st.subheader("Data licenses, in brief")

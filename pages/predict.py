@@ -48,6 +48,7 @@ def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) ->
         analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
         if analysis.faces:
             return analysis
+        # Face crops never get here (analyze_bytes takes them whole): this is a photo, so guessing is the user's call
         st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
         if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
             return analyze_bytes(data, predictor, whole_image=True)
@@ -72,6 +73,8 @@ def draw_analysis(index: int, name: str, analysis: Analysis) -> None:
     st.subheader(name)
     count = len(analysis.faces)
     what = "the whole image, as one face" if analysis.whole_image else f"{count} face{'s' * (count != 1)} found"
+    if analysis.note:
+        st.caption(f"The whole image was {analysis.note}.")
     st.image(analysis.annotated(), caption=f"{analysis.full_size[0]}×{analysis.full_size[1]} · {what}")
     for result in analysis.faces:
         draw_face(index, result)

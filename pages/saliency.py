@@ -1,9 +1,12 @@
-"""Saliency: which parts of a face drive each prediction (gradients, Grad-CAM, Grad-CAM++, Score-CAM)."""
+"""Saliency: which parts of a face drive each prediction (gradients, Grad-CAM, Grad-CAM++, Score-CAM).
+
+The maps are computed by the saliency worker (core/workers.py), a child process that keeps the Keras models
+loaded: this page, like the whole server, never imports TensorFlow. Its predictor is used only to cut faces."""
 
 import pandas as pd
 import streamlit as st
 
-from core import saliency, settings
+from core import saliency, settings, workers
 from core.datasets import RACES, DatasetError
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
@@ -29,11 +32,7 @@ KEY_RESULT = "saliency.result"
 KEY_DOWNLOAD = "saliency.download"
 SAMPLE, UPLOAD, LAST = "Sample face", "Upload", "Last prediction"
 PREDICTED, AUTOMATIC = "predicted class", "automatic"
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _explainer(path: str, mtime_ns: int, _model) -> saliency.Explainer:
-    return saliency.Explainer(_model)
+WORKER_SPINNER = "Loading the model for saliency…"  # the worker's first request starts TensorFlow (seconds)
 
 
 def image_ui(predictor) -> tuple[object, str] | None:
@@ -57,30 +56,33 @@ def image_ui(predictor) -> tuple[object, str] | None:
     return (crops[number - 1], f"face {number} of the Predict page's last photos") if crops else None
 
 
-def options_ui(explainer: saliency.Explainer) -> dict:
+def options_ui(model_path: str) -> dict:
     left, middle, right = st.columns(3)
     heads = left.multiselect("Heads", saliency.HEADS, default=["gender"], key=KEY_HEADS)
+    with st.spinner(WORKER_SPINNER):
+        layers = workers.cam_layers(model_path, heads)
     race = left.selectbox("Race class to explain", [PREDICTED, *RACES], key=KEY_RACE, disabled="race" not in heads)
     methods = middle.multiselect("Methods", saliency.METHODS, default=["saliency", "gradcam"], key=KEY_METHODS,
                                  format_func=saliency.METHOD_LABELS.get)
     alpha = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=KEY_ALPHA)
     with right.expander("CAM settings"):
-        layer = st.selectbox("Feature map", [AUTOMATIC, *explainer.cam_layers(heads)], key=KEY_LAYER,
+        layer = st.selectbox("Feature map", [AUTOMATIC, *layers], key=KEY_LAYER,
                              help="Automatic: the deepest one on each head's own path with at least 4×4 cells.")
         max_n = st.number_input("Score-CAM channels (0 = all: slow)", 0, 4096, saliency.SCORECAM_MAX_N, key=KEY_MAX_N)
     return {"heads": heads, "methods": methods, "alpha": alpha, "race_class": None if race == PREDICTED else race,
             "layer": None if layer == AUTOMATIC else layer, "max_n": int(max_n) or None}
 
 
-def compute(explainer: saliency.Explainer, crop, options: dict) -> dict:
-    """Every (head, method) map, with a progress bar: Score-CAM runs the model once per channel."""
-    prediction = explainer.predict(crop)
+def compute(model_path: str, crop, options: dict) -> dict:
+    """Every (head, method) map, one worker request each, with a progress bar: Score-CAM runs the model once per
+    channel."""
+    prediction = workers.predict(model_path, crop)
     pairs = [(head, method) for head in options["heads"] for method in options["methods"]]
     bar, maps = st.progress(0.0), []
     for done, (head, method) in enumerate(pairs):
         bar.progress(done / len(pairs), text=f"{saliency.METHOD_LABELS[method]} for {head} ({done + 1}/{len(pairs)})")
-        maps.append(explainer.explain(crop, head, method, options["race_class"], options["layer"], options["max_n"],
-                                      prediction))
+        maps += workers.explain(model_path, crop, [head], [method], options["race_class"], options["layer"],
+                                options["max_n"])["maps"]
     bar.empty()
     return {"maps": maps, "prediction": prediction}
 
@@ -99,22 +101,23 @@ entries = model_picker(KEY_MODEL)
 if not entries:
     st.stop()
 try:
-    predictor, mtime = predictor_for(entries[0]), entries[0].path.stat().st_mtime_ns
-    explainer = _explainer(str(entries[0].path), mtime, predictor.model)
+    model_path, mtime = str(entries[0].path), entries[0].path.stat().st_mtime_ns
+    predictor = predictor_for(entries[0])  # for its input size and the Predict page's face cutting only
     chosen = image_ui(predictor)
     if chosen is None:
         st.stop()
     crop, caption = chosen
     st.image(crop, caption=caption, width=160)
-    options = options_ui(explainer)
-    signature = (str(entries[0].path), mtime, hash(crop.tobytes()),
+    options = options_ui(model_path)
+    signature = (model_path, mtime, hash(crop.tobytes()),
                  *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
     if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):
-        st.session_state[KEY_RESULT] = {"signature": signature, **compute(explainer, crop, options)}
+        st.session_state[KEY_RESULT] = {"signature": signature, **compute(model_path, crop, options)}
     result = st.session_state.get(KEY_RESULT)
     if result and result["signature"] == signature:
         draw(crop, result, options["alpha"])
     elif options["heads"] and options["methods"]:
         st.info("Press **Explain** to compute the maps.")
-except (ModelError, saliency.SaliencyError, ImageError, DetectorError, DatasetError, OSError) as error:
+except (ModelError, saliency.SaliencyError, workers.WorkerError, ImageError, DetectorError, DatasetError,
+        OSError) as error:
     st.error(str(error))

@@ -1,10 +1,14 @@
-"""Train: pick data, architecture and hyperparameters; train in a background thread; watch live curves."""
+"""Train: pick data, architecture and hyperparameters; train in a worker process; watch live curves.
+
+The page never imports TensorFlow (core/jobs.py runs training in a child process, core/workers.py probes the device
+in one), so it paints at once and its 1 s progress fragment costs the training nothing."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, settings
+from core import charts, jobs, runs, settings, workers
+from core.config import TrainConfig, TrainingError
 from core.datasets import KINDS
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
@@ -25,23 +29,28 @@ IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
 BATCH_SIZES = (8, 16, 32, 64, 128)
 TEST_METRICS = {"age_mae": "Test age MAE (years)", "gender_accuracy": "Test gender accuracy",
                 "race_accuracy": "Test race accuracy"}
+BACKGROUND_NOTE = ("Training runs in the background: switching pages does not stop it, and one job runs per server "
+                   "at a time.")
 
 
-@st.cache_resource(show_spinner="Loading TensorFlow…")
-def _engine():
-    from core import training  # TensorFlow takes seconds to import: paid once per server, on this page only
-    return training
+def draw_environment(environment: tuple[str, str | None]) -> None:
+    device, resnet_note = environment
+    st.caption(f"Training device: **{device}**. {BACKGROUND_NOTE}")
+    if resnet_note:
+        st.info(resnet_note)
 
 
-@st.cache_data(ttl=600, show_spinner=False)
-def _environment() -> tuple[str, str | None]:  # (training device, why ResNet-50 lacks ImageNet weights | None)
-    from core.models import resnet50_weights_note
-    return _engine().device_name(), resnet50_weights_note()
+@st.fragment(run_every=POLL_SECONDS)
+def environment_pending() -> None:
+    """Until the device probe (a TensorFlow child process, once per server) answers; then the page redraws."""
+    if workers.training_environment() is not None:
+        st.rerun()
+    st.caption(f"Training device: checking… {BACKGROUND_NOTE}")
 
 
-def training_form(engine):
+def training_form():
     """The user's training request as a TrainConfig, or None until Start is pressed. Defaults: TrainConfig."""
-    d, m, t = engine.TrainConfig(), {}, {}  # defaults; ModelConfig and TrainConfig fields chosen here
+    d, m, t = TrainConfig(), {}, {}  # defaults; ModelConfig and TrainConfig fields chosen here
     with st.form(KEY_FORM, border=False):
         kind_col, folder_col = st.columns([1, 4])
         t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
@@ -71,7 +80,7 @@ def training_form(engine):
     if started and (entry := starts[start]) is not None:
         m.update(entry.model_config)
         t.update(init_from=str(entry.path), split_file=str(entry.split_file or ""))
-    return engine.TrainConfig.from_dict({**t, "model": m}) if started else None
+    return TrainConfig.from_dict({**t, "model": m}) if started else None
 
 
 def draw_progress(job) -> None:
@@ -103,15 +112,15 @@ def live_progress(job) -> None:
     draw_progress(job)
 
 
-def runs_ui(engine) -> None:
+def runs_ui() -> None:
     st.subheader("Runs")
-    runs = engine.list_runs()
-    if runs.empty:
+    listed = runs.list_runs()
+    if listed.empty:
         st.caption(f"No runs yet in {settings.runs_dir()}.")
         return
-    st.dataframe(runs.drop(columns="path"), hide_index=True)
-    chosen = st.selectbox("Curves of run", runs["run"], key=KEY_RUN)
-    history = engine.read_history(runs.set_index("run").loc[chosen, "path"])
+    st.dataframe(listed.drop(columns="path"), hide_index=True)
+    chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN)
+    history = runs.read_history(listed.set_index("run").loc[chosen, "path"])
     if history:
         st.plotly_chart(charts.training_curves([], history), key=KEY_RUN_CHART)
     else:
@@ -119,22 +128,20 @@ def runs_ui(engine) -> None:
 
 
 st.title("Train")
-engine = _engine()
-device, resnet_note = _environment()
-st.caption(f"Training device: **{device}**. Training runs in the background: switching pages does not stop it, "
-           "and one job runs per server at a time.")
-if resnet_note:
-    st.info(resnet_note)
-if (cfg := training_form(engine)) is not None:
+if (environment := workers.training_environment()) is not None:
+    draw_environment(environment)
+else:
+    environment_pending()
+if (cfg := training_form()) is not None:
     try:
-        if not engine.start_job(cfg)[1]:
+        if not jobs.start_job(cfg)[1]:
             st.warning("A training job is already running on this server: stop it or wait for it to finish.")
-    except engine.TrainingError as error:
+    except TrainingError as error:
         st.error(str(error))
-if (job := engine.current_job()) is not None:
+if (job := jobs.current_job()) is not None:
     st.subheader(f"Current job: {job.cfg.model.arch}, {job.cfg.model.img_size} px")
     if job.progress.done:
         draw_progress(job)
     else:
         live_progress(job)
-runs_ui(engine)
+runs_ui()

@@ -81,14 +81,34 @@ def synthetic_utkface(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_residual_model(tmp_path_factory) -> Path:
-    """Only the tiny residual_cnn (32 px, distribution age head: the shipped model's kind), as a .keras file;
-    for tests that need one model, without building every architecture as `tiny_models` does."""
+    """Only the tiny residual_cnn (32 px, distribution age head: the shipped model's kind), as a .keras file with
+    its float32 .tflite beside it (what the app predicts with), for tests that need one model, without building
+    every architecture as `tiny_models` does."""
     from core.models import ModelConfig, build_model
 
     model, _ = build_model(ModelConfig.tiny("residual_cnn", age_head="distribution"))
     path = tmp_path_factory.mktemp("tiny_residual") / "residual_cnn.keras"
     model.save(path)
+    export_beside(path)
     return path
+
+
+def export_beside(keras_path: Path) -> Path:
+    """The float32 .tflite beside a .keras, as core.export.ensure_tflite writes it (in this process: tests may
+    import TensorFlow; the app's server may not)."""
+    from core.export import ensure_tflite
+    return ensure_tflite(keras_path, in_process=True)
+
+
+def copy_model(model_path: Path, target: Path) -> Path:
+    """Copy a .keras to `target`, and its .tflite when it has one: the .tflite second, so it is not older than
+    the .keras and the app predicts with it at once instead of exporting the model again."""
+    import shutil
+
+    shutil.copy(model_path, target)
+    if Path(model_path).with_suffix(".tflite").is_file():
+        shutil.copy(Path(model_path).with_suffix(".tflite"), Path(target).with_suffix(".tflite"))
+    return Path(target)
 
 
 # ------------------------------------------------------------------ the real app, served (browser tests, benchmarks)
@@ -96,19 +116,24 @@ def tiny_residual_model(tmp_path_factory) -> Path:
 FAKE_RUN_NAME = "20250101-000000-residual_cnn"
 
 
-def write_fake_run(runs_root: Path, model_path: Path) -> Path:
+def write_fake_run(runs_root: Path, model_path: Path, with_tflite: bool = False) -> Path:
     """A finished training run as the registry lists it (config.json, metrics.json, model.keras), holding the tiny
-    residual_cnn with a distribution age head: the app then has a model before the shipped one exists."""
+    residual_cnn with a distribution age head: the app then has a model before the shipped one exists. Like a run
+    fresh from training it has no model.tflite (the app exports one, in a child process, on first use), unless
+    `with_tflite` copies the model's own."""
     import json
     import shutil
 
     run = Path(runs_root) / FAKE_RUN_NAME
     run.mkdir(parents=True, exist_ok=True)
-    shutil.copy(model_path, run / "model.keras")
+    if with_tflite:
+        copy_model(model_path, run / "model.keras")
+    else:
+        shutil.copy(model_path, run / "model.keras")
     config = {"model": {"arch": "residual_cnn", "img_size": 32, "age_head": "distribution", "width": 8},
               "dataset": "utkface"}
     (run / "config.json").write_text(json.dumps(config))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
     return run
 
 

@@ -1,4 +1,5 @@
-"""`python -m core evaluate` on the bundled sample, a run's split, Adience and a FairFace-format folder."""
+"""`python -m core evaluate` on the bundled sample, a run's split, Adience and a FairFace-format folder; it predicts
+with the model's LiteRT export, as the app does (exported beside the .keras when missing)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,15 @@ def test_run_folder_scores_only_its_test_rows(capsys, tmp_path, tiny_model, samp
 
     train = run_json(capsys, "--split-file", str(run / "split.csv"), "--split", "train", "--model", str(tiny_model))
     assert train["n"] == splits.count("train") and train["split"] == "train"
+
+
+def test_it_predicts_with_the_tflite_export_as_the_app_does(capsys, tmp_path, tiny_model):
+    model = shutil.copy(tiny_model, tmp_path / "copy.keras")
+    from_keras = run_json(capsys, "--model", str(model), "--limit", "20")
+    assert (tmp_path / "copy.tflite").is_file()  # written beside the .keras on first use
+    from_tflite = run_json(capsys, "--model", str(tmp_path / "copy.tflite"), "--limit", "20")
+    for key in HEADLINE:
+        assert from_keras[key] == pytest.approx(from_tflite[key], abs=1e-9), key
 
 
 def test_limit_and_predictions_csv(capsys, tmp_path, tiny_model):

@@ -442,3 +442,69 @@ def test_thumbnails_are_small_jpegs(tmp_path):
         assert image.size == (64, 64)  # a grey stand-in, not an exception
     with Image.open(io.BytesIO(thumbnail_jpeg(tmp_path / "gone.jpg", 64))) as image:
         assert image.size == (64, 64)
+
+
+
+# -------------------------------------------------------------------------------- the public allowlist
+
+REFUSED = "reads only the datasets it offers"
+
+
+@pytest.fixture
+def public(monkeypatch, tmp_path):
+    """The public profile with the sample and one operator folder (an empty one) as its dataset roots."""
+    from core import access
+    for name in ("FACE_MODE", "FACE_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    offered = tmp_path / "offered"
+    offered.mkdir()
+    monkeypatch.setenv("FACE_DATASET_ROOTS", str(offered))
+    return access.public_profile()
+
+
+def test_a_public_profile_reads_its_roots_only(public, tmp_path, monkeypatch):
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "credentials.env").write_text("TOKEN=hunter2")
+    (tmp_path / "etc_link").symlink_to("/etc")
+    assert len(load_dataset(None, SAMPLE_DIR, public).table) == 300
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("a refused folder was looked into")
+    monkeypatch.setattr(datasets.os, "scandir", no_listing)
+    monkeypatch.setattr(datasets.Path, "exists", no_listing)
+    for folder in ("/etc", "/proc/self", planted, tmp_path / "etc_link", f"{SAMPLE_DIR}/..", "/no/such/folder",
+                   "~root", SAMPLE_DIR / "1_0_0_20161219140623097.jpg.chip.jpg"):
+        with pytest.raises(DatasetError, match=REFUSED) as refused:
+            load_dataset(None, folder, public)
+        assert str(folder) not in str(refused.value) and "credentials" not in str(refused.value)
+
+
+def test_the_allowlist_holds_for_callers_that_pass_no_profile(public):
+    """A page binds its session's profile; code it calls (evaluation.load_rows, the training engine…) reads it."""
+    import threading
+
+    from core import access
+    outcome = {}
+
+    def public_session():
+        access.bind_profile(public)
+        try:
+            load_dataset(None, "/etc")
+        except DatasetError as error:
+            outcome["error"] = str(error)
+
+    thread = threading.Thread(target=public_session)
+    thread.start()
+    thread.join()
+    assert REFUSED in outcome["error"]
+    assert len(load_dataset(None, FAIRFACE_FIXTURE).table) == 13  # this thread: the workbench, any folder
+
+
+def test_public_messages_name_no_server_path(public, tmp_path):
+    with pytest.raises(DatasetError) as empty:
+        load_dataset(None, tmp_path / "offered", public)
+    assert str(empty.value) == "No UTKFace images in offered. Is it the right folder and dataset kind?"
+    with pytest.raises(DatasetError) as wrong_kind:
+        load_dataset("adience", SAMPLE_DIR, public)
+    assert "No Adience fold files" in str(wrong_kind.value) and str(SAMPLE_DIR) not in str(wrong_kind.value)

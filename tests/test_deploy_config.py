@@ -199,3 +199,71 @@ def test_readme_names_the_python_version_for_the_host():
     section = README.read_text(encoding="utf-8").split("## Deploying on Streamlit Community Cloud", 1)
     assert len(section) == 2, "README lacks the deployment section"
     assert f"Python {version}" in section[1].split("\n## ", 1)[0]
+
+
+# ------------------------------------------------------------------------------------------ public hosting
+
+def test_disconnected_sessions_are_freed_soon():
+    ttl = _config()["server"]["disconnectedSessionTTL"]
+    assert isinstance(ttl, int) and 30 <= ttl <= 120  # seconds; Streamlit's default is 120
+
+
+def _deploy_section() -> str:
+    return README.read_text(encoding="utf-8").split("## Deploying on Streamlit Community Cloud", 1)[1].split(
+        "\n## ", 1)[0]
+
+
+def test_the_community_cloud_steps_set_the_public_mode_explicitly():
+    section = _deploy_section()
+    steps = section.split("`.streamlit/config.toml` holds", 1)[0]
+    assert 'FACE_MODE = "public"' in steps and "No secrets are needed" not in steps
+    hosting = section.split("### Hosting publicly", 1)[1]
+    for words in ("FACE_MODE", "FACE_DATASET_ROOTS", "loopback", "X-Forwarded-For", "reference id",
+                  "FACE_CACHE_MAX_MB", "interrupted"):
+        assert words in hosting, words
+
+
+CI_RUN = PROJECT_ROOT / ".ci" / "run"
+
+
+def _audit_verdict_script() -> str:
+    """The Python that .ci/run feeds pip-audit's report to (the heredoc of its audit_verdict function)."""
+    text = CI_RUN.read_text(encoding="utf-8")
+    return text.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def _verdict(tmp_path, report, *ignored) -> subprocess.CompletedProcess:
+    path = tmp_path / "report.json"
+    if report is not None:
+        path.write_text(json.dumps(report) if not isinstance(report, str) else report)
+    return subprocess.run([sys.executable, "-c", _audit_verdict_script(), str(path), *ignored],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ci_audits_the_installed_set_before_the_tests():
+    text = CI_RUN.read_text(encoding="utf-8")
+    audit, tests = text.index("pip-audit\" -r"), text.index("&& python -m pytest -q")
+    assert audit < tests  # pytest's summary stays the last thing CI prints
+    assert "pip freeze" in text and "--no-deps --disable-pip" in text
+
+
+def test_the_audit_fails_on_a_known_vulnerability_only(tmp_path):
+    vulnerable = {"dependencies": [
+        {"name": "pillow", "version": "9.0.0", "vulns": [{"id": "PYSEC-2022-1", "aliases": ["CVE-2022-0001"],
+                                                         "fix_versions": ["9.0.1"]}]},
+        {"name": "numpy", "version": "2.4.0", "vulns": []}]}
+    found = _verdict(tmp_path, vulnerable)
+    assert found.returncode == 1 and "pillow 9.0.0 has PYSEC-2022-1 (fixed in 9.0.1)" in found.stdout
+    assert _verdict(tmp_path, vulnerable, "CVE-2022-0001").returncode == 0  # ignored by an alias, on purpose
+    clean = _verdict(tmp_path, {"dependencies": [{"name": "numpy", "version": "2.4.0", "vulns": []}]})
+    assert clean.returncode == 0 and "no known vulnerability in 1 packages" in clean.stdout
+
+
+@pytest.mark.parametrize("report", [
+    None,  # pip-audit could not reach the service and wrote nothing
+    "{not json",
+    {"dependencies": [{"name": "numpy", "skip_reason": "Dependency not found on PyPI and could not be audited"}]},
+])
+def test_an_unreachable_audit_service_never_fails_ci(tmp_path, report):
+    result = _verdict(tmp_path, report)
+    assert result.returncode == 0 and "skipped" in result.stdout, result.stdout + result.stderr

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
+import re
 
 import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import charts, evaluation, settings
+from core import access, charts, evaluation, settings
 from core.datasets import load_dataset
-from tests.conftest import open_app_page
+from tests.conftest import copy_model, export_beside, open_app_page
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
 LABELS = [f"{name} (run)" for name in RUNS]
@@ -20,12 +20,14 @@ LABELS = [f"{name} (run)" for name in RUNS]
 
 @pytest.fixture(scope="module")
 def tiny_model_files(tmp_path_factory):
+    """Two tiny models, each a .keras with its .tflite beside it (what the page predicts with)."""
     from core.models import ModelConfig, build_model
     folder = tmp_path_factory.mktemp("page_models")
     paths = []
     for arch, head in (("residual_cnn", "distribution"), ("custom_cnn", "regression")):
         model, _ = build_model(ModelConfig.tiny(arch, age_head=head))
         model.save(folder / f"{arch}.keras")
+        export_beside(folder / f"{arch}.keras")
         paths.append(folder / f"{arch}.keras")
     return paths
 
@@ -42,9 +44,9 @@ def runs(tmp_path, monkeypatch, tiny_model_files, sample_rows):
     for name, model in zip(RUNS, tiny_model_files, strict=True):
         run = root / name
         run.mkdir(parents=True)
-        shutil.copy(model, run / "model.keras")
+        copy_model(model, run / "model.keras")
         (run / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": ""}))
-        (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+        (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
     splits = ["test" if i % 4 == 0 else "train" for i in range(len(sample_rows))]
     pd.DataFrame({"path": sample_rows["path"], "split": splits}).to_csv(root / RUNS[0] / "split.csv", index=False)
     monkeypatch.setenv("FACE_RUNS_DIR", str(root))
@@ -60,7 +62,7 @@ def predict_calls(monkeypatch):
     real = evaluation.predict_frame
 
     def counting(predictor, table, on_progress=None, **kwargs):
-        calls.append({"rows": len(table), "progress": []})
+        calls.append({"rows": len(table), "progress": [], "predictor": type(predictor).__name__})
         return real(predictor, table, on_progress=lambda d, t: (calls[-1]["progress"].append(d), on_progress(d, t)),
                     **kwargs)
 
@@ -97,6 +99,16 @@ def test_two_models_on_the_bundled_sample(runs, predict_calls, sample_rows):
     assert len(at.get("download_button")) == 2
     assert [c["rows"] for c in predict_calls] == [len(sample_rows)] * 2
     assert all(c["progress"][-1] == len(sample_rows) for c in predict_calls)  # the progress bar was fed
+    assert {c["predictor"] for c in predict_calls} == {"Predictor"}  # LiteRT, not Keras
+
+
+def test_a_model_that_cannot_be_prepared_shows_an_error_not_a_traceback(runs, predict_calls, tmp_path):
+    run = tmp_path / "runs" / RUNS[1]
+    (run / "model.tflite").unlink()
+    (run / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")  # its export fails (in a child process)
+    at = evaluate(open_page(), labels=LABELS[1:])
+    assert not predict_calls
+    assert any("Cannot prepare model.keras for fast inference" in error.value for error in at.error), at.error
 
 
 def test_second_visit_does_not_predict_again(runs, predict_calls):
@@ -176,3 +188,70 @@ def test_confusion_reliability_cs_and_scatter_figures():
                                          {"age": [[30]] * 5, "gender": [[0.5]] * 5, "race": [[0.2] * 5] * 5})
     scatter = charts.eval_age_scatter(frame)
     assert len(scatter.data[0].x) == 5 and scatter.data[1].name == "perfect"
+
+
+# ------------------------------------------------------------------------------------ the public profile
+
+ABSOLUTE = re.compile(r"(?<![\w.])/(?:tmp|etc|proc|work|home|root)\b")
+
+
+@pytest.fixture
+def public(monkeypatch):
+    monkeypatch.setenv("FACE_MODE", "public")
+    monkeypatch.delenv("FACE_DATA_DIR", raising=False)
+    monkeypatch.delenv("FACE_DATASET_ROOTS", raising=False)
+
+
+def _shown(at: AppTest) -> str:
+    kinds = ("markdown", "caption", "error", "warning", "info", "success")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, public, monkeypatch):
+    monkeypatch.setattr(access, "PUBLIC_MAX_EVAL_ROWS", 40)
+    at = open_page()
+    assert not at.text_input  # no folder box to type a server path into
+    assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]
+    evaluate(at, labels=LABELS[:1])
+    assert comparison(at)["n"].tolist() == [40] and [c["rows"] for c in predict_calls] == [40]
+    assert any("fixed sample of 40 of the 300 images" in c.value for c in at.caption)
+    assert not ABSOLUTE.search(_shown(at))
+
+
+def test_one_evaluation_at_a_time_per_server(runs, predict_calls, public):
+    at = open_page()
+    with access.evaluation_slot():  # another session is evaluating
+        evaluate(at, labels=LABELS[:1])
+    assert not predict_calls and any("Another evaluation is running" in w.value for w in at.warning)
+    evaluate(at, labels=LABELS[:1])  # once it has finished
+    assert len(predict_calls) == 1 and not at.warning
+
+
+def test_evaluating_keeps_the_cache_under_its_cap(runs, predict_calls, monkeypatch, tmp_path):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FACE_CACHE_DIR", str(cache))
+    monkeypatch.setenv("FACE_CACHE_MAX_MB", "0.05")  # 52 KB: less than one batch of cached crops
+    evaluate(open_page(), labels=LABELS[:1])
+    assert len(predict_calls) == 1
+    assert sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) <= 0.05 * 1024 ** 2
+
+
+def test_public_errors_name_no_server_path(runs, predict_calls, public, sample_rows):
+    split = settings.runs_dir() / RUNS[0] / "split.csv"
+    pd.DataFrame({"path": ["/elsewhere/1_0_0_x.jpg.chip.jpg"], "split": ["test"]}).to_csv(split, index=False)
+    at = open_page()
+    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()
+    at.selectbox(key="evaluate.rows").set_value(f"Test split of {RUNS[0]}").run()
+    message = at.error[0].value
+    assert "None of the 1 'test' images" in message and f"runs/{RUNS[0]}/split.csv" in message
+    assert not ABSOLUTE.search(message) and str(settings.runs_dir()) not in message
+
+
+def test_unexpected_errors_show_a_reference_not_internals(runs, public, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"exploded while reading {settings.SAMPLE_DIR}/x.jpg")
+    monkeypatch.setattr(evaluation, "predict_frame", broken)
+    at = evaluate(open_page(), labels=LABELS[:1])
+    shown = at.error[0].value
+    assert re.search(r"reference [0-9a-f]{8}", shown)
+    assert "RuntimeError" not in shown and "exploded" not in shown and not ABSOLUTE.search(shown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import filter_table, load_dataset, short_labels
+from core import access
+from core.datasets import DatasetError, filter_table, load_dataset, short_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "explore.py"
@@ -157,3 +159,94 @@ def test_full_utkface_folder(page, shared_dir):
     assert not page.exception
     assert metric(page, "Images") == "21,702" and metric(page, "Problems") == "3"
     assert len(grid(page).value) == explore.PER_PAGE  # never all 21,702 thumbnails
+
+
+# ------------------------------------------------------------------------------------ the public profile
+
+ABSOLUTE = re.compile(r"(?<![\w.])/(?:tmp|etc|proc|work|home|root)\b")
+
+
+def _all_text(at: AppTest) -> str:
+    parts = [e.value for kind in ("title", "markdown", "caption", "error", "warning", "info", "success")
+             for e in getattr(at, kind)]
+    parts += [str(w.options) + str(w.help) for w in at.selectbox]
+    return "\n".join(map(str, parts))
+
+
+@pytest.fixture
+def public_page(monkeypatch, tmp_path) -> AppTest:
+    """Explore as a visitor of a public server whose operator offers the sample and one more folder."""
+    for name in ("FACE_DATA_DIR", "FACE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    offered = tmp_path / "faces"
+    offered.mkdir()
+    for name in ("30_1_2_20170101000000001.jpg.chip.jpg", "41_0_0_20170101000000002.jpg.chip.jpg"):
+        Image.new("RGB", (8, 8)).save(offered / name)
+    (offered / "credentials.env").write_text("TOKEN=x")
+    monkeypatch.setenv("FACE_DATASET_ROOTS", str(offered))
+    monkeypatch.setenv("FACE_MODE", "public")
+    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    assert not at.exception
+    return at
+
+
+def test_public_explore_offers_a_list_not_a_folder_box(public_page):
+    assert not public_page.text_input  # nothing to type /etc or /proc/self into
+    picker = public_page.selectbox(key=explore.KEY_DATASET)
+    assert picker.options == ["Bundled sample (300 UTKFace faces)", "faces"]
+    assert metric(public_page, "Images") == "300" and not public_page.error
+    picker.set_value("faces").run()
+    assert metric(public_page, "Images") == "2" and metric(public_page, "Problems") == "1"
+    assert public_page.dataframe[0].value["file"].tolist() == ["credentials.env"]  # a name, never its content
+    assert not ABSOLUTE.search(_all_text(public_page))
+
+
+def test_a_public_session_cannot_reach_other_folders(public_page):
+    """A forged widget value (the folder box's key) is ignored: the public page reads its list only, and
+    load_dataset would refuse anything else anyway (tests/test_datasets.py)."""
+    public_page.session_state[explore.KEY_FOLDER] = "/etc"
+    public_page.run()
+    assert not public_page.exception and metric(public_page, "Images") == "300"
+    with pytest.raises(DatasetError, match="reads only the datasets it offers"):
+        load_dataset(None, "/etc", access.public_profile())
+
+
+def test_without_face_mode_a_remote_visitor_gets_the_public_page(monkeypatch):
+    monkeypatch.delenv("FACE_MODE", raising=False)
+    monkeypatch.delenv("FACE_DATA_DIR", raising=False)
+    from streamlit.runtime import context
+
+    for peer, headers in (("203.0.113.7", [("Host", "faces.example.org")]),  # another machine
+                          ("127.0.0.1", [("Host", "localhost:8501"), ("X-Forwarded-For", "203.0.113.7")])):  # proxy
+        client = SimpleNamespace(remote_ip=peer, headers=headers, cookies={})
+        monkeypatch.setattr(context, "_get_client_context", lambda client=client: client)
+        at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+        assert not at.exception and not at.text_input, peer
+        assert at.selectbox(key=explore.KEY_DATASET).value == access.SAMPLE_LABEL
+
+
+def test_face_mode_from_the_apps_secrets(monkeypatch):
+    monkeypatch.delenv("FACE_MODE", raising=False)
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.secrets["FACE_MODE"] = "public"
+    at.run()
+    assert not at.exception and not at.text_input and at.selectbox(key=explore.KEY_DATASET)
+
+
+def test_the_owner_on_this_machine_keeps_the_folder_box(page):
+    """FACE_MODE unset and a local browser (AppTest has no remote address): the workbench."""
+    assert page.text_input(key=explore.KEY_FOLDER).value == str(SAMPLE_DIR)
+    choose_folder(page, "/etc")  # the owner's own machine: any folder may be read
+    assert not page.exception and "No usable UTKFace images in /etc" in page.error[0].value
+
+
+def test_unexpected_errors_show_a_reference_not_internals(public_page, monkeypatch):
+    from core import datasets
+
+    def broken(*args, **kwargs):
+        raise KeyError(f"{SAMPLE_DIR}/secret")
+    monkeypatch.setattr(datasets, "race_names", broken)  # the page imports it afresh on every run
+    public_page.run()
+    assert not public_page.exception
+    shown = public_page.error[0].value
+    assert re.search(r"reference [0-9a-f]{8}", shown) and "KeyError" not in shown and not ABSOLUTE.search(shown)

@@ -1,13 +1,19 @@
 """TFLite export (core.export): float32, float16 and int8 files of a tiny model predict like the Keras model,
-outputs keep their names, and `python -m core export` writes a file and reports its size."""
+outputs keep their names, and `python -m core export` writes a file and reports its size; `ensure_tflite` keeps
+the app's .tflite beside each .keras current (in a child process for the server); the shipped .tflite predicts
+like the shipped .keras."""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import numpy as np
 import pytest
 
 from core import export, settings
 from core.__main__ import main
+from core.registry import DEFAULT_MODEL_NAME, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +123,102 @@ def test_cli_int8_without_images_is_an_error(model_path, tmp_path, capsys):
     assert main(["export", "--model", str(model_path), "--quantize", "int8", "--data", str(tmp_path),
                  "--out", str(tmp_path / "x.tflite")]) == 2
     assert "error: No images" in capsys.readouterr().err
+
+
+def test_cli_no_compare_writes_the_file_only(model_path, tmp_path, capsys):
+    out = tmp_path / "quiet.tflite"
+    assert main(["export", "--model", str(model_path), "--out", str(out), "--no-compare"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "wrote" in printed and "largest difference" not in printed
+
+
+# -------------------------------------------------------------------------------------------- ensure_tflite
+
+@pytest.fixture
+def fresh_model(model_path, tmp_path):
+    """A copy of the tiny model with no .tflite beside it yet."""
+    return shutil.copy(model_path, tmp_path / "fresh.keras")
+
+
+def test_ensure_tflite_exports_once_then_only_when_the_model_changes(fresh_model):
+    tflite = fresh_model.with_suffix(".tflite")
+    assert not export.tflite_is_current(fresh_model)
+    assert export.ensure_tflite(fresh_model, in_process=True) == tflite and tflite.is_file()
+    assert export.tflite_is_current(fresh_model)
+    written = tflite.stat().st_mtime_ns
+    export.ensure_tflite(fresh_model, in_process=True)
+    assert tflite.stat().st_mtime_ns == written  # current: left alone
+    older = fresh_model.stat().st_mtime_ns - 10**9
+    os.utime(tflite, ns=(older, older))  # the .keras was replaced since (retrained, re-shipped)
+    assert not export.tflite_is_current(fresh_model)
+    export.ensure_tflite(fresh_model, in_process=True)
+    assert tflite.stat().st_mtime_ns > older and export.tflite_is_current(fresh_model)
+    future = written + 3600 * 10**9  # a .keras stamped in the future: exported once, not on every call
+    os.utime(fresh_model, ns=(future, future))
+    export.ensure_tflite(fresh_model, in_process=True)
+    assert export.tflite_is_current(fresh_model)
+
+
+def test_ensure_tflite_exports_in_a_child_process_by_default(fresh_model, faces):
+    tflite = export.ensure_tflite(fresh_model)  # what the server does: its own process never imports TensorFlow
+    assert tflite == fresh_model.with_suffix(".tflite")
+    assert set(export.run_tflite(tflite, faces[:2])) == {"age", "age_dist", "gender", "race"}
+
+
+def test_a_failed_child_export_says_why(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(export.ExportError, match="Cannot prepare broken.keras for fast inference: Cannot load"):
+        export.ensure_tflite(broken)
+    assert not broken.with_suffix(".tflite").exists()
+    with pytest.raises(ModelError, match="took over"):  # ExportError is a ModelError: pages already catch it
+        export.ensure_tflite(broken, timeout=0.01)
+    with pytest.raises(ModelError, match="not found"):
+        export.ensure_tflite(tmp_path / "missing.keras")
+
+
+# -------------------------------------------------------------------------------------------- shipped model
+
+def test_the_shipped_tflite_predicts_like_the_shipped_keras_model():
+    """Whatever model is shipped (it may be replaced by a newer one), its .tflite must be its own export."""
+    from core.predict import KerasPredictor, Predictor
+    from core.registry import load_model
+    keras_path = settings.MODELS_DIR / f"{DEFAULT_MODEL_NAME}.keras"
+    if not keras_path.is_file():
+        pytest.skip("no shipped model")
+    tflite = keras_path.with_suffix(".tflite")
+    assert export.tflite_is_current(keras_path), (
+        f"{tflite.name} is missing or older than {keras_path.name}: re-export it with "
+        f"`python -m core export --model models/{keras_path.name}` (`python -m core ship` does it)")
+    lite = Predictor(tflite)
+    crops = export.representative_images(settings.SAMPLE_DIR, lite.img_size, count=32)
+    keras_out = KerasPredictor(load_model(keras_path)).raw_outputs(crops)  # both with flip averaging, as the app
+    lite_out = lite.raw_outputs(crops)
+    differences = {name: float(np.max(np.abs(lite_out[name] - keras_out[name]))) for name in keras_out}
+    # Measured on the shipped model: age 1.5e-5 years, probabilities within 5e-7 (float32 rounding only)
+    assert differences["age"] < 1e-3 and differences["age_flip"] < 1e-3, differences
+    assert max(differences[name] for name in ("gender", "race", "age_dist")) < 1e-4, differences
+
+
+def test_shipping_a_run_writes_the_tflite_beside_the_shipped_model(model_path, tmp_path):
+    """`python -m core ship` leaves models/<name>.tflite, newer than <name>.keras: the app predicts at once."""
+    import json
+
+    import pandas as pd
+
+    from core.datasets import load_dataset
+    from core.modelcard import ship_run
+    from core.training import TrainConfig
+    run = tmp_path / "runs" / "20250101-000000-residual_cnn"
+    run.mkdir(parents=True)
+    shutil.copy(model_path, run / "model.keras")
+    config = TrainConfig.tiny("residual_cnn", model_overrides={"age_head": "distribution"},
+                              data_dir=str(settings.SAMPLE_DIR)).to_dict()
+    (run / "config.json").write_text(json.dumps(config))
+    paths = load_dataset("utkface", settings.SAMPLE_DIR).table["path"].head(40)
+    pd.DataFrame({"path": paths, "split": ["test" if i % 2 else "train" for i in range(40)]}).to_csv(
+        run / "split.csv", index=False)
+    card = ship_run(run, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path / "models")
+    shipped = tmp_path / "models" / "tiny.keras"
+    assert card["tflite_file"] == "tiny.tflite" and export.tflite_is_current(shipped)
+    assert set(export.run_tflite(shipped.with_suffix(".tflite"), np.zeros((1, 32, 32, 3)))) >= {"age", "race"}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import images
 from core.images import MAX_PIXELS, MIN_SIDE, ImageError, load_image, load_photo
 from tests.conftest import PROJECT_ROOT
 from tests.photos import encode
@@ -173,7 +174,7 @@ def test_one_pixel_image_is_too_small():
 
 
 def test_over_the_pixel_limit():
-    side = int((MAX_PIXELS * 1.2) ** 0.5)
+    side = int((MAX_PIXELS["PNG"] * 1.2) ** 0.5)
     message = _error(_png_header_only(side, side))
     assert "megapixels" in message and "limit" in message
 
@@ -204,3 +205,119 @@ def test_the_app_makes_bomb_warnings_errors():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
                             timeout=60)
     assert result.stdout.strip() == "True", result.stderr
+
+
+# ------------------------------------------------------------------------------- memory and upload limits
+
+# Builds a constant 16-bit greyscale PNG row by row (so building it never holds the pixels), decodes it in this
+# fresh process and prints the peak resident-memory growth in MB and the outcome.
+_MEASURE = """
+import resource, struct, sys, zlib
+width, height = int(sys.argv[1]), int(sys.argv[2])
+row = b"\\0" + b"\\x80\\x00" * width
+packer = zlib.compressobj(9)
+body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+def chunk(kind, payload):
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+data = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0))
+        + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+del body
+from core.images import ImageError, load_photo
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    photo = load_photo(data)
+    grey = photo.image.getpixel((0, 0))[0]
+    outcome = f"decoded {photo.image.mode} {photo.image.size} grey={grey}"
+except ImageError as error:
+    outcome = f"refused {error}"
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(f"{len(data)} {grown:.0f} {outcome}")
+"""
+
+
+def _decode_in_child(width: int, height: int) -> tuple[int, float, str]:
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(width), str(height)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    size, grown, outcome = result.stdout.strip().splitlines()[-1].split(" ", 2)
+    return int(size), float(grown), outcome
+
+
+def test_a_tiny_16_bit_39_megapixel_png_is_refused_before_decoding():
+    """The issue's upload: a ~80 KB PNG declaring 7200×5400 16-bit pixels cost ~1 GB while it was decoded."""
+    size, grown, outcome = _decode_in_child(7200, 5400)
+    assert size < 100_000 and outcome.startswith("refused") and "megapixels" in outcome, outcome
+    assert grown < 50, f"refusing it grew the process by {grown:.0f} MB"
+
+
+def test_a_16_bit_png_at_the_cap_decodes_in_bounded_memory():
+    width = 5600
+    height = MAX_PIXELS["PNG"] // width
+    _, grown, outcome = _decode_in_child(width, height)
+    assert outcome == f"decoded RGB ({width}, {height}) grey=128", outcome  # 0x8000 of 65535 → 128, not clipped
+    assert grown < 300, f"decoding grew the process by {grown:.0f} MB"  # was ~1 GB with float64 copies
+
+
+def test_each_format_has_its_own_cap():
+    assert MAX_PIXELS["JPEG"] > MAX_PIXELS["PNG"] and set(MAX_PIXELS) >= set(images.ALLOWED_FORMATS)
+    side = int((MAX_PIXELS["PNG"] * 1.1) ** 0.5)
+    assert "limit for a PNG image is 24 megapixels" in _error(_png_header_only(side, side))
+
+
+def test_32_bit_and_float_greys_are_stretched_strip_by_strip(monkeypatch):
+    monkeypatch.setattr(images, "_STRIP_ROWS", 7)  # many strips, so their seams are tested too
+    values = np.tile(np.linspace(-1000, 3000, 64, dtype=np.int32), (50, 1))
+    rgb = np.asarray(images._to_rgb(Image.fromarray(values, "I")))
+    assert rgb.shape == (50, 64, 3) and rgb[:, 0].max() == 0 and rgb[:, -1].min() == 255
+    assert (np.diff(rgb[0, :, 0].astype(int)) >= 0).all() and (rgb == rgb[0]).all()
+    floats = np.asarray(images._to_rgb(Image.fromarray(np.full((40, 40), 0.5, np.float32), "F")))
+    assert floats.shape == (40, 40, 3)
+
+
+def test_uploads_are_capped_in_count():
+    files = [f"photo{i}.jpg" for i in range(images.MAX_FILES_PER_UPLOAD + 3)]
+    kept, note = images.limit_uploads(files)
+    assert kept == files[: images.MAX_FILES_PER_UPLOAD] and f"first {images.MAX_FILES_PER_UPLOAD} of" in note
+    assert images.limit_uploads(files[:2]) == (files[:2], None)
+
+
+def test_big_images_are_shrunk_for_keeping():
+    big = Image.new("RGB", (4000, 3000))
+    small = images.shrink_for_display(big)
+    assert small.size == (images.DISPLAY_MAX_SIDE, 1200)
+    tiny = Image.new("RGB", (300, 200))
+    assert images.shrink_for_display(tiny) is tiny
+
+
+def test_refused_formats_are_named_without_opening_them_with_other_decoders(monkeypatch):
+    """Only the four allowed decoders ever see an upload's bytes: naming a refused format reads its signature."""
+    calls = []
+    real_open = Image.open
+
+    def spying_open(fp, mode="r", formats=None):
+        calls.append(formats)
+        return real_open(fp, mode, formats)
+    monkeypatch.setattr(images.Image, "open", spying_open)
+    assert "TIFF images are not supported" in _error(encode(_marked(), "TIFF"))
+    assert "GIF images are not supported" in _error(encode(_marked(), "GIF"))
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    assert "HEIC images are not supported" in _error(heic)
+    assert calls and all(formats == list(images.ALLOWED_FORMATS) for formats in calls)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), np.uint8)), "PNG")[:3000],
+    lambda: _png_header_only(30_000, 30_000),
+    lambda: b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+])
+def test_messages_hold_no_decoder_internals(make):
+    data = make()
+    try:  # what Pillow itself says about these bytes
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.open(io.BytesIO(data)).load()
+        internal = None
+    except Exception as error:  # noqa: BLE001 - any of Pillow's errors
+        internal = str(error)
+    message = _error(data)
+    assert internal and internal not in message and "Error" not in message, message

@@ -1,16 +1,29 @@
-"""Photo bytes → faces → one batched model call → a prediction per face; the JSON records; the CLI."""
+"""Photo bytes → faces → one batched LiteRT call → a prediction per face; face crops taken whole without being
+asked; the Predictor itself (buckets, flip in the same call, threads, no TensorFlow); the JSON records; the CLI."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
 
-from core import settings
+from core import predict, settings
 from core.datasets import RACES
+from core.faces import Face
 from core.images import ImageError
-from core.predict import FacePrediction, Predictor, analyze_bytes, annotate, predict_files
+from core.predict import (
+    FACE_CROP_NOTE,
+    FacePrediction,
+    KerasPredictor,
+    Predictor,
+    analyze_bytes,
+    annotate,
+    predict_files,
+)
 from tests.photos import background, encode, selfie, side_by_side
 
 RECORD_KEYS = {"box", "score", "age", "age_std", "gender", "gender_prob", "race", "race_probs"}
@@ -23,8 +36,14 @@ def model(tiny_residual_model):
 
 
 @pytest.fixture(scope="module")
-def predictor(model) -> Predictor:
-    return Predictor(model)
+def predictor(tiny_residual_model) -> Predictor:
+    return Predictor(tiny_residual_model.with_suffix(".tflite"))
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    from core.export import representative_images
+    return representative_images(settings.SAMPLE_DIR, 32, count=40)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +73,7 @@ def test_selfie_bytes_to_one_prediction(predictor, detector, selfie_jpeg, faces)
     assert place.contains(x + w / 2, y + h / 2) and w > 400
 
 
-def test_all_faces_go_through_the_model_in_one_batched_call(predictor, detector, faces, model, monkeypatch):
+def test_all_faces_go_through_the_model_in_one_batched_call(predictor, detector, faces, monkeypatch):
     image, _ = side_by_side(faces[:3], size=(1500, 600))
     calls = []
     original = Predictor.raw_outputs
@@ -63,7 +82,6 @@ def test_all_faces_go_through_the_model_in_one_batched_call(predictor, detector,
         calls.append(len(crops))
         return original(self, crops)
     monkeypatch.setattr(Predictor, "raw_outputs", spy)
-    monkeypatch.setattr(model, "predict", lambda *a, **k: pytest.fail("model.predict must not be used"))
     analysis = analyze_bytes(encode(image, "PNG"), predictor, detector)
     assert calls == [3] and [r.number for r in analysis.faces] == [1, 2, 3]
     for result in analysis.faces:
@@ -107,20 +125,71 @@ def test_small_faces_in_a_big_jpeg_are_cropped_from_full_resolution(predictor, d
         assert place.contains(*result.face.center)  # boxes are reported in full-resolution pixels
 
 
-def test_no_face_then_whole_image_as_one_face(predictor, detector):
-    data = encode(background((640, 480), seed=7))
-    assert analyze_bytes(data, predictor, detector).faces == []
+def test_a_photo_without_a_face_gets_no_guess_unless_asked(predictor, detector):
+    data = encode(background((1600, 1200), seed=7))  # a scene, not a face crop
+    analysis = analyze_bytes(data, predictor, detector)
+    assert analysis.faces == [] and analysis.note is None
     whole = analyze_bytes(data, predictor, detector, whole_image=True)
-    assert whole.whole_image and len(whole.faces) == 1
+    assert whole.whole_image and len(whole.faces) == 1 and whole.note is None
     record = whole.to_dict()["faces"][0]
-    assert record["box"] == [80, 0, 480, 480] and record["score"] is None
+    assert record["box"] == [200, 0, 1200, 1200] and record["score"] is None
     _check_prediction(whole.faces[0].prediction)
+
+
+def test_a_small_squarish_image_without_a_face_is_taken_as_a_face_crop(predictor, detector):
+    """No toggle needed for face crops: where detection (plain, then padded) finds nothing, the image is the face."""
+    analysis = analyze_bytes(encode(background((640, 480), seed=7)), predictor, detector)
+    assert analysis.whole_image and analysis.note == FACE_CROP_NOTE and len(analysis.faces) == 1
+    assert analysis.to_dict()["faces"][0]["box"] == [80, 0, 480, 480]
+    assert analysis.to_dict()["note"] == FACE_CROP_NOTE
+    _check_prediction(analysis.faces[0].prediction)
+
+
+class _FindsOnlyWithABorder:
+    """A detector that misses the face filling a tight crop and finds it once the crop has a border, as BlazeFace
+    does on many UTKFace images."""
+
+    def __init__(self, crop_size: tuple[int, int]):
+        self.crop_size, self.calls = crop_size, []
+
+    def detect(self, image, tiles=None):
+        self.calls.append(image.size)
+        if image.size == self.crop_size:
+            return []
+        w, h = image.size
+        keypoints = ((w * 0.42, h * 0.45), (w * 0.58, h * 0.45), (w * 0.5, h * 0.52), (w * 0.5, h * 0.58),
+                     (w * 0.36, h * 0.47), (w * 0.64, h * 0.47))
+        return [Face((w * 0.33, h * 0.33, w * 0.34, h * 0.34), 0.9, keypoints, "short")]
+
+
+def test_a_tight_face_crop_is_detected_again_with_a_border(predictor):
+    from core import crops as crop_module
+    image = background((200, 200), seed=2)
+    detector = _FindsOnlyWithABorder(image.size)
+    analysis = analyze_bytes(encode(image, "PNG"), predictor, detector)
+    pad = round(crop_module.CROP_PAD * 200)
+    assert detector.calls == [(200, 200), (200 + 2 * pad, 200 + 2 * pad)]
+    assert not analysis.whole_image and analysis.note is None and len(analysis.faces) == 1
+    x, y, w, h = analysis.faces[0].face.box  # mapped back into the crop's own pixels: centred on it
+    assert x + w / 2 == pytest.approx(100, abs=1) and y + h / 2 == pytest.approx(100, abs=1)
 
 
 def test_an_already_cropped_face_is_found_or_taken_whole(predictor, detector, faces):
     """A UTKFace-style crop uploaded as is: the detector finds the face filling the frame."""
     analysis = analyze_bytes(encode(faces[2]), predictor, detector)
-    assert len(analysis.faces) == 1 and analysis.faces[0].face.box[2] > 150
+    assert len(analysis.faces) == 1 and analysis.faces[0].face.box[2] > 150 and analysis.note is None
+
+
+def test_utkface_crops_all_get_an_answer_without_any_option(predictor, detector, shared_dir):
+    paths = sorted((shared_dir / "data" / "utkface").glob("*.jpg"))
+    if len(paths) < 200:
+        pytest.skip("fewer than 200 UTKFace images")
+    chosen = [paths[i] for i in np.random.default_rng(3).choice(len(paths), 200, replace=False)]
+    analyses = [analyze_bytes(path.read_bytes(), predictor, detector) for path in chosen]
+    answered = sum(bool(a.faces) for a in analyses)
+    taken_whole = sum(a.note == FACE_CROP_NOTE for a in analyses)
+    assert answered >= 198, f"{answered}/200 answered"
+    assert taken_whole <= 20, f"{taken_whole}/200 taken whole: the padded re-detection should find most faces"
 
 
 def test_bad_bytes_raise_image_error(predictor, detector):
@@ -161,11 +230,96 @@ def test_predict_files_keeps_going_after_bad_files(predictor, detector, selfie_j
 
 
 def test_predict_files_whole_image_fallback(predictor, detector, tmp_path):
-    path = tmp_path / "plain.png"
-    path.write_bytes(encode(background((300, 300), seed=1), "PNG"))
-    assert predict_files([str(path)], predictor, detector)[0]["faces"] == []
-    record = predict_files([str(path)], predictor, detector, whole_image=True)[0]
-    assert len(record["faces"]) == 1 and record["faces"][0]["box"] == [0, 0, 300, 300]
+    crop, scene = tmp_path / "crop.png", tmp_path / "scene.png"
+    crop.write_bytes(encode(background((300, 300), seed=1), "PNG"))
+    scene.write_bytes(encode(background((1600, 900), seed=1), "PNG"))
+    records = predict_files([str(crop), str(scene)], predictor, detector)
+    assert records[0]["faces"][0]["box"] == [0, 0, 300, 300] and records[0]["note"] == FACE_CROP_NOTE
+    assert records[1]["faces"] == [] and records[1]["note"] is None
+    record = predict_files([str(scene)], predictor, detector, whole_image=True)[0]
+    assert len(record["faces"]) == 1 and record["faces"][0]["box"] == [350, 0, 900, 900]
+
+
+# ------------------------------------------------------------------------------------------------ Predictor
+
+def test_litert_predictions_match_keras_with_flip_averaging(predictor, model, crops):
+    lite, keras = predictor.raw_outputs(crops), KerasPredictor(model).raw_outputs(crops)
+    assert set(lite) == set(keras) == {"age", "age_dist", "gender", "race", "age_flip"}
+    tolerance = {"age": 1e-3, "age_flip": 1e-3}  # years; probabilities below
+    for name in lite:
+        assert np.max(np.abs(lite[name] - keras[name])) < tolerance.get(name, 1e-5), name
+    assert predictor.img_size == 32 and predictor.output_names == ["age", "age_dist", "gender", "race"]
+
+
+def test_face_and_mirror_go_in_one_call_padded_to_a_bucket(predictor, crops, monkeypatch):
+    """Each batch size has one interpreter, allocated once; a call carries the faces and their mirror images."""
+    calls = []
+    original = predict._FixedBatchInterpreter.__call__
+    monkeypatch.setattr(predict._FixedBatchInterpreter, "__call__",
+                        lambda self, batch: calls.append(batch.copy()) or original(self, batch))
+    one = predictor.raw_outputs(crops[:3])
+    assert [len(b) for b in calls] == [8]  # 3 faces → bucket 4, and 4 mirrored
+    assert np.array_equal(calls[0][4:7], crops[:3, :, ::-1].astype(np.float32)) and not calls[0][3].any()
+    interpreters = dict(predictor._interpreters)
+    predictor.raw_outputs(crops[:3])
+    predictor.raw_outputs(crops[:37])  # 16 + 16 + 5: chunks of the largest bucket
+    assert [len(b) for b in calls] == [8, 8, 32, 32, 16]
+    assert all(predictor._interpreters[size] is interpreter for size, interpreter in interpreters.items())
+    np.testing.assert_allclose(predictor.raw_outputs(crops[:37])["race"][:3], one["race"], atol=1e-6)
+
+
+def test_without_flip_the_batch_holds_the_faces_only(tiny_residual_model, crops, model):
+    plain = Predictor(tiny_residual_model.with_suffix(".tflite"), flip_tta=False)
+    outputs = plain.raw_outputs(crops[:2])
+    assert "age_flip" not in outputs
+    expected = model(crops[:2].astype(np.float32), training=False)
+    np.testing.assert_allclose(outputs["gender"], np.asarray(expected["gender"]), atol=1e-5)
+
+
+def test_predictor_is_thread_safe(predictor, crops):
+    expected = [predictor.raw_outputs(crops[i:i + n])["race"] for i, n in ((0, 1), (1, 3), (4, 16))]
+    errors, results = [], {}
+
+    def work(index: int) -> None:
+        i, n = ((0, 1), (1, 3), (4, 16))[index % 3]
+        try:
+            for _ in range(10):
+                results.setdefault(index, []).append(predictor.raw_outputs(crops[i:i + n])["race"])
+        except Exception as error:  # any failure in a thread is the finding
+            errors.append(error)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, outputs in results.items():
+        for out in outputs:
+            np.testing.assert_allclose(out, expected[index % 3], atol=1e-6)
+
+
+def test_predictor_needs_a_readable_tflite_file(tmp_path):
+    from core.registry import ModelError
+    with pytest.raises(ModelError, match="Cannot read the model file"):
+        Predictor(tmp_path / "missing.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ModelError, match="Not a usable TFLite model"):
+        Predictor(tmp_path / "junk.tflite")
+
+
+def test_predicting_never_imports_tensorflow(tiny_residual_model):
+    """In a fresh process: this one has TensorFlow from the fixtures."""
+    code = (
+        "import sys, numpy as np\n"
+        "import core.predict\n"
+        "assert 'tensorflow' not in sys.modules, 'import'\n"
+        f"predictor = core.predict.Predictor({str(tiny_residual_model.with_suffix('.tflite'))!r})\n"
+        "predictions = predictor.predict(np.zeros((3, 32, 32, 3), np.uint8))\n"
+        "assert len(predictions) == 3\n"
+        "assert not {'tensorflow', 'keras'} & set(sys.modules), 'predicting'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=settings.PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -206,6 +360,14 @@ def test_cli_without_any_model_says_so(tmp_path, capsys, monkeypatch):
     assert main(["predict", "x.jpg", "--json"]) == 2
     err = capsys.readouterr().err
     assert "no model" in err.lower() and "--model" in err
+
+
+def test_cli_takes_a_tflite_file_too(tmp_path, selfie_jpeg, tiny_residual_model, capsys):
+    from core.__main__ import main
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(selfie_jpeg)
+    assert main(["predict", str(photo), "--json", "--model", str(tiny_residual_model.with_suffix(".tflite"))]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["faces"]) == 1
 
 
 def test_cli_bad_model_path_is_an_argument_error(tmp_path, capsys):

@@ -1,17 +1,22 @@
 """The Predict page, driven like a user with Streamlit's AppTest: upload photos (or take one), read the results.
+Also: the Predict and Evaluate pages, used in a fresh process, never import TensorFlow or Keras.
 
-The model is a tiny untrained residual_cnn saved as a finished training run, so the registry lists it."""
+The model is a tiny untrained residual_cnn saved as a finished training run (with its .tflite), so the registry
+lists it."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import PROJECT_ROOT, open_app_page
+from tests.conftest import PROJECT_ROOT, copy_model, open_app_page
 from tests.photos import background, encode, face_images, selfie, side_by_side
 
 PAGE = "pages/predict.py"
@@ -23,7 +28,7 @@ def photos(shared_dir) -> dict[str, bytes]:
     return {
         "selfie": encode(selfie(faces[0])[0]),
         "pair": encode(side_by_side(faces[5:7])[0], "PNG"),
-        "no_face": encode(background((640, 480), seed=3)),
+        "no_face": encode(background((1600, 1200), seed=3)),  # a scene: no guess unless asked
     }
 
 
@@ -32,9 +37,9 @@ def model_run(tmp_path, monkeypatch, tiny_residual_model):
     """A finished fake run in a runs folder of this test's own, and no shipped model."""
     run = tmp_path / "runs" / "20250101-000000-residual_cnn"
     run.mkdir(parents=True)
-    shutil.copy(tiny_residual_model, run / "model.keras")
+    copy_model(tiny_residual_model, run / "model.keras")
     (run / "config.json").write_text(json.dumps({"model": {"arch": "residual_cnn", "img_size": 32}}))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     return run
@@ -99,6 +104,17 @@ def test_no_face_offers_the_whole_image(model_run, photos):
     assert not at.exception and "Face 1" in _texts(at) and "years" in _texts(at)
 
 
+def test_a_face_crop_needs_no_toggle_and_says_how_it_was_taken(model_run):
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("crop.png", encode(background((400, 400), seed=5), "PNG"),
+                                                      "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    assert "Face 1" in _texts(at) and "years" in _texts(at)
+    assert any("taken as a face crop" in caption.value for caption in at.caption)
+    assert not any("No face found" in info.value for info in at.info)
+
+
 def test_camera_photo(model_run, photos):
     at = _page()
     at.camera_input(key="predict.camera").set_value(("shot.jpg", photos["selfie"], "image/jpeg"))
@@ -119,3 +135,51 @@ def test_no_model_yet_is_explained(tmp_path, monkeypatch, photos):
 def test_page_stays_short():
     lines = (PROJECT_ROOT / PAGE).read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 120
+
+
+# ------------------------------------------------------------------------------------- no TensorFlow in the server
+
+_SERVER_SESSION = """
+import sys
+from pathlib import Path
+
+from core import settings
+
+settings.MODELS_DIR = Path(sys.argv[1])  # no shipped model: the run's .keras alone, its .tflite not exported yet
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file("streamlit_app.py", default_timeout=600)
+at.run()
+at.switch_page("pages/predict.py").run()
+at.file_uploader(key="predict.files").set_value(("face.jpg", Path(sys.argv[2]).read_bytes(), "image/jpeg")).run()
+assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+assert "years" in "\\n".join(m.value for m in at.markdown), "no prediction shown"
+at.switch_page("pages/evaluate.py").run()
+at.text_input(key="evaluate.folder").set_value(sys.argv[3]).run()
+at.button(key="evaluate.run").click().run()
+assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+assert len(at.dataframe) >= 1, "no evaluation shown"
+leaked = {"tensorflow", "keras"} & set(sys.modules)
+assert not leaked, f"the server imported {sorted(leaked)}"
+print("no TensorFlow")
+"""
+
+
+def test_predict_and_evaluate_pages_never_import_tensorflow(tmp_path, tiny_residual_model):
+    """A fresh process (this one has TensorFlow from the fixtures) plays a server: Predict a face, Evaluate a small
+    folder, with a model whose .tflite must first be exported (in a child process)."""
+    run = tmp_path / "runs" / "20250101-000000-residual_cnn"
+    run.mkdir(parents=True)
+    shutil.copy(tiny_residual_model, run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"model": {"arch": "residual_cnn", "img_size": 32}}))
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
+    sample = sorted(settings.SAMPLE_DIR.glob("*.jpg"))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for path in sample[:24]:
+        shutil.copy(path, folder / path.name)
+    env = {**os.environ, "FACE_RUNS_DIR": str(tmp_path / "runs"), "FACE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", _SERVER_SESSION, str(tmp_path / "models"), str(sample[0]),
+                           str(folder)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "no TensorFlow" in done.stdout, done.stderr[-3000:]
+    assert (run / "model.tflite").is_file()  # exported for the page, by a child process

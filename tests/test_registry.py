@@ -83,3 +83,49 @@ def test_entries_say_how_they_were_built_and_on_which_split(models_dir, tmp_path
     assert shipped["another"].model_config == {"arch": "custom_cnn", "img_size": 32}
     assert shipped["another"].split_file == models_dir / "another.split.csv"
     assert shipped[DEFAULT_MODEL_NAME].model_config is None and shipped[DEFAULT_MODEL_NAME].split_file is None
+
+
+def test_entries_name_the_tflite_file_the_app_predicts_with(models_dir, tmp_path, tiny_residual_model):
+    run = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    (run_entry,), _ = run_models(tmp_path / "runs")
+    assert run_entry.tflite_path == run / "model.tflite"
+    assert shipped_models()[0].tflite_path == models_dir / f"{DEFAULT_MODEL_NAME}.tflite"
+
+
+def _run_with(runs, tiny_residual_model, name: str, metrics: dict | None, history_rows: int | None = None):
+    run = shutil.copytree(write_fake_run(runs, tiny_residual_model), runs / name)
+    if metrics is None:
+        (run / "metrics.json").unlink()
+    else:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    if history_rows is not None:
+        rows = "".join(f"{epoch},1.0,1.1\n" for epoch in range(1, history_rows + 1))
+        (run / "history.csv").write_text("epoch,loss,val_loss\n" + rows)
+    return run
+
+
+def test_only_runs_trained_for_an_epoch_are_offered_and_stopped_ones_say_so(tmp_path, tiny_residual_model):
+    """Untrained models must not be published: a run stopped before its first epoch ended holds random weights."""
+    runs = tmp_path / "runs"
+    cases = {
+        "20250102-000000-stopped-at-once": ({"status": "stopped", "epochs_run": 0}, None, False),
+        "20250103-000000-stopped-later": ({"status": "stopped", "epochs_run": 2}, None, True),
+        "20250104-000000-stopped-history-only": ({"status": "stopped"}, 1, True),
+        "20250105-000000-stopped-empty-history": ({"status": "stopped"}, 0, False),
+        "20250106-000000-stopped-no-record": ({"status": "stopped"}, None, False),
+        "20250107-000000-failed": ({"status": "failed", "epochs_run": 3}, 3, False),
+        "20250108-000000-interrupted": ({"status": "interrupted", "epochs_run": 3}, 3, False),
+        "20250109-000000-running": ({"status": "running"}, 2, False),
+        "20250110-000000-no-metrics": (None, 2, False),
+        "20250111-000000-finished": ({"status": "finished", "epochs_run": 5}, 5, True),
+    }
+    for name, (metrics, history_rows, _) in cases.items():
+        _run_with(runs, tiny_residual_model, name, metrics, history_rows)
+    entries, warnings = run_models(runs)
+    offered = {e.name: e for e in entries}
+    assert set(offered) == {name for name, case in cases.items() if case[2]} | {"20250101-000000-residual_cnn"}
+    assert warnings == []
+    assert offered["20250103-000000-stopped-later"].label == "20250103-000000-stopped-later (stopped)"
+    assert offered["20250104-000000-stopped-history-only"].stopped
+    assert offered["20250111-000000-finished"].label == "20250111-000000-finished (run)"
+    assert registry.epochs_completed(runs / "20250104-000000-stopped-history-only", {}) == 1

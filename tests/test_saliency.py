@@ -233,9 +233,9 @@ def test_normalise_is_finite_and_blank_for_flat_maps():
 
 @pytest.fixture(scope="module")
 def predictor(tiny_models):
-    from core.predict import Predictor
+    from core.predict import KerasPredictor
     from core.registry import load_model
-    return Predictor(load_model(tiny_models["custom_cnn"], allow_anywhere=True))
+    return KerasPredictor(load_model(tiny_models["custom_cnn"], allow_anywhere=True))
 
 
 def test_an_upload_goes_through_face_detection_or_is_taken_whole(predictor):
@@ -295,3 +295,15 @@ def test_cli_reports_errors_without_a_traceback(tiny_models, tmp_path, capsys):
     assert main(["saliency", str(tmp_path / "missing.jpg"), "--out", str(out),
                  "--model", str(tiny_models["custom_cnn"])]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_module_imports_without_tensorflow():
+    """The server imports core.saliency for its figures and face crops; TensorFlow lives in the saliency worker."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+    code = ("import sys, core.saliency; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]

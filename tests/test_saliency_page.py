@@ -1,4 +1,5 @@
-"""The Saliency page driven like a user (AppTest), with a tiny model saved as a finished run."""
+"""The Saliency page driven like a user (AppTest), with a tiny model saved as a finished run. The maps come from the
+saliency worker process (core/workers.py); the page cuts faces with its LiteRT predictor."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core import settings
 from tests.conftest import open_app_page
 
 RUN = "20250101-000000-multitask_cnn"
+TIMEOUT = 600  # seconds: the model's first TFLite export and the worker's TensorFlow start, on a busy 2-core machine
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def run(tmp_path, monkeypatch, tiny_models):
 
 
 def open_page() -> AppTest:
-    return open_app_page("pages/saliency.py")
+    return open_app_page("pages/saliency.py", TIMEOUT)
 
 
 def explain(at: AppTest, heads: list[str], methods: list[str]) -> AppTest:

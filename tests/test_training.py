@@ -1,4 +1,5 @@
-"""The training engine end to end on tiny synthetic data: run folders, progress, masking, stopping, jobs, k-fold."""
+"""The training engine end to end on tiny synthetic data: run folders, progress, masking, stopping, k-fold. (Jobs,
+the engine run in a child process, are tests/test_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import training
+from core import runs, training
 from core.models import build_model
 from core.pipeline import targets_and_weights
 from core.training import Progress, TrainConfig, TrainingError, cross_validate, train
@@ -65,12 +66,13 @@ def test_progress_is_updated_per_batch_and_per_epoch(finished_run):
 
 def test_past_runs_are_listed_with_their_history(finished_run):
     root = Path(finished_run.run_dir).parent
-    runs = training.list_runs(root)
-    row = runs.set_index("path").loc[finished_run.run_dir]
+    listed = runs.list_runs(root)
+    row = listed.set_index("path").loc[finished_run.run_dir]
     assert row["status"] == "finished" and row["arch"] == "custom_cnn" and row["img_size"] == 32
     assert row["age_mae"] == pytest.approx(finished_run.metrics["test"]["age_mae"])
-    assert [r["epoch"] for r in training.read_history(finished_run.run_dir)] == [1, 2]
-    assert training.read_history(root / "no-such-run") == []
+    assert [r["epoch"] for r in runs.read_history(finished_run.run_dir)] == [1, 2]
+    assert runs.read_history(root / "no-such-run") == []
+    assert training.list_runs is runs.list_runs  # still importable from where it used to live
 
 
 def _compiled(cfg: TrainConfig):
@@ -178,17 +180,6 @@ def test_config_round_trips_through_a_dict_and_ignores_unknown_keys():
     assert TrainConfig.from_dict(data) == cfg
 
 
-def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path):
-    job, is_new = training.start_job(_cfg(synthetic_utkface, tmp_path))
-    second, second_is_new = training.start_job(_cfg(synthetic_utkface, tmp_path, epochs=5))
-    assert is_new and not second_is_new and second is job and training.current_job() is job
-    job.thread.join(timeout=300)
-    assert job.progress.status == "finished", job.progress.error
-    with pytest.raises(TrainingError, match="epochs"):
-        training.start_job(_cfg(synthetic_utkface, tmp_path, epochs=0))
-    assert training.current_job() is job
-
-
 def test_cross_validation_tests_every_row_once_and_reports_mean_and_std(synthetic_utkface, tmp_path):
     folds = []
     result = cross_validate(_cfg(synthetic_utkface, tmp_path), 2, on_fold=lambda i, p: folds.append((i, p)))
@@ -209,18 +200,6 @@ def test_resnet50_trains_heads_on_a_frozen_backbone_then_fine_tunes(synthetic_ut
     assert progress.status == "finished" and len(progress.history) == 2
     assert any("random features" in note for note in progress.notes)
     assert keras.saving.load_model(Path(progress.run_dir) / "model.keras").get_layer("resnet50_backbone")
-
-
-def test_job_thread_survives_and_reports_unexpected_errors(monkeypatch, synthetic_utkface, tmp_path):
-    def broken(cfg):
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(training, "build_model", broken)
-    job, _ = training.start_job(_cfg(synthetic_utkface, tmp_path))
-    job.thread.join(timeout=120)
-    assert job.progress.status == "failed" and "boom" in job.progress.error
-    metrics = json.loads((Path(job.progress.run_dir) / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and "boom" in metrics["error"]
 
 
 def test_a_run_can_start_from_the_weights_of_an_earlier_model(finished_run, tmp_path):
@@ -257,3 +236,24 @@ def test_a_run_can_reuse_the_split_of_an_earlier_run(finished_run, synthetic_utk
     assert len(again) == len(earlier)
     assert again.loc[earlier["path"].iloc[:-3]].tolist() == earlier["split"].iloc[:-3].tolist()
     assert set(again.loc[earlier["path"].iloc[-3:]]) <= {"train", "val"}  # the run's own 50/50 split, no test
+
+
+def test_an_exported_run_has_its_tflite_and_a_stopped_one_does_not(synthetic_utkface, tmp_path):
+    progress = train(_cfg(synthetic_utkface, tmp_path / "a", epochs=1), export_tflite=True)
+    assert progress.status == "finished" and (Path(progress.run_dir) / "model.tflite").stat().st_size > 0
+    stopped = Progress()
+    stopped.batch_log = _StopAfter(stopped, 1)
+    train(_cfg(synthetic_utkface, tmp_path / "b", epochs=2), stopped, export_tflite=True)
+    assert stopped.status == "stopped" and not (Path(stopped.run_dir) / "model.tflite").exists()
+
+
+def test_a_failed_export_is_a_note_not_a_failed_run(synthetic_utkface, tmp_path, monkeypatch):
+    from core import export
+
+    def broken(model_path, out_path, *args, **kwargs):
+        raise export.ExportError("converter says no")
+
+    monkeypatch.setattr(export, "export_tflite", broken)
+    progress = train(_cfg(synthetic_utkface, tmp_path, epochs=1), export_tflite=True)
+    assert progress.status == "finished" and any("converter says no" in note for note in progress.metrics["notes"])
+    assert not (Path(progress.run_dir) / "model.tflite").exists()

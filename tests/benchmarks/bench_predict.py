@@ -1,12 +1,12 @@
 """Predict pipeline figures, printed (no assertions). Run with `nice -n 19` while a training job holds the CPU.
 
-    python tests/benchmarks/bench_predict.py              # latency: bytes → faces → predictions, 2 MP selfie
+    python tests/benchmarks/bench_predict.py              # latency: bytes → faces → predictions (LiteRT), 2 MP selfie
     python tests/benchmarks/bench_predict.py --detection  # which faces each detector pass finds, by face size
     python tests/benchmarks/bench_predict.py --calibrate  # UTKFace framing, measured with the detector
     python tests/benchmarks/bench_predict.py --margin [--model PATH]  # crops vs UTKFace's own, per margin
 
 Faces come from UTKFace (--data, default ../shared/data/utkface). The latency goal: p50 ≤ 50 ms on 2 cores for
-a ~2 MP selfie with one face, with the residual_cnn at 96 px (untrained: only timing matters).
+a ~2 MP selfie with one face, with the shipped model's .tflite under LiteRT, as the app's server runs it.
 """
 
 from __future__ import annotations
@@ -45,56 +45,83 @@ def timed(fn, runs: int, warmup: int = 3) -> list[float]:
     return times
 
 
-def keras_predict_predictor(model, flip_tta: bool = True):
-    """The same pipeline (padding, flip TTA) with `model.predict` in place of the compiled call, for the ratio."""
-    from core.predict import Predictor
-    predictor = Predictor(model, flip_tta=flip_tta)
-    predictor._fn = lambda batch: model.predict(batch, verbose=0)
-    return predictor
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def bench_latency(data_dir: Path, runs: int) -> None:
+def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
+    """The app's path (LiteRT on the model's .tflite, no TensorFlow in the process) end to end and by stage, then
+    the Keras tf.function predictor it replaced, for the ratio (that part imports TensorFlow)."""
+    from core.export import tflite_is_current
     from core.faces import FaceDetector, align_crop
     from core.images import load_photo
-    from core.models import ModelConfig, build_model
     from core.predict import DRAFT_SIDE, Predictor, analyze_bytes
 
+    tflite = model_path.with_suffix(".tflite")
+    if not tflite_is_current(model_path):
+        sys.exit(f"{tflite} is missing or older than {model_path.name}: "
+                  f"python -m core export --model {model_path}")
     photo, _ = selfie(face_images(data_dir, 1)[0], size=(1600, 1200), side=640)
     data = encode(photo)
-    model, _ = build_model(ModelConfig(arch="residual_cnn", img_size=96, width=32, age_head="distribution"))
     detector = FaceDetector()
-    print(f"selfie: 1600×1200 JPEG, {len(data) / 1e3:.0f} kB, one face of 640 px; residual_cnn 96 px, "
-          f"{model.count_params() / 1e6:.1f} M parameters; {runs} warm runs; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    lite = {"LiteRT Predictor, flip TTA (app default)": Predictor(tflite),
+            "LiteRT Predictor, no TTA": Predictor(tflite, flip_tta=False)}
+    size = lite["LiteRT Predictor, no TTA"].img_size
+    print(f"selfie: 1600×1200 JPEG, {len(data) / 1e3:.0f} kB, one face of 640 px; {tflite.name} ({size} px, "
+          f"{tflite.stat().st_size / 1e6:.1f} MB float32); {runs} warm runs; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
     results = {}
-    for label, predictor in [("Predictor, flip TTA (app default)", Predictor(model)),
-                             ("Predictor, no TTA", Predictor(model, flip_tta=False)),
-                             ("model.predict, flip TTA", keras_predict_predictor(model)),
-                             ("model.predict, no TTA", keras_predict_predictor(model, flip_tta=False))]:
-        analysis = analyze_bytes(data, predictor, detector)
-        assert len(analysis.faces) == 1, "the benchmark selfie must show exactly one face"
+    for label, predictor in lite.items():
+        assert len(analyze_bytes(data, predictor, detector).faces) == 1, "the benchmark selfie must show one face"
         results[label] = timed(lambda p=predictor: analyze_bytes(data, p, detector), runs)
-        print(f"  end to end, {label:36s} {percentiles(results[label])}")
-    fast, slow = (np.median(results[k]) for k in ("Predictor, flip TTA (app default)", "model.predict, flip TTA"))
-    print(f"  model.predict / Predictor (p50, flip TTA): {slow / fast:.1f}×")
+        print(f"  end to end, {label:42s} {percentiles(results[label])}")
 
     print("stages (p50):")
-    predictor = Predictor(model)
+    predictor = lite["LiteRT Predictor, flip TTA (app default)"]
     work = load_photo(data, draft_side=DRAFT_SIDE)
     faces = detector.detect(work.image)
-    crops = np.stack([align_crop(work.image, face, 96) for face in faces])
+    crops = np.stack([align_crop(work.image, face, size) for face in faces])
     stages = {
         f"decode (JPEG draft to {work.image.width}×{work.image.height})":
             lambda: load_photo(data, draft_side=DRAFT_SIDE),
         "decode at full resolution (for comparison)": lambda: load_photo(data),
         "detect (short + full range)": lambda: detector.detect(work.image),
         "detect, tiles forced on (+4 passes)": lambda: detector.detect(work.image, tiles="always"),
-        "align + crop": lambda: [align_crop(work.image, face, 96) for face in faces],
-        "model, Predictor with flip TTA": lambda: predictor.predict(crops),
+        "align + crop": lambda: [align_crop(work.image, face, size) for face in faces],
+        "model, LiteRT Predictor with flip TTA": lambda: predictor.predict(crops),
+        "model, LiteRT, 16 faces + flips (one call)": lambda: predictor.predict(np.repeat(crops, 16, axis=0)),
     }
     for label, fn in stages.items():
         print(f"  {label:44s} {percentiles(timed(fn, runs))}")
+    leaked = sorted({"tensorflow", "keras"} & set(sys.modules))
+    print(f"resident memory with LiteRT and MediaPipe only: {rss_mb():.0f} MB; TensorFlow/Keras imported: "
+          f"{', '.join(leaked) or 'no'}")
+
+    from core.predict import KerasPredictor
+    from core.registry import load_model
+    keras_predictor = KerasPredictor(load_model(model_path, allow_anywhere=True))
+    print("the Keras tf.function predictor it replaced, flip TTA (timed alternately with LiteRT: same load):")
+    for label, lite_fn, keras_fn in [
+            ("end to end", lambda: analyze_bytes(data, predictor, detector),
+             lambda: analyze_bytes(data, keras_predictor, detector)),
+            ("model stage", lambda: predictor.predict(crops), lambda: keras_predictor.predict(crops))]:
+        lite_ms, keras_ms = timed_alternately(lite_fn, keras_fn, runs)
+        print(f"  {label:12s} LiteRT {percentiles(lite_ms)}   Keras {percentiles(keras_ms)}   "
+              f"ratio (p50) {np.median(keras_ms) / np.median(lite_ms):.1f}×")
+    print(f"resident memory once TensorFlow is loaded too: {rss_mb():.0f} MB")
     detector.close()
+
+
+def timed_alternately(fn_a, fn_b, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Two functions timed in turns, so both see the same machine load (a training job comes and goes)."""
+    timed(fn_a, 0, warmup)
+    timed(fn_b, 0, warmup)
+    a, b = [], []
+    for _ in range(runs):
+        a += timed(fn_a, 1, 0)
+        b += timed(fn_b, 1, 0)
+    return a, b
 
 
 # ------------------------------------------------------------------------------------------- detection
@@ -238,9 +265,9 @@ def bench_margin(data_dir: Path, count: int, model_path: str | None) -> None:
     print(f"{len(references)} of {count} held-out faces found (pasted at 150–500 px, tilted ±25°)")
     predictor = None
     if model_path:
+        from core.export import ensure_tflite
         from core.predict import Predictor
-        from core.registry import load_model
-        predictor = Predictor(load_model(model_path, allow_anywhere=True))
+        predictor = Predictor(ensure_tflite(model_path, in_process=True))  # as the app predicts
         ages = np.array([age for age, _, _ in labels], float)
         genders = np.array([g for _, g, _ in labels])
         races = np.array([r for _, _, r in labels])
@@ -272,7 +299,8 @@ def main() -> None:
     parser.add_argument("--detection", action="store_true")
     parser.add_argument("--calibrate", type=int, nargs="?", const=1500, default=0, metavar="N")
     parser.add_argument("--margin", type=int, nargs="?", const=400, default=0, metavar="N")
-    parser.add_argument("--model", help="with --margin: a trained .keras model to score each framing")
+    parser.add_argument("--model", help="with --margin: a trained .keras model to score each framing; for latency, "
+                                         "the .keras whose .tflite is timed (default: the shipped model)")
     args = parser.parse_args()
     if not (args.data / FACE_NAMES[0]).is_file():
         sys.exit(f"UTKFace images not found in {args.data} (use --data)")
@@ -283,7 +311,9 @@ def main() -> None:
     elif args.margin:
         bench_margin(args.data, args.margin, args.model)
     else:
-        bench_latency(args.data, args.runs)
+        from core import settings
+        from core.registry import DEFAULT_MODEL_NAME
+        bench_latency(args.data, args.runs, Path(args.model or settings.MODELS_DIR / f"{DEFAULT_MODEL_NAME}.keras"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Past training runs on disk, read from their small JSON and CSV files only: the Train page lists them without
+TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core import settings
+from core.atomic import read_json_object
+from core.config import HEADLINE_METRICS
+
+COLUMNS = ["run", "arch", "img_size", "status", "epochs", *HEADLINE_METRICS, "device", "path"]
+
+
+def _running_dir() -> str | None:
+    from core.jobs import current_job  # the one job of this server, if it is still going
+    job = current_job()
+    return job.progress.run_dir if job is not None and not job.progress.done else None
+
+
+def list_runs(root: Path | None = None) -> pd.DataFrame:
+    """One row per run folder (newest first) with its status and headline test metrics; reads JSON only."""
+    root = Path(root or settings.runs_dir())
+    rows = []
+    running_dir = _running_dir()
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        config, metrics = read_json_object(run / "config.json"), read_json_object(run / "metrics.json")
+        if config is None or (run / "cv.json").exists():
+            continue
+        status = metrics.get("status") if metrics else ("running" if str(run) == running_dir else "incomplete")
+        test = (metrics or {}).get("test", {})
+        rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
+                     "img_size": config.get("model", {}).get("img_size"), "status": status,
+                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in HEADLINE_METRICS},
+                     "device": (metrics or {}).get("device"), "path": str(run)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """A run's per-epoch history rows ([] when it has none yet or the file is unreadable)."""
+    try:
+        return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return []

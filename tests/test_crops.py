@@ -1,0 +1,101 @@
+"""The one crop path: dataset images are cut the way an upload is (detect + align), with the dataset crop as the
+counted fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import crops, settings
+from core.faces import align_crop
+from tests.photos import background, selfie
+
+SAMPLE = sorted(str(p) for p in settings.SAMPLE_DIR.glob("*.jpg"))
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((200, 200), True), ((160, 200), True), ((1024, 900), True),  # dataset crops, a cropped selfie
+    ((1600, 1200), False), ((400, 150), False), ((1200, 1200), False),  # a photo, a banner, a large square
+])
+def test_face_crop_shape_is_small_and_squareish(size, expected):
+    assert crops.looks_like_face_crop(size) is expected
+
+
+def test_a_frame_filling_face_is_found_with_a_border(detector):
+    """UTKFace's own crops often defeat BlazeFace: the face fills the frame. With a border it is found, and its
+    keypoints land inside the original image."""
+    missed_plain, found_padded = 0, 0
+    for path in SAMPLE[:60]:
+        image = Image.open(path).convert("RGB")
+        if detector.detect(image, "never"):
+            continue
+        missed_plain += 1
+        faces = crops.detect_padded(image, detector)
+        if faces:
+            found_padded += 1
+            x, y = faces[0].keypoints[2]  # the nose tip
+            assert 0 <= x <= image.width and 0 <= y <= image.height
+    assert missed_plain > 0, "expected some sample crops that the plain pass misses"
+    assert found_padded / missed_plain >= 0.9
+
+
+def test_nearly_every_sample_image_gets_a_detected_face(detector):
+    choices = [crops.choose_face(Image.open(p).convert("RGB"), detector) for p in SAMPLE[:100]]
+    assert all(choice is not None for choice in choices)
+    assert np.mean([choice.detected for choice in choices]) >= 0.98
+
+
+def test_the_central_face_wins_over_a_neighbour():
+    from core.faces import Face
+    size = (200, 200)
+    central = Face((50, 40, 110, 120), 0.9, ())
+    edge = Face((150, 0, 50, 50), 0.95, ())
+    assert crops.central_face([edge, central], size) is central
+    assert crops.central_face([], size) is None
+
+
+def test_a_face_free_scene_is_not_taken_as_a_face(detector):
+    assert crops.choose_face(background((1600, 1200), seed=5), detector) is None
+
+
+def test_a_face_free_small_square_is_taken_whole_and_counted(detector):
+    choice = crops.choose_face(background((200, 200), seed=6), detector)
+    assert choice is not None and not choice.detected
+    assert "face crop" in choice.note
+
+
+def test_dataset_crops_equal_the_app_cut_of_the_same_image(detector):
+    """load_app_crops cuts exactly what the upload path's align_crop cuts from the detected keypoints."""
+    paths = SAMPLE[:8]
+    images, detections = crops.load_app_crops(paths, 64, use_cache=False)
+    assert images.shape == (8, 64, 64, 3) and images.dtype == np.uint8
+    for path, image in zip(paths, images, strict=True):
+        picture = Image.open(path).convert("RGB")
+        choice = crops.choose_face(picture, detector)
+        np.testing.assert_array_equal(image, crops.cut(picture, choice, 64))
+    assert detections.found.sum() == sum(crops.choose_face(Image.open(p).convert("RGB"), detector).detected
+                                         for p in paths)
+
+
+def test_detections_are_cached_per_image_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACE_CACHE_DIR", str(tmp_path))
+    paths = SAMPLE[:64]
+    first = crops.detect_dataset(paths)
+    assert list(tmp_path.glob("faces-64-*.npy"))
+    np.testing.assert_array_equal(crops.detect_dataset(paths).keypoints, first.keypoints)
+
+
+def test_a_photo_crop_matches_the_pasted_face(faces, detector):
+    """On a selfie made of a UTKFace face, the app crop of the photo resembles the original crop."""
+    photo, _ = selfie(faces[0])
+    choice = crops.choose_face(photo, detector)
+    assert choice is not None and choice.detected
+    crop = align_crop(photo, choice.face, 96).astype(float)
+    original = crops.cut(faces[0], crops.choose_face(faces[0], detector), 96).astype(float)
+    assert np.abs(crop - original).mean() < 30
+
+
+def test_load_crops_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="crops must be one of"):
+        crops.load_crops(SAMPLE[:2], 32, mode="magic")

@@ -1,0 +1,178 @@
+"""Training jobs in a child process (core/jobs.py), for real on this CPU: progress reaches the server, a finished run
+has model.keras and model.tflite, Stop ends the child within seconds, a child killed by a signal is a failed run
+that names the signal, and the server process never imports TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from core import jobs, runs
+from core.config import TrainConfig, TrainingError
+from core.workers import SharedFlag
+from tests.conftest import PROJECT_ROOT
+
+TIMEOUT = 600  # seconds: a child's TensorFlow import and first trace on a busy 2-core machine
+STOPPED_WITHIN_S = 3.5  # Stop's 2 s grace, SIGTERM, and the monitor's own polling
+
+
+def _cfg(folder: Path, out: Path, **overrides) -> TrainConfig:
+    """Seconds of training; the dataset's own crops (no face detection) unless a test asks for the app's."""
+    return TrainConfig.tiny(**{"data_dir": str(folder), "out_dir": str(out), "batch_size": 8, "limit": 0,
+                               "crops": "dataset", **overrides})
+
+
+def _wait(condition, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test():
+    yield
+    job = jobs.current_job()
+    if job is not None and job.running:
+        job.stop()
+        job.thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Jobs started during the test wait after each batch until the returned flag is set (Stop still works)."""
+    event = SharedFlag()
+    monkeypatch.setattr(jobs, "batch_gate", event)
+    yield event
+    event.set()
+
+
+def _held_job(cfg: TrainConfig) -> jobs.Job:
+    """A new job, held after its first batch: its run folder exists and it has no final status yet."""
+    job, is_new = jobs.start_job(cfg)
+    assert is_new
+    _wait(lambda: job.progress.batch_log or job.progress.done, "the first batch")
+    assert not job.progress.done, job.progress.error
+    return job
+
+
+# ----------------------------------------------------------------------------------- a run, seen from a server
+
+SERVER_SCRIPT = """
+import json, sys, time
+from core import jobs, settings
+from core.config import TrainConfig
+
+cfg = TrainConfig.tiny(data_dir=str(settings.SAMPLE_DIR), out_dir=sys.argv[1])
+job, is_new = jobs.start_job(cfg)
+seen_running_with_batches = False
+while job.running:
+    progress = job.progress
+    seen_running_with_batches |= progress.status == "running" and bool(progress.batch_log)
+    time.sleep(0.05)
+s = job.progress.snapshot()
+print(json.dumps({"is_new": is_new, "status": s["status"], "error": s["error"], "run_dir": s["run_dir"],
+                  "points": len(s["batch_log"]), "epochs": len(s["history"]), "batches": s["batches_per_epoch"],
+                  "device": s["device"], "notes": s["notes"], "fraction": job.progress.fraction,
+                  "seen_running_with_batches": seen_running_with_batches, "exitcode": job.process.exitcode,
+                  "heavy_modules": sorted(m for m in ("tensorflow", "keras", "tf_keras_vis") if m in sys.modules)}))
+"""
+
+
+def test_a_tiny_run_in_a_child_reports_to_a_server_that_never_imports_tensorflow(tmp_path):
+    """A fresh interpreter plays the server (other tests in this process import TensorFlow themselves)."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(SERVER_SCRIPT), str(tmp_path / "runs")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["heavy_modules"] == []  # the child trained; the server only read its reports
+    assert result["is_new"] and result["status"] == "finished", result["error"]
+    assert result["seen_running_with_batches"]  # per-batch progress arrived while the child was training
+    assert result["points"] == result["batches"] > 0 and result["epochs"] == 1 and result["fraction"] == 1.0
+    assert result["device"] == "CPU" and result["exitcode"] == 0
+    run_dir = Path(result["run_dir"])
+    assert (run_dir / "model.keras").is_file() and (run_dir / "model.tflite").stat().st_size > 0
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+# ------------------------------------------------------------------------------------------------------ Stop
+
+def test_stop_mid_epoch_stops_the_child_after_its_batch(synthetic_utkface, tmp_path, gate):
+    job = _held_job(_cfg(synthetic_utkface, tmp_path, epochs=3))
+    assert runs.list_runs(tmp_path).set_index("path").loc[job.progress.run_dir, "status"] == "running"
+    pressed = time.monotonic()
+    job.stop()
+    job.thread.join(TIMEOUT)
+    assert time.monotonic() - pressed < STOPPED_WITHIN_S
+    assert job.progress.status == "stopped" and not job.ended_by_server and job.process.exitcode == 0
+    assert len(job.progress.batch_log) == 1 and job.progress.message.startswith("Stopped; saved to")
+    run = Path(job.progress.run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "stopped" and metrics["test"] == {}
+    assert (run / "model.keras").is_file() and not (run / "model.tflite").exists()  # a stopped run is not exported
+
+
+def test_a_child_that_cannot_stop_at_once_is_ended_within_seconds(synthetic_utkface, tmp_path):
+    job, _ = jobs.start_job(_cfg(synthetic_utkface, tmp_path))
+    _wait(lambda: job.progress.message == "Starting TensorFlow…", "the child to start")
+    pressed = time.monotonic()
+    job.stop()  # it is importing TensorFlow: no Keras callback is there yet to see the event
+    job.thread.join(TIMEOUT)
+    assert time.monotonic() - pressed < STOPPED_WITHIN_S + 1.0  # + SIGKILL's second, should SIGTERM not do
+    assert job.progress.status == "stopped" and job.ended_by_server
+    assert not job.process.is_alive()
+
+
+# ------------------------------------------------------------------------------------------- a child that dies
+
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGSEGV, "SIGSEGV, a native crash in TensorFlow"),
+                                             (signal.SIGKILL, "SIGKILL, killed, perhaps out of memory")])
+def test_a_killed_child_is_a_failed_run_that_names_the_signal(synthetic_utkface, tmp_path, gate, sig, reason):
+    job = _held_job(_cfg(synthetic_utkface, tmp_path))
+    os.kill(job.pid, sig)  # our own child, by its pid
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "failed" and reason in job.progress.error
+    assert job.process.exitcode == -sig
+    metrics = json.loads((Path(job.progress.run_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and reason in metrics["error"] and metrics["device"] == "CPU"
+    assert runs.list_runs(tmp_path).set_index("path").loc[job.progress.run_dir, "status"] == "failed"
+
+    again, is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path))  # the server carries on
+    assert is_new and again is not job and again.running
+    again.stop()
+    again.thread.join(TIMEOUT)
+    assert again.progress.status == "stopped"
+
+
+def test_an_error_inside_training_is_reported_with_its_message(synthetic_utkface, tmp_path):
+    job, _ = jobs.start_job(_cfg(synthetic_utkface, tmp_path, init_from=str(tmp_path / "missing.keras")))
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "failed" and "Cannot start from" in job.progress.error
+    assert job.process.exitcode == 0  # the child recorded the failure itself and exited cleanly
+    metrics = json.loads((Path(job.progress.run_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "Cannot start from" in metrics["error"]
+
+
+# ------------------------------------------------------------------------------------------ one job per server
+
+def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, gate):
+    job = _held_job(_cfg(synthetic_utkface, tmp_path))
+    second, second_is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path, epochs=5))
+    assert not second_is_new and second is job and jobs.current_job() is job
+    with pytest.raises(TrainingError, match="epochs"):  # a config that cannot work fails at once, in the server
+        jobs.start_job(_cfg(synthetic_utkface, tmp_path, epochs=0))
+    assert jobs.current_job() is job
+    gate.set()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "finished", job.progress.error
+    assert not job.running and jobs.start_job(_cfg(synthetic_utkface, tmp_path))[1]
