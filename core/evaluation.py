@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.crops import load_app_crops
 from core.datasets import (
     ADIENCE_GROUPS,
     AGE_BINS,
@@ -32,7 +33,6 @@ from core.datasets import (
     decade_label,
     load_dataset,
 )
-from core.crops import load_app_crops
 from core.pipeline import load_images
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -444,7 +444,8 @@ def evaluate_frame(frame: pd.DataFrame, kind: str | None = None, min_group: int 
     `min_group`), and the best–worst gaps. `kind` picks the age groups (default: the frame's source)."""
     kind = kind or _kind_of(frame)
     scheme = SCHEME_FOR_KIND.get(kind, "decade")
-    report = {"dataset": kind, "age_groups": scheme, "min_group_size": min_group, **scalar_metrics(frame, scheme)}
+    report = {"dataset": kind, "age_groups": scheme, "min_group_size": min_group, **scalar_metrics(frame, scheme),
+              "face_detected": face_detected_share(frame)}
     known, true = _labels(frame, "age")
     report["age_cs"] = cumulative_scores(true, frame["pred_age"].to_numpy(dtype="float64")[known])
     report["confusion"] = _confusions(frame, scheme)
@@ -476,6 +477,20 @@ def crop_skew(app_report: dict, dataset_report: dict) -> dict:
             else app_report[key] - dataset_report[key] for key in SKEW_METRICS}
 
 
+def skew_table(pairs: dict[str, tuple[dict, dict]]) -> pd.DataFrame:
+    """One row per model from {model: (app report, dataset report)}: the skew, age MAE in years and
+    accuracies in points."""
+    rows = []
+    for model, (app_report, dataset_report) in pairs.items():
+        skew = crop_skew(app_report, dataset_report)
+        points = {key: None if skew[key] is None else 100 * skew[key] for key in ("gender_accuracy", "race_accuracy")}
+        rows.append({"model": model, "age MAE (years)": skew["age_mae"],
+                     "gender accuracy (points)": points["gender_accuracy"],
+                     "race accuracy (points)": points["race_accuracy"],
+                     "faces detected": app_report.get("face_detected")})
+    return pd.DataFrame(rows)
+
+
 def face_detected_share(frame: pd.DataFrame) -> float | None:
     """Share of rows whose face the detector found (the rest fell back to the dataset crop)."""
     return float(frame["face_detected"].mean()) if "face_detected" in frame and len(frame) else None
@@ -489,8 +504,6 @@ def evaluate_both_crops(predictor, table: pd.DataFrame, kind: str | None = None,
         frame = predict_frame(predictor, table, on_progress=on_progress, crops=crops)
         reports[crops] = evaluate_frame(frame, kind, min_group)
         reports[crops]["crops"] = crops
-        if crops == "app":
-            reports[crops]["face_detected"] = face_detected_share(frame)
     return {**reports, "skew": crop_skew(reports["app"], reports["dataset"])}
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from core import access
 from core.atomic import atomic_write_text, read_json_object
 from core.config import Progress, TrainConfig, TrainingError
 from core.workers import SPAWN, SharedFlag, end_process, exit_reason
@@ -51,8 +52,8 @@ class _StreamingProgress(Progress):
     """The child's Progress: every change is also sent to the server as a delta (changed fields, new batch points,
     new history rows). Throttled changes are sent by a flusher thread within PUBLISH_SECONDS."""
 
-    def attach(self, writer, gate) -> _StreamingProgress:
-        self._writer, self._gate = writer, gate
+    def attach(self, writer, gate, owner: str | None = None) -> _StreamingProgress:
+        self._writer, self._gate, self._owner = writer, gate, owner
         self._send_lock = threading.Lock()
         self._sent_fields: dict = {}
         self._sent_points = self._sent_rows = 0
@@ -62,6 +63,10 @@ class _StreamingProgress(Progress):
 
     def update(self, **changes) -> None:
         super().update(**changes)
+        if self._owner is not None and changes.get("run_dir"):
+            # Here, in the process that made the folder and before the server hears of it: the server never
+            # lists a public run without its owner, and the quota can delete it even if the server dies.
+            access.mark_public_run(changes["run_dir"], self._owner)
         self._publish(force=not changes.keys() <= THROTTLED_FIELDS)
 
     def record_batch(self, batch: int, point: dict) -> None:
@@ -126,10 +131,15 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None) -> None:
-    """The training process's entry point (module-level: spawn pickles it by reference)."""
+def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None, owner: str | None = None,
+                       memory_bytes: int | None = None, cpu_seconds: int | None = None) -> None:
+    """The training process's entry point (module-level: spawn pickles it by reference). A public job first caps
+    its own memory and CPU time (core.access.apply_child_limits: plain ints, before anything else) and labels its
+    run folder as its `owner`'s (core.access.mark_public_run) as soon as the folder exists."""
+    if memory_bytes or cpu_seconds:
+        access.apply_child_limits(memory_bytes, cpu_seconds)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    progress = _StreamingProgress(epochs=cfg.epochs, stop_event=stop_event).attach(writer, gate)
+    progress = _StreamingProgress(epochs=cfg.epochs, stop_event=stop_event).attach(writer, gate, owner)
     try:
         progress.update(message="Starting TensorFlow…")
         from core.training import train  # seconds: TensorFlow's import, in this process only
@@ -138,11 +148,34 @@ def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None) -> None:
         pass  # a request that could not start: train() put the message in progress
     except Exception as error:  # recorded by train() when it got that far; the traceback goes to the server log
         log.exception("Training failed")
-        if not progress.done:
+        if memory_bytes and _out_of_memory(error):
+            _report_memory_limit(progress, memory_bytes)
+        elif not progress.done:
             progress.update(status="failed", error=f"{type(error).__name__}: {error}", message="Training failed.")
     finally:
         progress.close()
     _leave_at_once()
+
+
+# What running into RLIMIT_AS looks like: a failed Python allocation, or a shared library (TensorFlow's) that
+# cannot be mapped at import.
+_OUT_OF_MEMORY_WORDS = ("failed to map segment", "cannot allocate memory", "bad_alloc", "out of memory")
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or any(word in str(error).lower() for word in _OUT_OF_MEMORY_WORDS)
+
+
+def _report_memory_limit(progress: Progress, memory_bytes: int) -> None:
+    """Name the limit rather than the allocation that hit it, in progress and in the run's metrics.json."""
+    error = (f"Training stopped at this server's memory limit for a training job ({memory_bytes / 1024 ** 3:.1f} GB "
+             "of address space): choose a smaller image size, batch size or model.")
+    progress.update(status="failed", error=error, message="Training failed.")
+    run_dir = progress.snapshot()["run_dir"]
+    metrics = read_json_object(Path(run_dir) / "metrics.json") if run_dir else None
+    if metrics is not None:
+        atomic_write_text(Path(run_dir) / "metrics.json",
+                          json.dumps({**metrics, "status": "failed", "error": error}, indent=2, default=float))
 
 
 def _leave_at_once() -> None:
@@ -159,8 +192,10 @@ class Job:
     """One training run in a child process; `progress` mirrors the child's, `thread` is the monitor that keeps it
     current and records how the child ended (alive exactly while the job is)."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, owner: str | None = None, limits: access.TrainingLimits | None = None):
         self.cfg = cfg
+        self.owner = owner  # the session that started it (public jobs): only it may stop or watch it
+        self.limits = limits  # a public job's limits; None: unbounded (the workbench)
         self.progress = Progress(epochs=cfg.epochs, stop_event=SharedFlag())  # the child's callback reads it
         self.process = None
         self.thread = threading.Thread(target=self._monitor, name="training-job", daemon=True)
@@ -173,7 +208,8 @@ class Job:
     def start(self) -> Job:
         reader, writer = SPAWN.Pipe(duplex=False)
         self.process = SPAWN.Process(target=run_training_child, name="training-job", daemon=True,
-                                     args=(self.cfg, writer, self.progress.stop_event, batch_gate))
+                                     args=(self.cfg, writer, self.progress.stop_event, batch_gate, self.owner,
+                                           *self._child_limits()))
         try:
             self.process.start()
         except OSError as error:
@@ -184,6 +220,12 @@ class Job:
         self._reader = reader
         self.thread.start()
         return self
+
+    def _child_limits(self) -> tuple[int | None, int | None]:
+        """(memory bytes, CPU seconds) for the child, as plain ints (spawn pickles its arguments)."""
+        if self.limits is None:
+            return None, None
+        return int(self.limits.memory_bytes), int(self.limits.cpu_seconds)
 
     def stop(self) -> None:
         """Ask the child to stop after its current batch; the monitor ends it if it has not within STOP_GRACE_S."""
@@ -257,6 +299,9 @@ class Job:
         if self.progress.done:
             return
         snapshot = self.progress.snapshot()
+        if self.owner is not None and snapshot["run_dir"] and Path(snapshot["run_dir"]).is_dir() \
+                and access.run_owner(snapshot["run_dir"]) is None:  # the child died before it could label it
+            access.mark_public_run(snapshot["run_dir"], self.owner)
         written = self._final_metrics_on_disk(snapshot["run_dir"])
         if written is not None:  # it finished its work but its last report was lost with it
             self.progress.update(status=written["status"], metrics=written, error=written.get("error", ""),
@@ -268,6 +313,8 @@ class Job:
             self._finish("stopped", snapshot, notes=[*snapshot["notes"], note])
             return
         reason = exit_reason(self.process.exitcode)
+        if self.limits is not None and self.process.exitcode in (-signal.SIGKILL, -signal.SIGABRT, -signal.SIGSEGV):
+            reason += "; a public job also stops at the server's memory or CPU time limit"
         error = (f"the training process stopped unexpectedly ({reason})." if self.process.exitcode != 0 else
                  "the training process ended without reporting a result.")
         self._finish("failed", snapshot, error=error[0].upper() + error[1:])
@@ -298,15 +345,22 @@ _job_lock = threading.Lock()
 _current_job: Job | None = None
 
 
-def start_job(cfg: TrainConfig) -> tuple[Job, bool]:
+def start_job(cfg: TrainConfig, owner: str | None = None,
+              limits: access.TrainingLimits | None = None) -> tuple[Job, bool]:
     """Start a job unless one is running on this server. Returns (the running job, whether it is new).
-    Raises TrainingError at once for a config that cannot work, rather than from the child later."""
+    Raises TrainingError at once for a config that cannot work, rather than from the child later.
+
+    `owner`: the session starting it; with one, the run folder is marked public (core.access.mark_public_run).
+    `limits`: the child's memory and CPU caps; by default a public profile's (core.access.current_profile, bound
+    by the page) and none in the workbench."""
     global _current_job
     cfg.validate()
+    if limits is None and access.current_profile().public:
+        limits = access.public_training_limits()
     with _job_lock:
         if _current_job is not None and _current_job.running:
             return _current_job, False
-        _current_job = Job(cfg).start()
+        _current_job = Job(cfg, owner, limits).start()
         return _current_job, True
 
 

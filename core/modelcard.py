@@ -11,7 +11,7 @@ import pandas as pd
 
 from core import settings
 from core.atomic import atomic_path, atomic_write_text, read_json_object
-from core.evaluation import evaluate_frame, load_rows, predict_frame, to_json
+from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_frame, to_json
 from core.registry import DEFAULT_MODEL_NAME
 
 HEADLINE = ("n", "age_mae", "age_rmse", "age_cs5", "age_within_1std", "gender_accuracy", "gender_f1",
@@ -59,6 +59,8 @@ def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> s
         args += ["--init-from", f"models/{Path(config['init_from']).name}"]
     if split_file:
         args += ["--split-file", f"models/{Path(split_file).name}"]
+    if config.get("crops", "app") != "app":
+        args += ["--crops", config["crops"]]
     if config.get("early_stopping_patience") not in (None, 4):
         args += ["--early-stopping-patience", str(config["early_stopping_patience"])]
     return shlex.join(args)
@@ -76,13 +78,15 @@ def _started_from(config: dict) -> dict | None:
             "metrics": _headline(earlier.get("metrics", {}))}
 
 
-def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None) -> dict:
+def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None,
+                   crops: str = "app") -> dict:
     """Evaluate a model exactly as `python -m core evaluate` and the app do (same rows, same preprocessing, flip TTA,
-    the LiteRT file beside the .keras: exported first when missing or outdated)."""
+    the LiteRT file beside the .keras: exported first when missing or outdated). `crops`: "app" cuts every face
+    the way an upload is cut (what users get), "dataset" uses the dataset's own crops."""
     from core.export import ensure_tflite
     from core.predict import Predictor
     kind, table = load_rows("utkface", data_dir, split_file, "test")
-    frame = predict_frame(Predictor(ensure_tflite(model_path, in_process=True)), table)
+    frame = predict_frame(Predictor(ensure_tflite(model_path, in_process=True)), table, crops=crops)
     return json.loads(to_json(evaluate_frame(frame, kind)))
 
 
@@ -114,6 +118,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     split["path"] = split["path"].map(lambda p: Path(p).name)  # names only: no machine paths in the repo
 
     test_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv")
+    dataset_crops_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv", "dataset")
     sample_report = evaluate_model(run_dir / "model.keras", settings.SAMPLE_DIR)
     model_path = models_dir / f"{name}.keras"
     _save_for_inference(run_dir / "model.keras", model_path)
@@ -144,7 +149,12 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
         },
         "evaluate_command": (f"python -m core evaluate --data /path/to/UTKFace --split-file models/{name}.split.csv "
                              f"--split test --model models/{name}.keras --json"),
+        "evaluate_dataset_crops_command": "the same with --crops dataset",
+        # What users get: every test face found and aligned by the app's own path (detector + align_crop)
         "metrics": card_metrics(test_report),
+        "metrics_dataset_crops": _headline(dataset_crops_report),
+        "crop_skew": crop_skew(test_report, dataset_crops_report),
+        "face_detected": test_report.get("face_detected"),
         "sample_metrics": {**_headline(sample_report), "note": "bundled sample; some of these images were in the "
                            "training split, so these numbers are optimistic: they exist to check the card"},
         "license": LICENSE,

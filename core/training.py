@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import settings
+from core import housekeeping, settings
 from core.atomic import atomic_save_model, atomic_write_text
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
@@ -223,7 +223,16 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     except TrainingError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
-    return train_on_split(cfg, table, split, run_dir, progress, export_tflite)
+    lock = housekeeping.hold_run_lock(run_dir)  # the run is in progress while this process holds it
+    try:
+        return train_on_split(cfg, table, split, run_dir, progress, export_tflite)
+    finally:
+        _release(lock)
+
+
+def _release(lock) -> None:
+    if lock is not None:
+        lock.close()
 
 
 def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_dir: Path,
@@ -418,6 +427,15 @@ def cross_validate(cfg: TrainConfig, folds: int,
     except ValueError as error:
         raise TrainingError(str(error)) from error
     root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")
+    root_lock = housekeeping.hold_run_lock(root)
+    try:
+        return _cross_validate_in(root, cfg, folds, table, assignment, on_fold)
+    finally:
+        _release(root_lock)
+
+
+def _cross_validate_in(root: Path, cfg: TrainConfig, folds: int, table: pd.DataFrame, assignment,
+                       on_fold: Callable[[int, Progress], None] | None) -> dict:
     _write_json(root / "config.json", {**cfg.to_dict(), "folds": folds})
     val_share = cfg.split[1] / (cfg.split[0] + cfg.split[1])
     per_fold, status = [], "finished"
@@ -428,7 +446,11 @@ def cross_validate(cfg: TrainConfig, folds: int,
         split = _ensure_validation(fold_split(assignment, fold, val_share, cfg.seed, table))
         fold_dir = root / f"fold{fold + 1}"
         fold_dir.mkdir()
-        train_on_split(cfg, table, split, fold_dir, progress)
+        fold_lock = housekeeping.hold_run_lock(fold_dir)
+        try:
+            train_on_split(cfg, table, split, fold_dir, progress)
+        finally:
+            _release(fold_lock)
         per_fold.append({"fold": fold + 1, "run_dir": str(fold_dir),
                          **{k: progress.metrics.get("test", {}).get(k) for k in HEADLINE_METRICS}})
         if progress.status == "stopped":

@@ -9,14 +9,44 @@ process first (core/export.py `ensure_tflite`).
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import uuid4
 
 import streamlit as st
 
+from core import access
 from core.registry import ModelEntry, ModelError, all_models
 
 # The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
 KEY_LAST_ANALYSES = "predict.last_analysis"
 KEY_ROUTED = "router.rerouted"  # this session has already been rerun through the router once
+KEY_OWNER = "session.owner"  # this session's id: the owner of the training jobs and runs it starts
+
+
+def session_profile() -> access.Profile:
+    """This session's profile (core/access.py), bound for the script run: call first on every page."""
+    return access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
+
+
+def session_owner() -> str:
+    """This browser session's id, made on its first use: public jobs and runs belong to it."""
+    return st.session_state.setdefault(KEY_OWNER, uuid4().hex)
+
+
+def owned_runs(run_dirs, owner: str) -> set[str]:
+    """The names of the runs among `run_dirs` (paths) that `owner`'s public jobs wrote."""
+    return {Path(run).name for run in run_dirs if access.run_owner(run) == owner}
+
+
+def visible_models(entries: list[ModelEntry], profile: access.Profile, owner: str) -> list[ModelEntry]:
+    """The models this session may pick: all in the workbench; in public the shipped ones, the operator's own runs
+    and this session's public runs, never another visitor's."""
+    if not profile.public:
+        return list(entries)
+    runs = [entry for entry in entries if entry.source == "run"]
+    public_runs = {entry.name for entry in runs if access.run_owner(entry.path.parent) is not None}
+    shown = set(access.visible_runs(public_runs, profile, owned_runs([e.path.parent for e in runs], owner)))
+    return [entry for entry in entries if entry.source != "run" or entry.name not in public_runs
+            or entry.name in shown]
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -27,7 +57,14 @@ def _load_predictor(tflite_path: str, mtime_ns: int):
 
 def predictor_for(entry: ModelEntry):
     """A cached LiteRT Predictor for a model entry, its .tflite exported first when needed; raises ModelError
-    (ExportError is one) with a readable message."""
+    (ExportError is one) with a readable message, in words the session's profile may show."""
+    try:
+        return _predictor_for(entry)
+    except ModelError as error:
+        raise ModelError(access.public_text(str(error), access.current_profile())) from error
+
+
+def _predictor_for(entry: ModelEntry):
     from core.export import ensure_tflite, tflite_is_current
     if not Path(entry.path).is_file():
         raise ModelError(f"Model file {entry.path} is gone.")
@@ -46,9 +83,11 @@ def predictor_for(entry: ModelEntry):
 def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list[ModelEntry]:
     """Select box (or multiselect) over shipped models and finished training runs. Returns the chosen entries
     (empty when none exist, after telling the user why)."""
+    profile = access.current_profile()
     entries, warnings = all_models()
-    for warning in warnings:
-        st.warning(warning)
+    entries = visible_models(entries, profile, session_owner())
+    for warning in warnings if not profile.public else ():  # in public: about runs a visitor may not see
+        st.warning(access.public_text(warning, profile))
     if not entries:
         st.warning("No model yet: the shipped model is missing and no training run has finished. "
                    "Train one on the Train page.")

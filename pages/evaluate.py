@@ -10,22 +10,26 @@ import streamlit as st
 from core import access, charts, evaluation, housekeeping, settings
 from core.datasets import KINDS, DatasetError, thumbnail_jpeg
 from core.registry import ModelError
-from pages.common import enter_through_router, model_picker, predictor_for
+from pages.common import enter_through_router, model_picker, predictor_for, session_profile
 
 enter_through_router()
 housekeeping.startup_once()
-profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
+profile = session_profile()
 
 KEY_MODELS = "evaluate.models"
 KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
 KEY_DATASET = "evaluate.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_ROWS = "evaluate.rows"
+KEY_CROPS = "evaluate.crops"
 KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
 KEY_DIMENSION = "evaluate.dimension"
 KEY_METRIC = "evaluate.metric"
 DETECT, ALL_ROWS = "detect", "All rows"
+# How each face is cut before the model sees it: as the app cuts an upload (what users get), or the dataset's crop.
+CROP_CHOICES = {"app": "As the app cuts uploads (detect + align)", "dataset": "The dataset's own crops",
+                "both": "Both, side by side"}
 MAX_STORED = 16  # (model version, data) results kept in memory for every session
 
 
@@ -36,7 +40,7 @@ def _store() -> OrderedDict:
     return OrderedDict()
 
 
-def data_ui(entries) -> tuple[str | None, str, object]:
+def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
     left, middle, right = st.columns([1, 3, 2])
     kind = left.selectbox("Dataset", [DETECT, *KINDS], key=KEY_KIND)
     if profile.public:
@@ -45,20 +49,23 @@ def data_ui(entries) -> tuple[str | None, str, object]:
         folder = str(choices[label]) if label is not None else ""
     else:
         folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
-    splits = {ALL_ROWS: None} | {f"Test split of {e.name}": e.path.parent / "split.csv" for e in entries
-                                 if e.source == "run" and (e.path.parent / "split.csv").is_file()}
+    # A model's own test split first: scoring a model on the images it trained on flatters it.
+    splits = {f"Test split of {e.name}": e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
     rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
-    return (None if kind == DETECT else kind), folder, splits[rows]
+    crops = st.radio("Faces", list(CROP_CHOICES), format_func=CROP_CHOICES.get, horizontal=True, key=KEY_CROPS,
+                     help="The app finds and aligns each face the way it does for an upload; the dataset's own "
+                          "crops are what most papers report. Both shows the gap between them.")
+    return (None if kind == DETECT else kind), folder, splits[rows], ("app", "dataset") if crops == "both" else (crops,)
 
 
-def results_for(entry, kind: str, table: pd.DataFrame, predict: bool):
+def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool):
     """(predictions, report) from the store, predicting first when asked; None when not stored and not asked."""
-    key = (str(entry.path), entry.path.stat().st_mtime_ns, kind, evaluation.table_fingerprint(table))
+    key = (str(entry.path), entry.path.stat().st_mtime_ns, kind, evaluation.table_fingerprint(table), crops)
     store = _store()
     if key not in store and predict:
-        bar = st.progress(0.0, text=f"Predicting with {entry.name}…")
-        frame = evaluation.predict_frame(predictor_for(entry), table, on_progress=lambda done, total: bar.progress(
-            done / total, text=f"{entry.name}: {done}/{total} images"))
+        bar = st.progress(0.0, text=f"Predicting with {entry.name} ({crops} crops)…")
+        frame = evaluation.predict_frame(predictor_for(entry), table, crops=crops, on_progress=lambda done, total:
+                                         bar.progress(done / total, text=f"{entry.name}: {done}/{total} images"))
         store[key] = frame, evaluation.evaluate_frame(frame, kind)
         bar.empty()
         while len(store) > MAX_STORED:
@@ -66,14 +73,19 @@ def results_for(entry, kind: str, table: pd.DataFrame, predict: bool):
     return store.get(key)
 
 
-def score(entries, kind: str, table: pd.DataFrame, clicked: bool) -> dict:
-    """Each model's (predictions, report), or None where not stored yet. Predicting holds the server's one
-    evaluation slot (Busy when another session has it), and the cache is cut back to its cap afterwards."""
-    stored = {entry.label: results_for(entry, kind, table, False) for entry in entries}
+def report_name(entry, crops: str, modes: tuple[str, ...]) -> str:
+    return entry.label if len(modes) == 1 else f"{entry.label} · {crops} crops"
+
+
+def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], clicked: bool) -> dict:
+    """Each (model, crop mode)'s (predictions, report), or None where not stored yet. Predicting holds the
+    server's one evaluation slot (Busy when another session has it); the cache is cut back to its cap after."""
+    pairs = [(entry, crops) for entry in entries for crops in modes]
+    stored = {report_name(e, c, modes): results_for(e, kind, table, c, False) for e, c in pairs}
     if not clicked or all(result is not None for result in stored.values()):
         return stored
     with access.evaluation_slot():
-        results = {entry.label: results_for(entry, kind, table, True) for entry in entries}
+        results = {report_name(e, c, modes): results_for(e, kind, table, c, True) for e, c in pairs}
         housekeeping.evict_cache(settings.cache_max_bytes())
     return results
 
@@ -91,7 +103,7 @@ def show_worst(frame: pd.DataFrame) -> None:
 st.title("📊 Evaluate")
 st.caption("Score models on labelled faces: errors, calibration, and the gaps between race, gender and age groups.")
 entries = model_picker(KEY_MODELS, "Models", multiple=True)
-kind, folder, split_file = data_ui(entries)
+kind, folder, split_file, modes = data_ui(entries)
 clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entries)
 if not entries:
     st.stop()
@@ -100,7 +112,7 @@ try:
     table, capped = access.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
-    results = score(entries, kind, table, clicked)
+    results = score(entries, kind, table, modes, clicked)
 except access.Busy as busy:
     st.warning(str(busy))
     st.stop()
@@ -111,7 +123,8 @@ except Exception as error:  # a reference id for the visitor, the traceback for 
     st.error(access.unexpected_error(error, profile, "Evaluate"))
     st.stop()
 if any(result is None for result in results.values()):
-    st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s).")
+    st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
+            + (" on both crop paths." if len(modes) > 1 else "."))
     st.stop()
 
 frames = {name: frame for name, (frame, _) in results.items()}
@@ -122,6 +135,11 @@ compare, age, classes, fairness, worst, download = st.tabs(
     ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
 with compare:
     st.dataframe(evaluation.comparison_table(reports), hide_index=True)
+    if len(modes) > 1:
+        st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
+                    "users get less than the dataset crops report)")
+        st.dataframe(evaluation.skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
+            e, "dataset", modes)]) for e in entries}), hide_index=True, key="evaluate.skew")
     st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
     st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
 with age:

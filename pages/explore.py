@@ -21,11 +21,11 @@ from core.datasets import (
     short_labels,
     thumbnail_jpeg,
 )
-from pages.common import enter_through_router
+from pages.common import enter_through_router, session_profile
 
 enter_through_router()
 housekeeping.startup_once()
-profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
+profile = session_profile()
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import access, housekeeping, settings
+from core import housekeeping, settings
 from core.registry import default_model
-from pages.common import enter_through_router
+from pages.common import enter_through_router, session_profile
 
 enter_through_router()
 housekeeping.startup_once()  # once per server process: crash leftovers, interrupted runs, the cache cap
-profile = access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
+profile = session_profile()
 
 # (page file, label, icon, what it is for): the files must match the router's pages in streamlit_app.py
 PAGES = (

@@ -1,18 +1,22 @@
 """Predict: upload photos or take one; every face found gets an age (± how unsure), a gender and a race, each
-with the model's probabilities."""
+with the model's probabilities. Bounded for a shared server: a few photos per upload and analysed at once
+(core/images.py, core/access.py), and only display-sized images kept in the session."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
-from core import charts
+from core import access, charts, images
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
 from core.registry import ModelError
-from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for
+from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
 
 enter_through_router()
+profile = session_profile()
 
 KEY_MODEL = "predict.model"
 KEY_FILES = "predict.files"
@@ -36,25 +40,39 @@ def options_ui():
 def photos_ui() -> list[tuple[str, bytes]]:
     """(name, bytes) of every uploaded photo, then the camera shot if any."""
     files = st.file_uploader("Photos", type=list(EXTENSIONS), accept_multiple_files=True, key=KEY_FILES)
+    files, note = images.limit_uploads(files or [])
+    if note:
+        st.info(note)
     with st.expander("Or take a photo with the camera"):
         shot = st.camera_input("Camera", key=KEY_CAMERA)
-    photos = [(file.name, file.getvalue()) for file in files or []]
+    photos = [(file.name, file.getvalue()) for file in files]
     return photos + ([("camera photo", shot.getvalue())] if shot else [])
 
 
 def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) -> Analysis | None:
-    """Faces and predictions for one photo; None (after an st.error) for a file that is not a usable photo."""
+    """Faces and predictions for one photo (holding one of the server's photo slots); None (after an st.error, or
+    a warning when the server is busy) for a file that is not a usable photo."""
     try:
-        analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
+        with access.photo_analysis_slot():
+            analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
         if analysis.faces:
-            return analysis
+            return _for_display(analysis)
         # Face crops never get here (analyze_bytes takes them whole): this is a photo, so guessing is the user's call
         st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
         if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
-            return analyze_bytes(data, predictor, whole_image=True)
+            with access.photo_analysis_slot():
+                return _for_display(analyze_bytes(data, predictor, whole_image=True))
+    except access.Busy as busy:
+        st.warning(f"**{name}**: {busy}")
     except (ImageError, DetectorError) as error:
-        st.error(f"**{name}**: {error}")
+        st.error(f"**{name}**: {access.public_text(str(error), profile)}")
     return None
+
+
+def _for_display(analysis: Analysis) -> Analysis:
+    """The analysis with its photo cut to display size, for the session (face crops are small already; boxes
+    refer to `full_size`)."""
+    return dataclasses.replace(analysis, image=images.shrink_for_display(analysis.image))
 
 
 def draw_face(index: int, result: FaceResult) -> None:

@@ -6,15 +6,16 @@ loaded: this page, like the whole server, never imports TensorFlow. Its predicto
 import pandas as pd
 import streamlit as st
 
-from core import saliency, settings, workers
+from core import access, saliency, settings, workers
 from core.datasets import RACES, DatasetError
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.pipeline import decode_resize
 from core.registry import ModelError
-from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for
+from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
 
 enter_through_router()
+profile = session_profile()
 
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
@@ -47,7 +48,8 @@ def image_ui(predictor) -> tuple[object, str] | None:
         upload = st.file_uploader("Photo", type=list(EXTENSIONS), key=KEY_UPLOAD)
         if upload is None:
             return None
-        crop, note = saliency.face_crop_from_bytes(upload.getvalue(), predictor)
+        with access.photo_analysis_slot():  # decoding and detection: one of the server's few photo slots
+            crop, note = saliency.face_crop_from_bytes(upload.getvalue(), predictor)
         if note:
             st.info(note)
         return crop, upload.name
@@ -118,6 +120,8 @@ try:
         draw(crop, result, options["alpha"])
     elif options["heads"] and options["methods"]:
         st.info("Press **Explain** to compute the maps.")
+except access.Busy as busy:
+    st.warning(str(busy))
 except (ModelError, saliency.SaliencyError, workers.WorkerError, ImageError, DetectorError, DatasetError,
         OSError) as error:
-    st.error(str(error))
+    st.error(access.public_text(str(error), profile))

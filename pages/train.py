@@ -1,20 +1,28 @@
 """Train: pick data, architecture and hyperparameters; train in a worker process; watch live curves.
 
 The page never imports TensorFlow (core/jobs.py runs training in a child process, core/workers.py probes the device
-in one), so it paints at once and its 1 s progress fragment costs the training nothing."""
+in one), so it paints at once and its 1 s progress fragment costs the training nothing.
+
+A public server (core/access.py) trains small jobs on its bundled sample only, in a child with memory and CPU
+caps; a visitor sees and stops only the job and the runs of their own session, and old public runs are deleted
+beyond a quota."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, jobs, runs, settings, workers
+from core import access, charts, housekeeping, jobs, runs, settings, workers
 from core.config import TrainConfig, TrainingError
 from core.datasets import KINDS
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
-from pages.common import enter_through_router
+from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
 
 enter_through_router()
+housekeeping.startup_once()
+profile = session_profile()
+owner = session_owner()
+limits = access.public_training_limits()
 
 KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
 KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
@@ -31,6 +39,7 @@ TEST_METRICS = {"age_mae": "Test age MAE (years)", "gender_accuracy": "Test gend
                 "race_accuracy": "Test race accuracy"}
 BACKGROUND_NOTE = ("Training runs in the background: switching pages does not stop it, and one job runs per server "
                    "at a time.")
+BUSY_NOTE = "A training job is running on this server: you can start yours when it has finished."
 
 
 def draw_environment(environment: tuple[str, str | None]) -> None:
@@ -48,18 +57,39 @@ def environment_pending() -> None:
     st.caption(f"Training device: checking… {BACKGROUND_NOTE}")
 
 
+def widget_choices() -> tuple[tuple, tuple, int, tuple]:
+    """(architectures, image sizes, most epochs, batch sizes) the form offers: in public within `limits`."""
+    if not profile.public:
+        return ARCHITECTURES, IMG_SIZES, 500, BATCH_SIZES
+    return (tuple(a for a in ARCHITECTURES if a in limits.architectures),
+            tuple(size for size in IMG_SIZES if size <= limits.max_img_size), limits.max_epochs,
+            tuple(size for size in BATCH_SIZES if size <= limits.max_batch_size))
+
+
+def _nearest(options: tuple, value):
+    return value if value in options else min(options, key=lambda option: abs(option - value))
+
+
 def training_form():
     """The user's training request as a TrainConfig, or None until Start is pressed. Defaults: TrainConfig."""
     d, m, t = TrainConfig(), {}, {}  # defaults; ModelConfig and TrainConfig fields chosen here
+    archs, img_sizes, most_epochs, batch_sizes = widget_choices()
     with st.form(KEY_FORM, border=False):
-        kind_col, folder_col = st.columns([1, 4])
-        t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
-        t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
+        if profile.public:  # no folder box: a public server trains on its bundled sample only
+            t["dataset"], t["data_dir"] = "utkface", str(settings.SAMPLE_DIR)
+            st.caption(f"Dataset: {access.SAMPLE_LABEL}. This public server trains small models on it: at most "
+                       f"{limits.max_img_size} px, {limits.max_epochs} epochs and batches of {limits.max_batch_size}.")
+        else:
+            kind_col, folder_col = st.columns([1, 4])
+            t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
+            t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
         c = st.columns(5)
-        m["arch"] = c[0].selectbox("Architecture", ARCHITECTURES, key=KEY_ARCH)
-        m["img_size"] = c[1].select_slider("Image size (px)", IMG_SIZES, d.model.img_size, key=KEY_IMG_SIZE)
-        t["epochs"] = c[2].number_input("Epochs", 1, 500, d.epochs, key=KEY_EPOCHS)
-        t["batch_size"] = c[3].select_slider("Batch size", BATCH_SIZES, d.batch_size, key=KEY_BATCH)
+        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH)
+        m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
+                                           key=KEY_IMG_SIZE)
+        t["epochs"] = c[2].number_input("Epochs", 1, most_epochs, min(d.epochs, most_epochs), key=KEY_EPOCHS)
+        t["batch_size"] = c[3].select_slider("Batch size", batch_sizes, _nearest(batch_sizes, d.batch_size),
+                                             key=KEY_BATCH)
         t["learning_rate"] = c[4].number_input("Learning rate", 1e-5, 1.0, d.learning_rate, 1e-4, "%.5f", key=KEY_LR)
         c = st.columns(5)
         t["age_loss"] = c[0].selectbox("Age loss", AGE_LOSSES, AGE_LOSSES.index(d.age_loss), key=KEY_AGE_LOSS)
@@ -72,7 +102,7 @@ def training_form():
         t["augment"] = c[0].checkbox("Augmentation", d.augment, key=KEY_AUGMENT)
         t["limit"] = c[1].number_input("Use at most N images (0 = all)", 0, None, d.limit, key=KEY_LIMIT)
         t["freeze_backbone_epochs"] = c[2].number_input("Frozen-backbone epochs (ResNet-50)", 0, 99, key=KEY_FREEZE)
-        starts = {FRESH: None} | {e.label: e for e in all_models()[0] if e.model_config}
+        starts = {FRESH: None} | {e.label: e for e in visible_models(all_models()[0], profile, owner) if e.model_config}
         start = c[3].selectbox("Start from", list(starts), key=KEY_START_FROM,
                                help="Continue a model's training, or fine-tune it on other data: its architecture, "
                                     "size and age head replace the choices above, and its images keep their split.")
@@ -87,9 +117,9 @@ def draw_progress(job) -> None:
     """Status, Stop, notes and the curves; for a finished job its test metrics and run folder."""
     s = job.progress.snapshot()
     for note in s["notes"]:
-        st.info(note)
+        st.info(access.public_text(note, profile))
     if s["status"] == "failed":
-        st.error(f"Training failed: {s['error'] or s['message']}")
+        st.error(access.public_text(f"Training failed: {s['error'] or s['message']}", profile))
     elif not job.progress.done:
         bar, stop = st.columns([5, 1])
         bar.progress(job.progress.fraction, job.progress.status_line())
@@ -97,7 +127,7 @@ def draw_progress(job) -> None:
             job.stop()
             st.toast("Stopping after the current batch…")
     else:
-        st.success(s["message"])
+        st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})
         for col, (key, label) in zip(st.columns(3), TEST_METRICS.items(), strict=True):
             col.metric(label, "—" if test.get(key) is None else f"{test[key]:.3f}")
@@ -112,11 +142,53 @@ def live_progress(job) -> None:
     draw_progress(job)
 
 
+@st.fragment(run_every=POLL_SECONDS)
+def busy_notice(job) -> None:
+    """Another session's job: that the server is busy, not its settings, curves or controls."""
+    if job.progress.done:
+        st.rerun()
+    st.info(BUSY_NOTE)
+
+
+def job_ui(job) -> None:
+    if not access.can_control_job(profile, job.owner, owner):
+        if not job.progress.done:
+            busy_notice(job)
+        return  # someone else's finished job is none of this session's business
+    st.subheader(f"Current job: {job.cfg.model.arch}, {job.cfg.model.img_size} px")
+    if job.progress.done:
+        draw_progress(job)
+    else:
+        live_progress(job)
+
+
+def start(cfg: TrainConfig) -> None:
+    """Start the requested job when this profile allows it; messages for every refusal."""
+    if problems := access.check_training_request(cfg, profile):
+        st.error("This request cannot run on this server: " + " ".join(problems))
+        return
+    current = jobs.current_job()
+    if current is not None and current.running:  # checked again by start_job; here so no quota runs for nothing
+        st.warning(BUSY_NOTE if not access.can_control_job(profile, current.owner, owner) else
+                   "A training job is already running on this server: stop it or wait for it to finish.")
+        return
+    try:
+        if profile.public:
+            access.enforce_runs_quota(settings.runs_dir(), limits.max_runs - 1)
+        if not jobs.start_job(cfg, owner if profile.public else None, limits if profile.public else None)[1]:
+            st.warning("A training job is already running on this server: stop it or wait for it to finish.")
+    except TrainingError as error:
+        st.error(access.public_text(str(error), profile))
+
+
 def runs_ui() -> None:
     st.subheader("Runs")
     listed = runs.list_runs()
+    if profile.public and not listed.empty:
+        names = access.visible_runs(listed["run"], profile, owned_runs(listed["path"], owner))
+        listed = listed[listed["run"].isin(names)].reset_index(drop=True)
     if listed.empty:
-        st.caption(f"No runs yet in {settings.runs_dir()}.")
+        st.caption("No runs of yours yet." if profile.public else f"No runs yet in {settings.runs_dir()}.")
         return
     st.dataframe(listed.drop(columns="path"), hide_index=True)
     chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN)
@@ -133,15 +205,7 @@ if (environment := workers.training_environment()) is not None:
 else:
     environment_pending()
 if (cfg := training_form()) is not None:
-    try:
-        if not jobs.start_job(cfg)[1]:
-            st.warning("A training job is already running on this server: stop it or wait for it to finish.")
-    except TrainingError as error:
-        st.error(str(error))
+    start(cfg)
 if (job := jobs.current_job()) is not None:
-    st.subheader(f"Current job: {job.cfg.model.arch}, {job.cfg.model.img_size} px")
-    if job.progress.done:
-        draw_progress(job)
-    else:
-        live_progress(job)
+    job_ui(job)
 runs_ui()

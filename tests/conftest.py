@@ -219,30 +219,17 @@ def app_url(tmp_path_factory, tiny_residual_model):
 
 @pytest.fixture
 def training_gate(monkeypatch):
-    """Training pauses after its first batch until the test sets the returned event, so "still running,
-    mid-epoch" is certain. Any job still alive at teardown is stopped and joined: no thread outlives its test."""
-    import threading
+    """Training jobs started during the test (core/jobs.py, in a child process) pause after each batch until the
+    test sets the returned flag, so "still running, mid-epoch" is certain (a Stop still gets through). Any job
+    still alive at teardown is stopped and joined: no job outlives its test."""
+    from core import jobs
+    from core.workers import SharedFlag
 
-    from core import training
-
-    opened = threading.Event()
-    original = training._make_callback
-
-    def gated(progress, run_dir, monitor):
-        callback = original(progress, run_dir, monitor)
-        log_batch = callback.on_train_batch_end
-
-        def on_train_batch_end(batch, logs=None):
-            log_batch(batch, logs)
-            opened.wait(GATE_TIMEOUT_S)
-
-        callback.on_train_batch_end = on_train_batch_end
-        return callback
-
-    monkeypatch.setattr(training, "_make_callback", gated)
+    opened = SharedFlag()
+    monkeypatch.setattr(jobs, "batch_gate", opened)
     yield opened
     opened.set()
-    if (job := training.current_job()) is not None:
+    if (job := jobs.current_job()) is not None:
         job.stop()
         job.thread.join(GATE_TIMEOUT_S)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import registry, settings, training
+from core import jobs, registry, settings
+from core.config import TrainConfig
 from core.predict import analyze_bytes
 from tests.conftest import write_fake_run
 from tests.fuzz.make_corpus import encode, selfie
@@ -50,21 +51,29 @@ def entry(tmp_path, monkeypatch, tiny_residual_model) -> registry.ModelEntry:
 
 @pytest.fixture
 def common(monkeypatch):
-    """pages/common.py with an empty model cache and a counting, deliberately slow model loader: a slow load is
-    when a second session would start loading too if the cache let it."""
+    """pages/common.py with an empty predictor cache, a counting .tflite export (the model's first use exports it
+    in a child process) and a counting, deliberately slow Predictor: a slow construction is when a second session
+    would build one too if the cache let it."""
+    import core.export
+    import core.predict
     import pages.common as module
 
     module._load_predictor.clear()
-    loads = []
-    real_load = registry.load_model
+    exports, loads = [], []
+    real_export, real_predictor = core.export._export_in_child, core.predict.Predictor
 
-    def counting_load(path, *args, **kwargs):
-        loads.append(path)
+    def counting_export(keras_path, *args, **kwargs):
+        exports.append(keras_path)
+        return real_export(keras_path, *args, **kwargs)
+
+    def counting_predictor(tflite_path, *args, **kwargs):
+        loads.append(tflite_path)
         time.sleep(1.0)
-        return real_load(path, *args, **kwargs)
+        return real_predictor(tflite_path, *args, **kwargs)
 
-    monkeypatch.setattr(registry, "load_model", counting_load)
-    module.loads = loads
+    monkeypatch.setattr(core.export, "_export_in_child", counting_export)
+    monkeypatch.setattr(core.predict, "Predictor", counting_predictor)
+    module.exports, module.loads = exports, loads
     yield module
     module._load_predictor.clear()
 
@@ -98,7 +107,8 @@ def test_eight_sessions_predict_at_once_and_the_model_loads_once(entry, common, 
 
     results = _sessions(session)
 
-    assert len(common.loads) == 1  # st.cache_resource let one session load; the others waited for it
+    assert len(common.exports) == 1  # the model was exported to .tflite once, for all eight sessions
+    assert len(common.loads) == 1  # st.cache_resource let one session build the Predictor; the others waited
     predictors = {id(predictor) for predictor, _ in results}
     assert len(predictors) == 1
     predictor = results[0][0]
@@ -120,24 +130,30 @@ def test_memory_stays_flat_over_rounds_of_concurrent_sessions(entry, common, pho
     growth = rss_mb() - before
     print(f"RSS {before:.0f} MB before, growth {growth:+.1f} MB over {ROUNDS * SESSIONS} concurrent predictions")
     assert growth < FLAT_MB
-    assert len(common.loads) == 1
+    assert len(common.exports) == 1 and len(common.loads) == 1
 
 
 def test_sessions_pressing_start_together_get_one_job(tmp_path, monkeypatch, synthetic_utkface, training_gate):
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
-    previous = training.current_job()
+    previous = jobs.current_job()
     if previous is not None:  # a job left by another test must not decide this one
         previous.stop()
         previous.thread.join(TIMEOUT)
-    cfg = training.TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=2)
+    cfg = TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=2)
 
-    results = _sessions(lambda: training.start_job(cfg))
+    results = _sessions(lambda: jobs.start_job(cfg))
 
-    jobs = {id(job) for job, _ in results}
-    assert len(jobs) == 1 and sum(is_new for _, is_new in results) == 1
+    started = {id(job) for job, _ in results}
+    assert len(started) == 1 and sum(is_new for _, is_new in results) == 1
     job = results[0][0]
-    assert training.current_job() is job
+    assert jobs.current_job() is job
     assert len([t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]) == 1
+    # held after its first batch (training_gate): its run folder exists, so a second job would show a second one
+    deadline = time.monotonic() + TIMEOUT
+    while not (job.progress.batch_log or job.progress.done):
+        assert time.monotonic() < deadline, "timed out waiting for the first batch"
+        time.sleep(0.1)
+    assert not job.progress.done, job.progress.error
     job.stop()
     training_gate.set()
     job.thread.join(TIMEOUT)

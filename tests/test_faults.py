@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import registry, settings, training
+from core import jobs, registry, settings
 from core.atomic import atomic_save_model, atomic_write_text
+from core.config import TrainConfig
 from tests.conftest import FAKE_RUN_NAME, PROJECT_ROOT, write_fake_run
 
 TIMEOUT = 600  # seconds: TensorFlow imports and tracing on a busy 2-core machine
@@ -54,7 +55,7 @@ def _training_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "training-job" and t.is_alive()]
 
 
-def _finish(job: training.Job) -> None:
+def _finish(job: jobs.Job) -> None:
     job.stop()
     job.thread.join(TIMEOUT)
     assert not job.thread.is_alive()
@@ -65,8 +66,8 @@ def _finish(job: training.Job) -> None:
 def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_root, synthetic_utkface, training_gate):
     previous = runs_root / FAKE_RUN_NAME
     before = _fingerprint(previous)
-    cfg = training.TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=3)
-    job, is_new = training.start_job(cfg)
+    cfg = TrainConfig.tiny("custom_cnn", data_dir=str(synthetic_utkface), batch_size=8, epochs=3)
+    job, is_new = jobs.start_job(cfg)
     assert is_new
     _wait(lambda: job.progress.batch_log, "the first batch")
     assert job.progress.epoch == 1 and not job.progress.done  # held inside epoch 1
@@ -81,9 +82,11 @@ def test_stop_mid_epoch_marks_the_run_stopped_and_keeps_the_previous_one(runs_ro
     assert metrics["status"] == "stopped" and metrics["test"] == {} and metrics["epochs_run"] == 0
     assert _fingerprint(previous) == before
     entries, warnings = registry.run_models()
-    assert {e.name: e.card["metrics"]["status"] for e in entries} == {run.name: "stopped", FAKE_RUN_NAME: "finished"}
+    # stopped before one finished epoch: its weights are the random initialisation, so it is not offered as a model
+    assert {e.name: e.card["metrics"]["status"] for e in entries} == {FAKE_RUN_NAME: "finished"}
+    assert run.name not in {e.name for e in entries}
     assert warnings == []
-    registry.load_model(run / "model.keras")  # what was trained so far is a usable model
+    registry.load_model(run / "model.keras")  # the file itself was saved whole
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
@@ -95,7 +98,7 @@ def test_closing_the_page_mid_run_leaves_one_job_the_next_session_can_stop(runs_
     first.select_slider(key=TRAIN_BATCH).set_value(8)
     first.button(key=TRAIN_START).click().run()
     assert not first.exception
-    job = training.current_job()
+    job = jobs.current_job()
     _wait(lambda: job.progress.batch_log, "the first batch")
     del first  # the tab is closed: the job belongs to the server, not to the session
 
@@ -103,7 +106,7 @@ def test_closing_the_page_mid_run_leaves_one_job_the_next_session_can_stop(runs_
     second.switch_page("pages/train.py").run()
     for _ in range(3):  # reruns find the running job and start nothing
         second.run()
-        assert not second.exception and training.current_job() is job
+        assert not second.exception and jobs.current_job() is job
     assert len(_training_threads()) == 1
     assert any("Current job" in s.value for s in second.subheader)
     second.button(key=TRAIN_STOP).click().run()

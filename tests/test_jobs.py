@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,3 +177,46 @@ def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, gate):
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
     assert not job.running and jobs.start_job(_cfg(synthetic_utkface, tmp_path))[1]
+
+
+# ------------------------------------------------------------------------------------------------ public jobs
+
+def test_the_cpu_time_limit_is_named():
+    from core.workers import exit_reason
+    assert exit_reason(-signal.SIGXCPU) == "SIGXCPU, the CPU time limit"
+
+
+def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthetic_utkface, tmp_path, gate):
+    from core import access, housekeeping
+    limits = access.TrainingLimits(memory_bytes=5 * 1024 ** 3, cpu_seconds=1234)
+    job, is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path), owner="visitor", limits=limits)
+    assert is_new and job.owner == "visitor"
+    _wait(lambda: job.progress.batch_log or job.progress.done, "the first batch")
+    assert not job.progress.done, job.progress.error
+    proc_limits = Path(f"/proc/{job.pid}/limits").read_text()
+    assert re.search(r"Max cpu time\s+1234\s+1244\s+seconds", proc_limits), proc_limits
+    assert re.search(rf"Max address space\s+{limits.memory_bytes}\s+{limits.memory_bytes}\s+bytes", proc_limits)
+    run = Path(job.progress.run_dir)
+    assert access.run_owner(run) == "visitor"  # labelled before the server heard of the folder
+    assert housekeeping.run_in_progress(run) and (run / housekeeping.RUN_LOCK).is_file()  # the child holds its lock
+    assert access.enforce_runs_quota(tmp_path, 0) == []  # a run in progress is never deleted by the quota
+    gate.set()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "finished", job.progress.error
+    assert not housekeeping.run_in_progress(run) and access.run_owner(run) == "visitor"
+
+
+def test_a_public_child_past_its_memory_limit_fails_saying_so(synthetic_utkface, tmp_path):
+    from core import access
+    limits = access.TrainingLimits(memory_bytes=600 * 1024 ** 2)  # TensorFlow alone maps more than this
+    job, _ = jobs.start_job(_cfg(synthetic_utkface, tmp_path), owner="visitor", limits=limits)
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "failed" and "memory limit" in job.progress.error, job.progress.error
+    assert "0.6 GB" in job.progress.error
+
+
+def test_a_workbench_job_has_no_limits_and_no_owner(monkeypatch):
+    from core import access
+    monkeypatch.setenv("FACE_MODE", "workbench")
+    assert jobs.Job(TrainConfig.tiny())._child_limits() == (None, None)
+    assert jobs.Job(TrainConfig.tiny(), "v", access.TrainingLimits())._child_limits() == (6 * 1024 ** 3, 1800)

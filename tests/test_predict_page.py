@@ -183,3 +183,52 @@ def test_predict_and_evaluate_pages_never_import_tensorflow(tmp_path, tiny_resid
                            str(folder)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "no TensorFlow" in done.stdout, done.stderr[-3000:]
     assert (run / "model.tflite").is_file()  # exported for the page, by a child process
+
+
+def test_an_upload_beyond_the_cap_is_cut_with_a_note(model_run):
+    from core.images import MAX_FILES_PER_UPLOAD
+    from tests.photos import background
+    count = MAX_FILES_PER_UPLOAD + 2
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(
+        [(f"scene{i}.jpg", encode(background((640, 480), seed=i)), "image/jpeg") for i in range(count)])
+    at.run()
+    assert not at.exception and not at.error
+    notes = [i.value for i in at.info]
+    assert any(f"Only the first {MAX_FILES_PER_UPLOAD} of {count} photos" in note for note in notes), notes
+    analysed = [s.value for s in at.subheader] + [note for note in notes if "No face found" in note]
+    assert len(analysed) == MAX_FILES_PER_UPLOAD  # with faces or without, the first ones only
+    assert not any(f"scene{i}" in text for text in analysed for i in range(MAX_FILES_PER_UPLOAD, count))
+
+
+def test_the_session_keeps_only_a_display_sized_photo(model_run):
+    from core.images import DISPLAY_MAX_SIDE
+    from tests.photos import background
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("big.png", encode(background((2400, 1800), seed=1), "PNG"),
+                                                     "image/png"))
+    at.run()
+    at.toggle(key="predict.whole_image.0").set_value(True).run()
+    assert not at.exception and not at.error
+    (analysis,) = at.session_state["predict.last_analysis"]
+    assert max(analysis.image.size) <= DISPLAY_MAX_SIDE and analysis.full_size == (2400, 1800)
+    assert len(analysis.faces) == 1 and analysis.faces[0].crop.shape[:2] == (32, 32)  # what Saliency explains
+
+
+def test_a_busy_server_is_a_warning_not_a_wait(model_run, monkeypatch):
+    import contextlib
+
+    from core import access
+    from tests.photos import background
+
+    @contextlib.contextmanager
+    def busy(timeout_s=0):
+        raise access.Busy("The server is busy analysing other photos: try again in a moment.")
+        yield
+
+    monkeypatch.setattr(access, "photo_analysis_slot", busy)
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("a.jpg", encode(background((160, 120))), "image/jpeg"))
+    at.run()
+    assert not at.exception and not at.error
+    assert any("busy analysing other photos" in w.value for w in at.warning)

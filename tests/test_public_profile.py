@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,174 @@ def test_8_refused_formats_never_reach_other_decoders():
     source = (PROJECT_ROOT / "core" / "images.py").read_text(encoding="utf-8")
     body = source.split("def _why_not_allowed", 1)[1].split("\ndef ", 1)[0]
     assert "Image.open" not in body
+
+
+# 1, on the Train page: no folder box, widgets within the limits, a refusal in words, jobs and runs per session.
+TRAIN = "pages/train.py"
+KEY_OWNER = "session.owner"  # pages/common.py
+
+
+def _train_page_as(owner: str):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=300)
+    at.session_state[KEY_OWNER] = owner
+    at.run()
+    at.switch_page(TRAIN)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _run(runs: Path, name: str, owner: str | None = None, arch: str = "custom_cnn", img_size: int = 32,
+         age: float = 0.0) -> Path:
+    """A finished run folder as the registry and the runs list see it, marked public for `owner` (if any)."""
+    run = runs / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": {"arch": arch, "img_size": img_size}, "dataset": "utkface"}))
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
+    (run / "model.keras").write_bytes(b"not loaded by these tests")
+    if owner is not None:
+        access.mark_public_run(run, owner)
+        stamp = time.time() - 1000 + age
+        os.utime(run / access.PUBLIC_RUN_MARKER, (stamp, stamp))
+    return run
+
+
+class _FakeJob:
+    """What the Train page reads of a job, without a training process: running, one batch in."""
+
+    def __init__(self, cfg, owner):
+        from core.config import Progress
+        self.cfg, self.owner, self.stopped = cfg, owner, False
+        self.progress = Progress(epochs=cfg.epochs)
+        self.progress.update(status="running", batches_per_epoch=4, epoch=1, batch=1)
+        self.progress.record_batch(1, {"step": 1, "epoch": 0.25, "loss": 1.0})
+
+    @property
+    def running(self):
+        return not self.progress.done
+
+    def stop(self):
+        self.stopped = True
+
+
+@pytest.fixture
+def fake_jobs(tmp_path, monkeypatch):
+    """Public runs in this test's own folder; start_job records its call and makes a _FakeJob current."""
+    from core import jobs
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(jobs, "_current_job", None)
+    calls = []
+
+    def start_job(cfg, owner=None, limits=None):
+        calls.append({"cfg": cfg, "owner": owner, "limits": limits})
+        job = _FakeJob(cfg, owner)
+        monkeypatch.setattr(jobs, "_current_job", job)
+        return job, True
+
+    monkeypatch.setattr(jobs, "start_job", start_job)
+    return calls
+
+
+def test_1_the_train_page_offers_only_what_a_public_job_may_use(fake_jobs):
+    from core.model_config import ARCHITECTURES
+    limits = access.public_training_limits()
+    at = _train_page_as("visitor")
+    assert not at.text_input and not any(s.label == "Dataset kind" for s in at.selectbox)  # no folder box
+    assert list(at.selectbox(key="train.arch").options) == [a for a in ARCHITECTURES if a in limits.architectures]
+    assert "resnet50" not in at.selectbox(key="train.arch").options
+    assert max(int(o) for o in at.select_slider(key="train.img_size").options) <= limits.max_img_size
+    assert max(int(o) for o in at.select_slider(key="train.batch_size").options) <= limits.max_batch_size
+    assert at.number_input(key="train.epochs").max == limits.max_epochs
+    assert not ABSOLUTE.search(_shown(at)), _shown(at)
+
+    at.button(key="train.start").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (call,) = fake_jobs
+    assert call["owner"] == "visitor" and call["limits"] == limits
+    assert os.path.realpath(call["cfg"].data_dir) == os.path.realpath(settings.SAMPLE_DIR)
+
+
+def test_1_a_224_px_resnet50_request_is_refused_in_words(fake_jobs, tmp_path):
+    """The widgets cannot ask for more than the limits; continuing a big model can, and is refused."""
+    _run(tmp_path / "runs", "20250101-000000-resnet50", arch="resnet50", img_size=224)  # the operator's run
+    at = _train_page_as("visitor")
+    at.selectbox(key="train.start_from").set_value("20250101-000000-resnet50 (run)")
+    at.button(key="train.start").click()
+    at.run()
+    assert not at.exception and not fake_jobs  # nothing started
+    (error,) = [e.value for e in at.error]
+    assert "cannot run on this server" in error and "Image size is at most 64 px" in error
+    assert "Architectures on this server" in error and not ABSOLUTE.search(error)
+
+
+def test_1_another_session_sees_a_busy_server_but_not_its_job_or_runs(fake_jobs, tmp_path):
+    runs = tmp_path / "runs"
+    _run(runs, "20250101-000001-custom_cnn", owner="alice")
+    _run(runs, "20250101-000002-custom_cnn", owner="bob")
+    _run(runs, "20250101-000003-custom_cnn")  # the operator's own, from the command line
+    alice = _train_page_as("alice")
+    alice.button(key="train.start").click()
+    alice.run()
+    alice.run()
+    assert alice.button(key="train.stop") and alice.subheader[0].value.startswith("Current job")
+    assert list(alice.dataframe[0].value["run"]) == ["20250101-000001-custom_cnn"]
+
+    bob = _train_page_as("bob")
+    assert not [b for b in bob.button if b.key == "train.stop"] and not bob.get("plotly_chart")
+    assert not any(s.value.startswith("Current job") for s in bob.subheader)
+    assert any("A training job is running on this server" in i.value for i in bob.info)
+    assert list(bob.dataframe[0].value["run"]) == ["20250101-000002-custom_cnn"]
+    assert "20250101-000001-custom_cnn (run)" not in bob.selectbox(key="train.start_from").options
+    bob.button(key="train.start").click()  # a Start while alice's job runs starts nothing and says why
+    bob.run()
+    assert len(fake_jobs) == 1 and any("running on this server" in w.value for w in bob.warning)
+
+    alice.button(key="train.stop").click()
+    alice.run()
+    assert jobs_current().stopped
+
+
+def jobs_current():
+    from core import jobs
+    return jobs.current_job()
+
+
+def test_1_a_new_public_job_deletes_the_oldest_public_run_beyond_the_quota(fake_jobs, tmp_path):
+    runs, most = tmp_path / "runs", access.public_training_limits().max_runs
+    made = [_run(runs, f"20250101-0000{i:02d}-custom_cnn", owner=f"v{i}", age=i) for i in range(most)]
+    operators = _run(runs, "20240101-000000-custom_cnn")  # never counted, never deleted
+    at = _train_page_as("visitor")
+    at.button(key="train.start").click()
+    at.run()
+    assert not at.exception and len(fake_jobs) == 1
+    assert not made[0].exists() and all(run.exists() for run in made[1:]) and operators.exists()
+
+
+def test_1_the_workbench_keeps_the_full_form(fake_jobs, monkeypatch):
+    from core.model_config import ARCHITECTURES
+    monkeypatch.setenv("FACE_MODE", "workbench")
+    at = _train_page_as("owner")
+    assert at.text_input(key="train.folder").value and at.selectbox(key="train.kind")
+    assert list(at.selectbox(key="train.arch").options) == list(ARCHITECTURES)
+    assert 224 in [int(o) for o in at.select_slider(key="train.img_size").options]
+    assert at.number_input(key="train.epochs").max == 500
+    at.button(key="train.start").click()
+    at.run()
+    assert fake_jobs[0]["owner"] is None and fake_jobs[0]["limits"] is None
+
+
+def test_1_the_model_picker_hides_other_visitors_runs(tmp_path, monkeypatch):
+    import streamlit as st  # noqa: F401 - pages.common needs it importable
+
+    from core.registry import all_models
+    from pages.common import visible_models
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    _run(tmp_path / "runs", "20250101-000001-custom_cnn", owner="alice")
+    _run(tmp_path / "runs", "20250101-000002-custom_cnn", owner="bob")
+    _run(tmp_path / "runs", "20250101-000003-custom_cnn")
+    entries = all_models()[0]
+    names = {e.name for e in visible_models(entries, access.current_profile(), "alice") if e.source == "run"}
+    assert names == {"20250101-000001-custom_cnn", "20250101-000003-custom_cnn"}
+    assert len(visible_models(entries, access.WORKBENCH_PROFILE, "alice")) == len(entries)

@@ -123,3 +123,21 @@ def test_without_any_model_the_page_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no_models")
     at = open_page()
     assert any("No model yet" in w.value for w in at.warning) and not at.image
+
+
+def test_an_upload_while_the_server_is_busy_is_a_warning(run, monkeypatch):
+    import contextlib
+
+    from core import access
+
+    @contextlib.contextmanager
+    def busy(timeout_s=0):
+        raise access.Busy("The server is busy analysing other photos: try again in a moment.")
+        yield
+
+    at = open_page()
+    at.radio(key="saliency.source").set_value("Upload").run()
+    monkeypatch.setattr(access, "photo_analysis_slot", busy)
+    at.file_uploader(key="saliency.upload").set_value(("face.png", b"not read: no slot", "image/png")).run()
+    assert not at.exception and not at.error
+    assert any("busy analysing other photos" in w.value for w in at.warning)

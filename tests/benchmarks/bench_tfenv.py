@@ -11,7 +11,7 @@ Measurements, each in its own process per setting:
     one batch in memory repeated (the model's own speed, no input pipeline), `--steps` timed steps after
     `--warmup`; with CPU ms per step (all threads of the process), which competition for the cores barely moves;
   - saliency: wall seconds per map of that model, Saliency and Grad-CAM (head `--head`), median of `--repeats`
-    after one warm-up call (which builds the view models, as the app does once);
+    after one warm-up call (which builds the view models, as the app does once); with CPU seconds per map;
   - probe: what crashed the test suite: fresh tiny residual_cnns (32 px, width 8) explained for every head by
     every gradient method, and fitted a few steps from another model's weights (a warm restart). Not timed.
 A process that dies on a signal is reported as "crashed (SIGABRT)"; a setting is safe when none of its processes
@@ -108,16 +108,17 @@ def _saliency(args) -> dict:
     explainer = Explainer(model)
     crop = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
     prediction = explainer.predict(crop)
-    seconds = {}
+    seconds, cpu_seconds = {}, {}
     for method in SALIENCY_METHODS:
         explainer.explain(crop, args.head, method, prediction=prediction)  # builds the view model
-        runs = []
+        walls, cpus = [], []
         for _ in range(args.repeats):
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             explainer.explain(crop, args.head, method, prediction=prediction)
-            runs.append(time.perf_counter() - started)
-        seconds[method] = statistics.median(runs)
-    return {"s_per_map": seconds}
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        seconds[method], cpu_seconds[method] = statistics.median(walls), statistics.median(cpus)
+    return {"s_per_map": seconds, "cpu_s_per_map": cpu_seconds}
 
 
 def _probe(args) -> dict:
@@ -176,7 +177,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed maps per method")
+    parser.add_argument("--repeats", type=int, default=9, help="timed maps per method")
     parser.add_argument("--head", default="gender", choices=("age", "gender", "race"))
     parser.add_argument("--probe-models", type=int, default=3, help="tiny models the crash probe explains")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
@@ -202,7 +203,7 @@ def main() -> None:
         runs[name]["probe"].append(_run(name, "probe", args))
 
     header = (f"{'setting':<38}{'ISA cap':>9}{'train img/s':>13}{'CPU ms/step':>13}"
-              + "".join(f"{m + ' s/map':>16}" for m in SALIENCY_METHODS) + f"{'crash probe':>20}")
+              + "".join(f"{m + ' s/map (CPU)':>22}" for m in SALIENCY_METHODS) + f"{'crash probe':>20}")
     print(header)
     print("-" * len(header))
     safe = {}
@@ -214,10 +215,11 @@ def main() -> None:
         isa = next((r["isa_cap"] for r in every if "isa_cap" in r), "?")
         cells = ([train["error"]] if "error" in train else [f"{train['img_s']:.1f}", f"{train['cpu_ms_step']:.0f}"])
         cells += ([saliency["error"]] if "error" in saliency
-                  else [f"{saliency['s_per_map'][m]:.3f}" for m in SALIENCY_METHODS])
+                  else [f"{saliency['s_per_map'][m]:.3f} ({saliency['cpu_s_per_map'][m]:.2f})"
+                        for m in SALIENCY_METHODS])
         row = f"{SETTINGS[name][0]:<38}{isa:>9}"
         row += (f"{cells[0]:>26}" if "error" in train else f"{cells[0]:>13}{cells[1]:>13}")
-        row += (f"{cells[-1]:>32}" if "error" in saliency else "".join(f"{c:>16}" for c in cells[-2:]))
+        row += (f"{cells[-1]:>44}" if "error" in saliency else "".join(f"{c:>22}" for c in cells[-2:]))
         row += f"{probe.get('error', 'ok'):>20}"
         print(row, flush=True)
         if not any(r.get("crashed") for r in every) and "error" not in train and "error" not in saliency:
