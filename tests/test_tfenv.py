@@ -1,5 +1,5 @@
 """core/tfenv.py: TensorFlow's CPU settings are filled in before TensorFlow's first import, and a user's own
-choice always wins (see core/tfenv.py for why oneDNN is capped at AVX2)."""
+choice always wins (see core/tfenv.py for why oneDNN is off)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ONEDNN_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
 def test_fills_every_unset_default_and_returns_what_it_set():
     environ = {"PATH": "/usr/bin"}
     applied = tfenv.configure(environ)
-    assert applied == {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    assert applied == {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
     assert environ == {"PATH": "/usr/bin", **applied}
 
 
@@ -34,17 +34,17 @@ def test_a_users_isa_cap_wins():
     environ = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
     applied = tfenv.configure(environ)
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
-    assert "ONEDNN_MAX_CPU_ISA" not in applied
+    assert "TF_ENABLE_ONEDNN_OPTS" not in environ  # their cap is their choice of oneDNN: it stays on
     assert applied == {"TF_CPP_MIN_LOG_LEVEL": "2"}  # the rest is still filled in
 
 
 @pytest.mark.parametrize("value", ["0", "1"])
-def test_a_users_onednn_switch_wins_and_no_isa_cap_is_added(value):
-    """oneDNN off (0) or on at its full ISA (1): either is the user's choice, so no cap is slipped in."""
+def test_a_users_onednn_switch_wins(value):
+    """oneDNN off (0) or on at its full ISA (1): either is the user's choice, kept as it is."""
     environ = {"TF_ENABLE_ONEDNN_OPTS": value}
     applied = tfenv.configure(environ)
-    assert environ["TF_ENABLE_ONEDNN_OPTS"] == value
-    assert "ONEDNN_MAX_CPU_ISA" not in environ and "ONEDNN_MAX_CPU_ISA" not in applied
+    assert environ["TF_ENABLE_ONEDNN_OPTS"] == value and "TF_ENABLE_ONEDNN_OPTS" not in applied
+    assert "ONEDNN_MAX_CPU_ISA" not in environ
 
 
 def test_a_users_log_level_wins():
@@ -57,25 +57,26 @@ def test_without_an_argument_it_configures_this_process(monkeypatch):
     for name in ONEDNN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     applied = tfenv.configure()
-    assert applied["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert applied["TF_ENABLE_ONEDNN_OPTS"] == "0" and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
 
-def _isa_after_importing_core(**user) -> str:
-    """What a fresh `import core` leaves in ONEDNN_MAX_CPU_ISA, starting from this environment without any oneDNN
+def _onednn_after_importing_core(**user) -> str:
+    """What a fresh `import core` leaves in TF_ENABLE_ONEDNN_OPTS / ONEDNN_MAX_CPU_ISA, starting from this environment without any oneDNN
     variable (this process has its own, set by core) plus `user`."""
     env = {name: value for name, value in os.environ.items() if name not in ONEDNN_VARIABLES}
     env.update(user, PYTHONPATH=str(PROJECT_ROOT))
     done = subprocess.run(
-        [sys.executable, "-c", "import core, os; print(os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)'))"],
+        [sys.executable, "-c", "import core, os; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)'), "
+         "os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)'))"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 
 
-def test_importing_core_caps_onednn_in_a_fresh_process():
-    assert _isa_after_importing_core() == "AVX2"
+def test_importing_core_turns_onednn_off_in_a_fresh_process():
+    assert _onednn_after_importing_core() == "0 (unset)"
 
 
 def test_importing_core_keeps_a_users_setting():
-    assert _isa_after_importing_core(ONEDNN_MAX_CPU_ISA="AVX512_CORE_AMX") == "AVX512_CORE_AMX"
-    assert _isa_after_importing_core(TF_ENABLE_ONEDNN_OPTS="0") == "(unset)"
+    assert _onednn_after_importing_core(ONEDNN_MAX_CPU_ISA="AVX2") == "(unset) AVX2"
+    assert _onednn_after_importing_core(TF_ENABLE_ONEDNN_OPTS="1") == "1 (unset)"
