@@ -22,7 +22,7 @@ from core.workers import SharedFlag
 from tests.conftest import PROJECT_ROOT
 
 TIMEOUT = 600  # seconds: a child's TensorFlow import and first trace on a busy 2-core machine
-STOPPED_WITHIN_S = 8.0  # Stop's 2 s grace, SIGTERM, the monitor's polling, and a 2-core machine under full load (7.5 s seen)
+STOPPED_WITHIN_S = 8.0  # 2 s grace, SIGTERM, the monitor's polling, on a fully loaded 2-core machine (7.5 s seen)
 
 
 def _cfg(folder: Path, out: Path, **overrides) -> TrainConfig:

@@ -61,8 +61,8 @@ def test_without_an_argument_it_configures_this_process(monkeypatch):
 
 
 def _onednn_after_importing_core(**user) -> str:
-    """What a fresh `import core` leaves in TF_ENABLE_ONEDNN_OPTS / ONEDNN_MAX_CPU_ISA, starting from this environment without any oneDNN
-    variable (this process has its own, set by core) plus `user`."""
+    """What a fresh `import core` leaves in TF_ENABLE_ONEDNN_OPTS and ONEDNN_MAX_CPU_ISA, starting from this
+    environment without any oneDNN variable (this process has its own, set by core) plus `user`."""
     env = {name: value for name, value in os.environ.items() if name not in ONEDNN_VARIABLES}
     env.update(user, PYTHONPATH=str(PROJECT_ROOT))
     done = subprocess.run(
