@@ -1,6 +1,7 @@
 """Face Insight Studio core: data, models, training, inference and analysis. Never imports streamlit."""
 
-from core import tfenv
+from core import memory, tfenv
 
 # Before anything can import TensorFlow: its CPU settings are read once, at its import (see core/tfenv.py).
 tfenv.configure()
+memory.limit_malloc_arenas()  # before the server's session threads allocate (see core/memory.py)
