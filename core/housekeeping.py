@@ -83,6 +83,15 @@ def hold_run_lock(run_dir: str | Path):
     return handle
 
 
+def release_run_lock(handle) -> None:
+    """End a run's lock: the file goes first, while still held (a run that ended in its own process needs no
+    marker; only a killed one leaves its lock file behind for the sweep to find), then the lock itself."""
+    if handle is None:
+        return
+    Path(handle.name).unlink(missing_ok=True)
+    handle.close()
+
+
 def _lock_state(run_dir: Path) -> str:
     """"held", "free" (a lock file nobody holds: its process died) or "none" (no lock file, or no flock)."""
     try:

@@ -231,8 +231,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
 
 
 def _release(lock) -> None:
-    if lock is not None:
-        lock.close()
+    housekeeping.release_run_lock(lock)
 
 
 def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_dir: Path,

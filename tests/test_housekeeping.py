@@ -200,3 +200,12 @@ def test_a_failing_sweep_never_stops_the_app(monkeypatch, caplog):
     monkeypatch.setattr(housekeeping, "startup_sweep", broken)
     assert housekeeping.startup_once() is None
     assert "Startup sweep failed" in caplog.text
+
+
+def test_a_released_run_lock_leaves_no_file(tmp_path):
+    from core.housekeeping import RUN_LOCK, hold_run_lock, release_run_lock
+    lock = hold_run_lock(tmp_path)
+    assert (tmp_path / RUN_LOCK).is_file()
+    release_run_lock(lock)
+    assert not (tmp_path / RUN_LOCK).exists()
+    release_run_lock(None)  # platforms without flock hand out None
