@@ -20,15 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 
-from core import settings
-from core.atomic import atomic_path
-from core.faces import Face, FaceDetector, align_crop, center_crop, shared_detector
+from core.faces import Face, FaceDetector, align_crop, center_crop, shared_detector, whole_image_face
+from core.pipeline import cached_array, load_images
 
 CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset's own crop resized
 CROP_LIKE_MAX_SIDE = 1024  # a face crop is a small image…
@@ -84,13 +82,8 @@ def choose_face(image: Image.Image, detector: FaceDetector | None = None) -> Cro
     if face is not None:
         return CropChoice(face, True)
     if looks_like_face_crop(image.size):
-        return CropChoice(whole_image(image.size), False)
+        return CropChoice(whole_image_face(image.size), False)
     return None
-
-
-def whole_image(size: tuple[int, int]) -> Face:
-    from core.faces import whole_image_face
-    return whole_image_face(size)
 
 
 def cut(image: Image.Image, choice: CropChoice | None, size: int) -> np.ndarray:
@@ -121,10 +114,6 @@ def _digest(paths: list[str]) -> str:
     return hashlib.sha1(("\n".join(paths) + f"|v{_CACHE_VERSION}").encode()).hexdigest()[:16]
 
 
-def _detections_file(paths: list[str]) -> Path:
-    return settings.cache_dir() / f"faces-{len(paths)}-{_digest(paths)}.npy"
-
-
 def _keypoints_of(path: str, detector: FaceDetector) -> np.ndarray:
     with Image.open(path) as source:
         image = source.convert("RGB")
@@ -137,24 +126,17 @@ def _keypoints_of(path: str, detector: FaceDetector) -> np.ndarray:
 def detect_dataset(paths: list[str], use_cache: bool = True, on_progress=None) -> Detections:
     """The app's face choice for every image of a dataset, cached on disk by image list."""
     paths = [str(p) for p in paths]
-    cache = _detections_file(paths)
-    if use_cache and cache.is_file():
-        try:
-            keypoints = np.load(cache)
-            if keypoints.shape == (len(paths), 6, 2):
-                return Detections(keypoints)
-        except (OSError, ValueError):
-            pass  # a damaged cache is only a slower start
-    detector = shared_detector()
-    keypoints = np.full((len(paths), 6, 2), np.nan, np.float64)
-    for i, path in enumerate(paths):
-        keypoints[i] = _keypoints_of(path, detector)
-        if on_progress is not None and (i + 1) % 500 == 0:
-            on_progress(i + 1, len(paths))
-    if use_cache and len(paths) >= 64:
-        with atomic_path(cache, suffix=".npy") as tmp:
-            np.save(tmp, keypoints)
-    return Detections(keypoints)
+
+    def build() -> np.ndarray:
+        detector = shared_detector()
+        keypoints = np.full((len(paths), 6, 2), np.nan, np.float64)
+        for i, path in enumerate(paths):
+            keypoints[i] = _keypoints_of(path, detector)
+            if on_progress is not None and (i + 1) % 500 == 0:
+                on_progress(i + 1, len(paths))
+        return keypoints
+    return Detections(cached_array(f"faces-{len(paths)}-{_digest(paths)}", (len(paths), 6, 2), build,
+                                   use_cache and len(paths) >= 64))
 
 
 def _app_crop(path: str, keypoints: np.ndarray, size: int) -> np.ndarray:
@@ -169,7 +151,6 @@ def _app_crop(path: str, keypoints: np.ndarray, size: int) -> np.ndarray:
 def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progress=None) -> tuple[np.ndarray,
                                                                                                   Detections]:
     """Every image cut the app's way, (n, size, size, 3) uint8, and the detections it was cut from."""
-    from core.pipeline import cached_array
     paths = [str(p) for p in paths]
     detections = detect_dataset(paths, use_cache, on_progress)
 
@@ -185,7 +166,6 @@ def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progr
 
 def load_crops(paths: list[str], size: int, mode: str = "app") -> np.ndarray:
     """Model inputs for dataset images: the app's crops (default) or the dataset's own crops resized."""
-    from core.pipeline import load_images
     if mode == "dataset":
         return load_images(paths, size)
     if mode != "app":
@@ -194,6 +174,5 @@ def load_crops(paths: list[str], size: int, mode: str = "app") -> np.ndarray:
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:
-    from dataclasses import replace
     x, y, w, h = face.box
     return replace(face, box=(x + dx, y + dy, w, h), keypoints=tuple((kx + dx, ky + dy) for kx, ky in face.keypoints))

@@ -18,7 +18,6 @@ import pytest
 
 from core import jobs, runs
 from core.config import TrainConfig, TrainingError
-from core.workers import SharedFlag
 from tests.conftest import PROJECT_ROOT
 
 TIMEOUT = 600  # seconds: a child's TensorFlow import and first trace on a busy 2-core machine
@@ -45,15 +44,6 @@ def _no_job_outlives_its_test():
     if job is not None and job.running:
         job.stop()
         job.thread.join(TIMEOUT)
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    """Jobs started during the test wait after each batch until the returned flag is set (Stop still works)."""
-    event = SharedFlag()
-    monkeypatch.setattr(jobs, "batch_gate", event)
-    yield event
-    event.set()
 
 
 def _held_job(cfg: TrainConfig) -> jobs.Job:
@@ -108,7 +98,7 @@ def test_a_tiny_run_in_a_child_reports_to_a_server_that_never_imports_tensorflow
 
 # ------------------------------------------------------------------------------------------------------ Stop
 
-def test_stop_mid_epoch_stops_the_child_after_its_batch(synthetic_utkface, tmp_path, gate):
+def test_stop_mid_epoch_stops_the_child_after_its_batch(synthetic_utkface, tmp_path, training_gate):
     job = _held_job(_cfg(synthetic_utkface, tmp_path, epochs=3))
     assert runs.list_runs(tmp_path).set_index("path").loc[job.progress.run_dir, "status"] == "running"
     pressed = time.monotonic()
@@ -138,7 +128,7 @@ def test_a_child_that_cannot_stop_at_once_is_ended_within_seconds(synthetic_utkf
 
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGSEGV, "SIGSEGV, a native crash in TensorFlow"),
                                              (signal.SIGKILL, "SIGKILL, killed, perhaps out of memory")])
-def test_a_killed_child_is_a_failed_run_that_names_the_signal(synthetic_utkface, tmp_path, gate, sig, reason):
+def test_a_killed_child_is_a_failed_run_that_names_the_signal(synthetic_utkface, tmp_path, training_gate, sig, reason):
     job = _held_job(_cfg(synthetic_utkface, tmp_path))
     os.kill(job.pid, sig)  # our own child, by its pid
     job.thread.join(TIMEOUT)
@@ -166,14 +156,14 @@ def test_an_error_inside_training_is_reported_with_its_message(synthetic_utkface
 
 # ------------------------------------------------------------------------------------------ one job per server
 
-def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, gate):
+def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, training_gate):
     job = _held_job(_cfg(synthetic_utkface, tmp_path))
     second, second_is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path, epochs=5))
     assert not second_is_new and second is job and jobs.current_job() is job
     with pytest.raises(TrainingError, match="epochs"):  # a config that cannot work fails at once, in the server
         jobs.start_job(_cfg(synthetic_utkface, tmp_path, epochs=0))
     assert jobs.current_job() is job
-    gate.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
     assert not job.running and jobs.start_job(_cfg(synthetic_utkface, tmp_path))[1]
@@ -186,7 +176,7 @@ def test_the_cpu_time_limit_is_named():
     assert exit_reason(-signal.SIGXCPU) == "SIGXCPU, the CPU time limit"
 
 
-def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthetic_utkface, tmp_path, gate):
+def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthetic_utkface, tmp_path, training_gate):
     from core import access, housekeeping
     limits = access.TrainingLimits(memory_bytes=5 * 1024 ** 3, cpu_seconds=1234)
     job, is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path), owner="visitor", limits=limits)
@@ -200,7 +190,7 @@ def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthe
     assert access.run_owner(run) == "visitor"  # labelled before the server heard of the folder
     assert housekeeping.run_in_progress(run) and (run / housekeeping.RUN_LOCK).is_file()  # the child holds its lock
     assert access.enforce_runs_quota(tmp_path, 0) == []  # a run in progress is never deleted by the quota
-    gate.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
     assert not housekeeping.run_in_progress(run) and access.run_owner(run) == "visitor"

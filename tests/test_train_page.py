@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs, workers
-from core.workers import SharedFlag
 from tests.conftest import PROJECT_ROOT, open_app_page
 
 
@@ -45,19 +43,6 @@ page = _page_constants(ROOT / "pages" / "train.py")
 TIMEOUT = 600  # seconds; generous: TensorFlow's first import and tracing crawl on a busy, shared CPU
 
 
-@pytest.fixture
-def gate(monkeypatch):
-    """Jobs started during the test wait after each batch until the returned flag is set (Stop still works). Any
-    job still alive at teardown is stopped and waited for: no training process outlives its test."""
-    opened = SharedFlag()
-    monkeypatch.setattr(jobs, "batch_gate", opened)
-    yield opened
-    opened.set()
-    if (job := jobs.current_job()) is not None:
-        job.stop()
-        job.thread.join(TIMEOUT)
-
-
 def _train_page() -> AppTest:
     return open_app_page("pages/train.py", TIMEOUT)
 
@@ -74,7 +59,7 @@ def _wait_for(condition, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gate):
+def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, training_gate):
     assert jobs.current_job() is None or jobs.current_job().progress.done
     workers.training_environment(wait=True)  # the device probe (a child process) has answered
     at = _train_page()
@@ -104,7 +89,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gat
     assert jobs.current_job() is job and job.running and not at.exception
     assert at.subheader[0].value.startswith("Current job")
 
-    gate.set()
+    training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
     assert (Path(job.progress.run_dir) / "model.tflite").is_file()  # ready for the LiteRT pages
@@ -120,7 +105,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, gat
     assert len(_charts(at)) == 2  # the finished job's curves and the chosen run's curves
 
 
-def test_stop_ends_a_running_job(synthetic_utkface, gate):
+def test_stop_ends_a_running_job(synthetic_utkface, training_gate):
     at = _train_page()
     at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
     at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
