@@ -4,4 +4,4 @@ from core import memory, tfenv
 
 # Before anything can import TensorFlow: its CPU settings are read once, at its import (see core/tfenv.py).
 tfenv.configure()
-memory.limit_malloc_arenas()  # before the server's session threads allocate (see core/memory.py)
+memory.tune_malloc()  # before the server's session threads allocate (see core/memory.py)

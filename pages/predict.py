@@ -1,6 +1,6 @@
 """Predict: upload photos or take one; every face found gets an age (± how unsure), a gender and a race, each
 with the model's probabilities. Bounded for a shared server: a few photos per upload and analysed at once
-(core/images.py, core/access.py), and only display-sized images kept in the session."""
+(core/images.py, core/access.py), and only face crops and a small preview of each photo kept in the session."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, 
 enter_through_router()
 profile = session_profile()
 
-KEY_MODEL = "predict.model"
-KEY_FILES = "predict.files"
-KEY_CAMERA = "predict.camera"
+KEY_MODEL, KEY_FILES, KEY_CAMERA = "predict.model", "predict.files", "predict.camera"
 KEY_SMALL_FACES = "predict.small_faces"
 KEY_WHOLE_IMAGE = "predict.whole_image"  # one per upload: f"{KEY_WHOLE_IMAGE}.{index}"
 CROP_PX = 128
+SESSION_PREVIEW_SIDE = 256
 
 
 def options_ui():
@@ -56,12 +55,12 @@ def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) ->
         with access.photo_analysis_slot():
             analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
         if analysis.faces:
-            return _for_display(analysis)
+            return _shrunk(analysis)
         # Face crops never get here (analyze_bytes takes them whole): this is a photo, so guessing is the user's call
         st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
         if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
             with access.photo_analysis_slot():
-                return _for_display(analyze_bytes(data, predictor, whole_image=True))
+                return _shrunk(analyze_bytes(data, predictor, whole_image=True))
     except access.Busy as busy:
         st.warning(f"**{name}**: {busy}")
     except (ImageError, DetectorError) as error:
@@ -69,10 +68,10 @@ def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) ->
     return None
 
 
-def _for_display(analysis: Analysis) -> Analysis:
-    """The analysis with its photo cut to display size, for the session (face crops are small already; boxes
-    refer to `full_size`)."""
-    return dataclasses.replace(analysis, image=images.shrink_for_display(analysis.image))
+def _shrunk(analysis: Analysis, side: int = images.DISPLAY_MAX_SIDE) -> Analysis:
+    """The analysis with its photo cut to `side` (boxes refer to `full_size`). The session keeps crops and a
+    SESSION_PREVIEW_SIDE preview: a 1600×1200 photo is 5.8 MB decoded, most of the server's growth per visitor."""
+    return dataclasses.replace(analysis, image=images.shrink_for_display(analysis.image, side))
 
 
 def draw_face(index: int, result: FaceResult) -> None:
@@ -114,7 +113,7 @@ if entry is not None and photos:
         analysis = analyze(index, name, data, predictor, small_faces)
         if analysis is not None:
             draw_analysis(index, name, analysis)
-            analyses.append(analysis)
+            analyses.append(_shrunk(analysis, SESSION_PREVIEW_SIDE))
     if analyses:
         st.session_state[KEY_LAST_ANALYSES] = analyses
         st.page_link("pages/saliency.py", label="Explain these faces on the Saliency page", icon="🔥")

@@ -201,8 +201,8 @@ def test_an_upload_beyond_the_cap_is_cut_with_a_note(model_run):
     assert not any(f"scene{i}" in text for text in analysed for i in range(MAX_FILES_PER_UPLOAD, count))
 
 
-def test_the_session_keeps_only_a_display_sized_photo(model_run):
-    from core.images import DISPLAY_MAX_SIDE
+def test_the_session_keeps_the_crops_and_only_a_preview_of_the_photo(model_run):
+    from pages.predict import SESSION_PREVIEW_SIDE
     from tests.photos import background
     at = _page()
     at.file_uploader(key="predict.files").set_value(("big.png", encode(background((2400, 1800), seed=1), "PNG"),
@@ -211,7 +211,7 @@ def test_the_session_keeps_only_a_display_sized_photo(model_run):
     at.toggle(key="predict.whole_image.0").set_value(True).run()
     assert not at.exception and not at.error
     (analysis,) = at.session_state["predict.last_analysis"]
-    assert max(analysis.image.size) <= DISPLAY_MAX_SIDE and analysis.full_size == (2400, 1800)
+    assert max(analysis.image.size) == SESSION_PREVIEW_SIDE and analysis.full_size == (2400, 1800)
     assert len(analysis.faces) == 1 and analysis.faces[0].crop.shape[:2] == (32, 32)  # what Saliency explains
 
 
