@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -38,6 +39,7 @@ POLL_SECONDS = 0.2  # how often a waiting caller checks that its child is still 
 FLAG_POLL_S = 0.02  # SharedFlag.wait's polling: a 20 ms delay is nothing beside a training batch
 REQUEST_TIMEOUT_S = 300.0  # one saliency request: the first also starts TensorFlow and loads the model
 PROBE_TIMEOUT_S = 300.0  # the device probe: a TensorFlow import on a busy 2-core machine, and a 3 s network probe
+PROBE_NICENESS = 10  # the probe child yields the CPU to the server (and to training) while it imports TensorFlow
 PROBE_RETRY_S = 60.0  # a failed probe is tried again after this long
 KILL_WAIT_S = 1.0  # after SIGTERM, this long before SIGKILL
 EXPLAINERS_KEPT = 4  # models the saliency worker keeps loaded (least recently used goes first)
@@ -156,7 +158,9 @@ def _wait_for_reply(connection, process, timeout: float):
 # --------------------------------------------------------------------------------- the training environment
 
 def _probe_environment() -> tuple[str, str | None]:
-    """In a child: (training device, why ResNet-50 lacks ImageNet weights | None)."""
+    """In a child: (training device, why ResNet-50 lacks ImageNet weights | None). At low priority: importing
+    TensorFlow takes seconds of CPU, which the server needs for painting the page that asked."""
+    os.nice(PROBE_NICENESS)
     from core.models import resnet50_weights_note
     from core.training import device_name
     return device_name(), resnet50_weights_note()
