@@ -139,7 +139,7 @@ def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, 
     import pandas as pd
 
     from core.datasets import load_dataset
-    from core.pipeline import split_table
+    from core.splits import split_table
     from tests.conftest import write_fake_run
 
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
