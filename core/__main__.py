@@ -163,7 +163,8 @@ def _run_in_background(work, printer: _ProgressPrinter):
 
 
 def cmd_train(args) -> int:
-    from core.training import HEADLINE_METRICS, Progress, TrainingError, cross_validate, train
+    from core.metrics import RUN_METRICS
+    from core.training import Progress, TrainingError, cross_validate, train
     cfg = _train_config(args)
     printer = _ProgressPrinter()
     started = time.time()
@@ -188,7 +189,7 @@ def cmd_train(args) -> int:
         return 0
     test = result.metrics.get("test", {})
     print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
-          + (", ".join(f"{k}={test[k]:.4f}" for k in HEADLINE_METRICS if test.get(k) is not None) or "not scored"),
+          + (", ".join(f"{k}={test[k]:.4f}" for k in RUN_METRICS if test.get(k) is not None) or "not scored"),
           file=sys.stderr)
     print(result.run_dir)
     return 0
@@ -219,10 +220,11 @@ def _add_evaluate(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from core import evaluation, settings
+    from core import evaluation, reports, settings
     from core.atomic import atomic_write_text
     from core.datasets import DatasetError
     from core.registry import ModelError, default_model
+    from core.splits import SplitError
 
     def progress(done: int, total: int) -> None:
         print(f"\rpredicting {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -240,8 +242,8 @@ def cmd_evaluate(args) -> int:
         if args.limit:
             table = table.sample(n=min(args.limit, len(table)), random_state=args.seed).reset_index(drop=True)
         predictor = _lite_predictor(model_path, flip_tta=not args.no_flip)
-        frame = evaluation.predict_frame(predictor, table, on_progress=progress, crops=args.crops)
-    except (DatasetError, ModelError, evaluation.EvaluationError) as error:
+        frame = evaluation.predict_table(predictor, table, on_progress=progress, crops=args.crops)
+    except (DatasetError, ModelError, evaluation.EvaluationError, SplitError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report = evaluation.evaluate_frame(frame, kind, min_group=args.min_group)
@@ -249,7 +251,7 @@ def cmd_evaluate(args) -> int:
                   split=(args.split or "test") if split_file else "all", crops=args.crops)
     if args.predictions:
         atomic_write_text(args.predictions, frame.to_csv(index=False))
-    print(evaluation.to_json(report) if args.json else evaluation.format_report(report))
+    print(reports.to_json(report) if args.json else reports.format_report(report))
     return 0
 
 
@@ -330,7 +332,7 @@ def _lite_predictor(model_path, flip_tta: bool = True):
 # ------------------------------------------------------------------------------------------- saliency
 
 def _add_saliency(sub) -> None:
-    from core.datasets import RACES
+    from core.labels import RACES
     from core.saliency import HEADS, METHODS
     p = sub.add_parser("saliency", help="explain one prediction as a saliency map PNG")
     p.add_argument("image", help="a photo (its first face is explained) or an already-cropped face")

@@ -18,6 +18,7 @@ from core.datasets import (
     race_names,
     race_order,
 )
+from core.metrics import PER_TASK, headline
 
 # --- explore ---
 
@@ -110,7 +111,7 @@ EVAL_METRIC_LABELS = {
     "gender_ece": "Gender calibration error", "race_accuracy": "Race accuracy", "race_macro_f1": "Race macro-F1",
     "race_ece": "Race calibration error",
 }
-EVAL_DIMENSION_LABELS = {"race": "race", "gender": "gender", "age_decade": "age group"}
+EVAL_DIMENSION_LABELS = {"race": "race", "gender": "gender", "age_group": "age group"}
 
 
 def eval_age_scatter(frame, title: str = "Predicted vs true age"):
@@ -189,8 +190,10 @@ def eval_reliability(reports: dict, task: str):
     return fig
 
 
-def eval_headline_bars(reports: dict, metrics=("age_group_accuracy", "gender_accuracy", "race_accuracy",
-                                               "race_macro_f1", "age_cs5")):
+SCORES = headline("age_cs5", "age_group_accuracy", "gender_accuracy", "race_accuracy", "race_macro_f1")  # 0–1 scale
+
+
+def eval_headline_bars(reports: dict, metrics=SCORES):
     """Scores on a 0–1 scale side by side, one colour per model (missing labels leave gaps)."""
     fig = go.Figure()
     for name, report in reports.items():
@@ -201,9 +204,9 @@ def eval_headline_bars(reports: dict, metrics=("age_group_accuracy", "gender_acc
 
 # --- training ---
 
-# (log key, panel title): the loss and each head's metric, as Keras names them in fit logs and history.csv.
-TRAINING_PANELS = (("loss", "Loss"), ("age_mae", "Age MAE (years)"), ("gender_accuracy", "Gender accuracy"),
-                   ("race_accuracy", "Race accuracy"))
+# (log key, panel title): the loss and each head's metric in fit logs and history.csv, where Keras names them
+# <output>_<metric> ("age_mae", "gender_accuracy"): the reports' names too.
+TRAINING_PANELS = (("loss", "Loss"), *((key, EVAL_METRIC_LABELS[key]) for key in PER_TASK))
 TRAINING_COLORS = {"train": "#4C78A8", "validation": "#F58518"}
 MAX_CURVE_POINTS = 500  # a long run logs thousands of batches; the browser needs no more than this per curve
 

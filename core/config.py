@@ -15,7 +15,6 @@ from core.datasets import KINDS
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
 
 SCHEDULES = ("cosine", "plateau")
-HEADLINE_METRICS = ("age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
 MIN_ROWS = 8
 
 

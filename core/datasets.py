@@ -22,21 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.labels import AGE_BINS, FAIRFACE_BINS, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, adience_group, decade_label
+
 COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
-RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's 5 codes, in code order
-GENDERS = ("male", "female")
 KINDS = ("utkface", "adience", "fairface")
 KIND_TITLES = {"utkface": "UTKFace", "adience": "Adience", "fairface": "FairFace"}
-AGE_BINS = 117  # whole years 0..116, the UTKFace range: the age distribution head has one bin per year
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-ADIENCE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
-FAIRFACE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
-# The usual cross-dataset mapping of FairFace's 7 races onto UTKFace's 5 (FORMAT.md).
-FAIRFACE_RACE_TO_CODE = {
-    "White": 0, "Black": 1, "East Asian": 2, "Southeast Asian": 2, "Indian": 3,
-    "Latino_Hispanic": 4, "Middle Eastern": 4,
-}
 
 
 class DatasetError(Exception):
@@ -54,15 +45,6 @@ class Dataset:
 
     def problems_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.problems, columns=["file", "problem"])
-
-
-def decade_label(age: float) -> str:
-    """'0-9', '10-19', …, '100+' — the age groups used for stratification and fairness reports."""
-    decade = min(int(age) // 10, 10)
-    return "100+" if decade == 10 else f"{decade * 10}-{decade * 10 + 9}"
-
-
-DECADES = tuple(decade_label(a) for a in range(0, 101, 10))
 
 
 def _frame(rows: list[dict], source: str) -> pd.DataFrame:
@@ -128,39 +110,6 @@ def load_utkface(folder: Path) -> Dataset:
 
 
 # ----------------------------------------------------------------------------------------------- Adience
-
-def _adience_bounds() -> list[tuple[float, float, str]]:
-    """Each official group widened to the middle of the gaps around it (ties go to the younger group), so a
-    bare integer such as 13 or 35 lands in exactly one group."""
-    bounds = []
-    for i, (low, high) in enumerate(ADIENCE_GROUPS):
-        lower = -1.0 if i == 0 else (ADIENCE_GROUPS[i - 1][1] + low) / 2
-        upper = 200.0 if i == len(ADIENCE_GROUPS) - 1 else (high + ADIENCE_GROUPS[i + 1][0]) / 2
-        bounds.append((lower, upper, f"({low}, {high})"))
-    return bounds
-
-
-_ADIENCE_BOUNDS = _adience_bounds()
-_ADIENCE_RANGE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-
-
-def adience_group(value: str) -> tuple[str, float | None] | str:
-    """(group label, age in years or None) for an Adience age cell, or why it fits no group."""
-    value = value.strip()
-    if value.isdigit():
-        age = float(value)
-        for lower, upper, label in _ADIENCE_BOUNDS:
-            if lower < age <= upper:
-                return label, age
-    match = _ADIENCE_RANGE.match(value)
-    if match:
-        low, high = int(match.group(1)), int(match.group(2))
-        for lower, upper, label in _ADIENCE_BOUNDS:
-            if lower < low and high <= upper:
-                return label, None
-        return f"age range {value} spans more than one group"
-    return f"age {value!r} is not a group or a number"
-
 
 def _label_rows(files: list[Path], delimiter: str = ",") -> Iterator[tuple[str, dict]]:
     """("file:line", row) for every data row of label CSV / TSV files. Undecodable bytes become U+FFFD rather

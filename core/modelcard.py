@@ -7,15 +7,16 @@ import json
 import shlex
 from pathlib import Path
 
-import pandas as pd
-
 from core import settings
 from core.atomic import atomic_path, atomic_write_text, read_json_object
-from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_frame, to_json
+from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_table
+from core.metrics import HEADLINE
 from core.registry import DEFAULT_MODEL_NAME
+from core.reports import to_json
+from core.splits import read_split_file, write_split_file
 
-HEADLINE = ("n", "age_mae", "age_rmse", "age_cs5", "age_within_1std", "gender_accuracy", "gender_f1",
-            "gender_auc", "gender_ece", "race_accuracy", "race_macro_f1", "race_ece")
+# The headline without the age-group scores: on UTKFace, the card's data, those are only decade accuracies.
+CARD_METRICS = tuple(key for key in HEADLINE if key not in ("age_group_accuracy", "age_group_one_off"))
 LICENSE = ("Trained on UTKFace (Zhang, Song, Qi, CVPR 2017), available for non-commercial research purposes "
            "only; the model inherits that restriction. Images remain the property of their owners.")
 LIMITATIONS = [
@@ -31,7 +32,7 @@ LIMITATIONS = [
 
 
 def _headline(report: dict) -> dict:
-    return {key: report.get(key) for key in HEADLINE}
+    return {key: report.get(key) for key in CARD_METRICS}
 
 
 def card_metrics(report: dict) -> dict:
@@ -86,7 +87,7 @@ def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | No
     from core.export import ensure_tflite
     from core.predict import Predictor
     kind, table = load_rows("utkface", data_dir, split_file, "test")
-    frame = predict_frame(Predictor(ensure_tflite(model_path, in_process=True)), table, crops=crops)
+    frame = predict_table(Predictor(ensure_tflite(model_path, in_process=True)), table, crops=crops)
     return json.loads(to_json(evaluate_frame(frame, kind)))
 
 
@@ -114,8 +115,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     metrics_file = run_dir / "metrics.json"  # absent when shipping the best checkpoint of an unfinished run
     run_metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
     started_from = _started_from(config)  # before the old card is replaced
-    split = pd.read_csv(run_dir / "split.csv")
-    split["path"] = split["path"].map(lambda p: Path(p).name)  # names only: no machine paths in the repo
+    split = read_split_file(run_dir / "split.csv")
 
     test_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv")
     dataset_crops_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv", "dataset")
@@ -123,7 +123,8 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     model_path = models_dir / f"{name}.keras"
     _save_for_inference(run_dir / "model.keras", model_path)
     tflite = _export_for_the_app(model_path)
-    atomic_write_text(models_dir / f"{name}.split.csv", split.to_csv(index=False))
+    # names only: no machine paths in the repo
+    write_split_file(models_dir / f"{name}.split.csv", split["path"].map(lambda p: Path(p).name), split["split"])
     counts = split["split"].value_counts().to_dict()
     card = {
         "name": name,

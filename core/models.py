@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from core.datasets import AGE_BINS
+from core.labels import AGE_BINS
 from core.model_config import AGE_HEADS, ARCHITECTURES, MIN_IMG_SIZE, OUTPUTS, ModelConfig
 
 # keras.applications' ResNet-50 ImageNet weights were trained on "caffe" inputs: BGR, mean-subtracted, unscaled.

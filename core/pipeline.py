@@ -1,4 +1,5 @@
-"""From a dataset table to batches: seeded stratified splits, decoded-image caching and tf.data input.
+"""From a dataset table to batches: decoded-image caching, targets with masks and tf.data input (the split that
+chooses the rows is core/splits.py).
 
 Images are decoded and resized once (a thread pool, Pillow releases the GIL) and kept as one uint8 array,
 cached on disk by content of the file list and size: a 21,702-image UTKFace epoch then never touches JPEG
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,81 +18,7 @@ from PIL import Image
 
 from core import settings
 from core.atomic import atomic_save_npy
-from core.datasets import AGE_BINS, stratum
-
-SPLITS = ("train", "val", "test")
-
-
-def _stratified_order(table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """Row positions grouped by stratum (age decade × gender × race), shuffled within each stratum."""
-    groups = pd.Series(np.arange(len(table))).groupby(stratum(table).to_numpy()).indices
-    parts = [rng.permutation(groups[key]) for key in sorted(groups)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
-
-
-def split_table(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 42) -> pd.Series:
-    """Assign each row to 'train' / 'val' / 'test', stratified by age decade × gender × race. Same seed, same
-    split.
-
-    Rows are walked stratum by stratum and each goes to the split furthest behind its quota. Every stratum
-    then gets its share to within a row or two, and the totals match `fractions` exactly even when most strata
-    hold one or two faces (rounding per stratum would leave a small set with no validation or test rows)."""
-    fractions = np.asarray(fractions, dtype=float)
-    if len(fractions) != 3 or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise ValueError(f"Split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}.")
-    order = _stratified_order(table, np.random.default_rng(seed))
-    labels = np.empty(len(table), dtype=object)
-    counts = np.zeros(3)
-    for seen, position in enumerate(order, start=1):
-        choice = int(np.argmax(fractions * seen - counts))
-        counts[choice] += 1
-        labels[position] = SPLITS[choice]
-    return pd.Series(labels, index=table.index, dtype="object")
-
-
-def split_from_file(table: pd.DataFrame, split_file: str | Path) -> pd.Series:
-    """Reuse a run's split.csv (path, split): each row gets the split its file name had there, or NA when the
-    file does not list it. Continuing a run must keep its validation and test images out of training exactly,
-    even after `split_table` changes or the dataset folder moves, hence by name and not by recomputing."""
-    try:
-        listed = pd.read_csv(split_file, dtype=str)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read split file {split_file}: {error}") from error
-    if not {"path", "split"} <= set(listed.columns) or not listed["split"].isin(SPLITS).all():
-        raise ValueError(f"{split_file} is not a split file: it needs path and split columns with "
-                         f"{', '.join(SPLITS)} values.")
-    by_name = dict(zip(listed["path"].map(lambda p: Path(p).name), listed["split"], strict=True))
-    return table["path"].map(lambda p: by_name.get(Path(p).name, pd.NA)).rename("split")
-
-
-def kfold_assignment(table: pd.DataFrame, k: int, seed: int = 42) -> pd.Series:
-    """Fold number 0..k-1 per row, stratified the same way as `split_table`: a round-robin over the rows
-    grouped by stratum, so each fold holds every stratum's share to within one row."""
-    if k < 2:
-        raise ValueError("k-fold needs k ≥ 2.")
-    if k > len(table):
-        raise ValueError(f"k-fold with k={k} needs at least {k} rows, got {len(table)}.")
-    order = _stratified_order(table, np.random.default_rng(seed))
-    folds = np.empty(len(table), dtype=int)
-    folds[order] = np.arange(len(order)) % k
-    return pd.Series(folds, index=table.index, dtype=int)
-
-
-def fold_split(folds: pd.Series, fold: int, val_fraction: float = 0.15, seed: int = 42,
-               table: pd.DataFrame | None = None) -> pd.Series:
-    """train / val / test for one cross-validation fold: the fold itself is the test set; a stratified
-    `val_fraction` of the rest (when `table` is given, else a seeded random one) watches for overfitting."""
-    split = pd.Series("train", index=folds.index, dtype="object")
-    split[folds == fold] = "test"
-    rest = folds.index[folds != fold]
-    if table is not None:
-        inner = split_table(table.loc[rest], (1 - val_fraction, val_fraction, 0.0), seed)
-        split.loc[rest] = inner.to_numpy()
-    else:
-        picked = np.random.default_rng(seed).permutation(len(rest))[: int(round(len(rest) * val_fraction))]
-        split.loc[rest[picked]] = "val"
-    return split
-
+from core.labels import AGE_BINS
 
 # ------------------------------------------------------------------------------------------------ images
 

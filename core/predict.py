@@ -21,10 +21,9 @@ import numpy as np
 from PIL import Image
 
 from core.crops import detect_padded, looks_like_face_crop
-from core.datasets import GENDERS, RACES
-from core.evaluation import age_mean_std
 from core.faces import Face, FaceDetector, align_crop, center_crop, crop_geometry, shared_detector, whole_image_face
 from core.images import ImageError, Photo, load_photo
+from core.labels import AGE_BINS, GENDERS, RACES
 from core.registry import ModelError
 
 # Batches are padded up to one of these sizes, each with its own interpreter allocated once: no re-allocation per
@@ -32,6 +31,16 @@ from core.registry import ModelError
 # each image of a batch holds ~1.3 MB of activations: bigger buckets would only cost memory.
 _BATCH_BUCKETS = (1, 2, 4, 8, 16)
 FACE_CROP_NOTE = "taken as a face crop (no face detected)"
+
+
+def age_mean_std(outputs: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted age and, for distribution heads, its standard deviation (the model's own uncertainty)."""
+    age = np.asarray(outputs["age"], dtype="float64").reshape(-1)
+    if "age_dist" not in outputs:
+        return age, None
+    dist = np.asarray(outputs["age_dist"], dtype="float64")
+    var = (dist * (np.arange(AGE_BINS)[None, :] - age[:, None]) ** 2).sum(axis=1)
+    return age, np.sqrt(np.maximum(var, 0))
 
 
 @dataclass(frozen=True)

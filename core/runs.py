@@ -9,9 +9,9 @@ import pandas as pd
 
 from core import settings
 from core.atomic import read_json_object
-from core.config import HEADLINE_METRICS
+from core.metrics import RUN_METRICS
 
-COLUMNS = ["run", "arch", "img_size", "status", "epochs", *HEADLINE_METRICS, "device", "path"]
+COLUMNS = ["run", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
 
 
 def _running_dir() -> str | None:
@@ -33,7 +33,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
         test = (metrics or {}).get("test", {})
         rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
                      "img_size": config.get("model", {}).get("img_size"), "status": status,
-                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in HEADLINE_METRICS},
+                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in RUN_METRICS},
                      "device": (metrics or {}).get("device"), "path": str(run)})
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.datasets import RACES
+from core.labels import RACES
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++", "scorecam")
 METHOD_LABELS = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",

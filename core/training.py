@@ -25,21 +25,14 @@ from core import housekeeping, settings
 from core.atomic import atomic_save_model, atomic_write_text
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
-from core.config import HEADLINE_METRICS, MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
+from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
 from core.crops import load_app_crops
 from core.datasets import load_dataset
+from core.metrics import RUN_METRICS
 from core.models import backbone_layer, build_model
-from core.pipeline import (
-    balanced_class_weights,
-    fold_split,
-    kfold_assignment,
-    load_images,
-    make_dataset,
-    split_from_file,
-    split_table,
-    targets_and_weights,
-)
+from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
 from core.runs import list_runs, read_history  # noqa: F401  (moved: listing runs needs no TensorFlow)
+from core.splits import SplitError, fold_split, kfold_assignment, split_from_file, split_table, write_split_file
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +170,7 @@ def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     if cfg.split_file:
         try:
             listed = split_from_file(table, Path(cfg.split_file).expanduser())
-        except ValueError as error:
+        except SplitError as error:
             raise TrainingError(str(error)) from error
         # Listed images keep their split exactly (a model never trained on its own validation or test images);
         # images the file does not know, e.g. another dataset to fine-tune on, get the fresh seeded split.
@@ -292,7 +285,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     device = device_name()
     progress.update(device=device)
     _write_json(run_dir / "config.json", cfg.to_dict())
-    atomic_write_text(run_dir / "split.csv", pd.DataFrame({"path": table["path"], "split": split}).to_csv(index=False))
+    write_split_file(run_dir / "split.csv", table["path"], split)
 
     images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
@@ -406,7 +399,7 @@ def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
 def summarize_folds(fold_metrics: list[dict]) -> dict:
     """Mean and sample standard deviation (ddof=1) of each headline test metric across folds."""
     summary = {}
-    for key in HEADLINE_METRICS:
+    for key in RUN_METRICS:
         values = np.array([m[key] for m in fold_metrics if m.get(key) is not None], dtype=float)
         if len(values):
             summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
@@ -423,7 +416,7 @@ def cross_validate(cfg: TrainConfig, folds: int,
     table = _load_table(cfg)
     try:
         assignment = kfold_assignment(table, folds, cfg.seed)
-    except ValueError as error:
+    except SplitError as error:
         raise TrainingError(str(error)) from error
     root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")
     root_lock = housekeeping.hold_run_lock(root)
@@ -451,7 +444,7 @@ def _cross_validate_in(root: Path, cfg: TrainConfig, folds: int, table: pd.DataF
         finally:
             _release(fold_lock)
         per_fold.append({"fold": fold + 1, "run_dir": str(fold_dir),
-                         **{k: progress.metrics.get("test", {}).get(k) for k in HEADLINE_METRICS}})
+                         **{k: progress.metrics.get("test", {}).get(k) for k in RUN_METRICS}})
         if progress.status == "stopped":
             status = "stopped"
             break

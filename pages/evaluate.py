@@ -10,6 +10,8 @@ import streamlit as st
 from core import access, charts, evaluation, housekeeping, settings
 from core.datasets import KINDS, DatasetError, thumbnail_jpeg
 from core.registry import ModelError
+from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
+from core.splits import SplitError
 from pages.common import enter_through_router, model_picker, predictor_for, session_profile
 
 enter_through_router()
@@ -64,7 +66,7 @@ def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool
     store = _store()
     if key not in store and predict:
         bar = st.progress(0.0, text=f"Predicting with {entry.name} ({crops} crops)…")
-        frame = evaluation.predict_frame(predictor_for(entry), table, crops=crops, on_progress=lambda done, total:
+        frame = evaluation.predict_table(predictor_for(entry), table, crops=crops, on_progress=lambda done, total:
                                          bar.progress(done / total, text=f"{entry.name}: {done}/{total} images"))
         store[key] = frame, evaluation.evaluate_frame(frame, kind)
         bar.empty()
@@ -92,7 +94,7 @@ def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], click
 
 def show_worst(frame: pd.DataFrame) -> None:
     st.caption("Start here to find label errors: a face far from its label is often mislabelled, not mispredicted.")
-    for task, rows in evaluation.worst_errors(frame).items():
+    for task, rows in worst_errors(frame).items():
         st.markdown(f"**{task.capitalize()}** — " + ("largest errors" if task == "age" else "confident mistakes"))
         if rows.empty:
             st.caption("Nothing to show (no labels or no mistakes).")
@@ -116,7 +118,7 @@ try:
 except access.Busy as busy:
     st.warning(str(busy))
     st.stop()
-except (DatasetError, ModelError, evaluation.EvaluationError, OSError) as error:
+except (DatasetError, ModelError, evaluation.EvaluationError, SplitError, OSError) as error:
     st.error(access.public_text(str(error), profile))
     st.stop()
 except Exception as error:  # a reference id for the visitor, the traceback for the log
@@ -134,18 +136,18 @@ confusion = reports[detail]["confusion"]
 compare, age, classes, fairness, worst, download = st.tabs(
     ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
 with compare:
-    st.dataframe(evaluation.comparison_table(reports), hide_index=True)
+    st.dataframe(comparison_table(reports), hide_index=True)
     if len(modes) > 1:
         st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
                     "users get less than the dataset crops report)")
-        st.dataframe(evaluation.skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
+        st.dataframe(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
             e, "dataset", modes)]) for e in entries}), hide_index=True, key="evaluate.skew")
     st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
     st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
 with age:
     st.plotly_chart(charts.eval_age_scatter(frames[detail], f"Predicted vs true age — {detail}"),
                     key="evaluate.chart.scatter")
-    st.plotly_chart(charts.eval_group_bars(reports, "age_decade", "age_mae"), key="evaluate.chart.mae_by_age")
+    st.plotly_chart(charts.eval_group_bars(reports, "age_group", "age_mae"), key="evaluate.chart.mae_by_age")
     if "age_group" in confusion:
         st.plotly_chart(charts.eval_confusion(confusion["age_group"], "Age groups"), key="evaluate.chart.confusion_age")
 with classes:
@@ -165,13 +167,13 @@ with fairness:
     st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
     st.caption(f"Faint bars (small = True): fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust; "
                "gaps leave them out.")
-    st.dataframe(evaluation.gaps_table(reports, dimension), hide_index=True)
-    st.dataframe(evaluation.group_table(reports[detail], dimension), hide_index=True)
+    st.dataframe(gaps_table(reports, dimension), hide_index=True)
+    st.dataframe(group_table(reports[detail], dimension), hide_index=True)
 with worst:
     show_worst(frames[detail])
 with download:  # callables: the CSVs are built only when clicked (21k rows take seconds), off the script thread
     st.download_button("Per-image predictions (CSV)", lambda: access.shown_table(pd.concat(
         [frame.assign(model=name) for name, frame in frames.items()]), profile).to_csv(index=False), "predictions.csv",
         "text/csv", key="evaluate.download.predictions", on_click="ignore")
-    st.download_button("Metrics (CSV)", lambda: evaluation.metrics_long(reports).to_csv(index=False), "metrics.csv",
+    st.download_button("Metrics (CSV)", lambda: metrics_long(reports).to_csv(index=False), "metrics.csv",
                        "text/csv", key="evaluate.download.metrics", on_click="ignore")

@@ -7,9 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from core import access, saliency, settings, workers
-from core.datasets import RACES, DatasetError
+from core.datasets import DatasetError
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
+from core.labels import RACES
 from core.pipeline import decode_resize
 from core.registry import ModelError
 from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile

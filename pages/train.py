@@ -14,6 +14,7 @@ import streamlit as st
 from core import access, charts, housekeeping, jobs, runs, settings, workers
 from core.config import TrainConfig, TrainingError
 from core.datasets import KINDS
+from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
 from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
@@ -35,8 +36,9 @@ FRESH = "random weights"
 POLL_SECONDS = 1.0
 IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
 BATCH_SIZES = (8, 16, 32, 64, 128)
-TEST_METRICS = {"age_mae": "Test age MAE (years)", "gender_accuracy": "Test gender accuracy",
-                "race_accuracy": "Test race accuracy"}
+# One test score per task, labelled as the Evaluate page labels it: "Test age MAE (years)", …
+TEST_METRICS = {key: f"Test {label[0].lower()}{label[1:]}" for key in PER_TASK
+                for label in [charts.EVAL_METRIC_LABELS[key]]}
 BACKGROUND_NOTE = ("Training runs in the background: switching pages does not stop it, and one job runs per server "
                    "at a time.")
 BUSY_NOTE = "A training job is running on this server: you can start yours when it has finished."

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from core import charts
-from core.datasets import FAIRFACE_BINS, GENDERS, RACES, load_dataset
+from core.datasets import load_dataset
+from core.labels import FAIRFACE_BINS, GENDERS, RACES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample" / "utkface"

@@ -48,7 +48,7 @@ def test_bundled_sample_gives_sane_headline_and_groups(capsys, tiny_model, sampl
     for key in ("gender_accuracy", "race_accuracy", "gender_auc", "age_group_accuracy"):
         assert 0 <= report[key] <= 1, key
     assert 0 <= report["age_within_1std"] <= 1  # distribution head: an uncertainty to check
-    assert set(report["by_group"]) == {"race", "gender", "age_decade"}
+    assert set(report["by_group"]) == {"race", "gender", "age_group"}
     assert sum(g["n"] for g in report["by_group"]["race"].values()) == report["n"]
     assert set(report["by_group"]["gender"]) == {"male", "female"}
     assert report["dataset"] == "utkface" and report["split"] == "all" and report["model"] == str(tiny_model)
@@ -121,7 +121,7 @@ def test_cross_dataset_on_adience(capsys, shared_dir, tiny_model):
     assert 0 <= report["age_group_accuracy"] <= report["age_group_one_off"] <= 1
     assert 0 <= report["gender_accuracy"] <= 1
     assert report["race_accuracy"] is None and "race" not in report["by_group"]
-    assert set(report["by_group"]["age_decade"]) == {"(25, 32)"}
+    assert set(report["by_group"]["age_group"]) == {"(25, 32)"}
 
 
 def test_cross_dataset_on_fairface_format(capsys, tmp_path, tiny_model, sample_rows):

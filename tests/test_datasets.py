@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import datasets
+from core import datasets, labels
 from core.datasets import (
     COLUMNS,
     DatasetError,
-    adience_group,
     age_group_bounds,
     age_group_order,
     detect_kind,
@@ -86,8 +85,8 @@ def test_real_odd_files_load_and_missing_fields_are_reported(shared_dir, tmp_pat
     assert set(by_name) == set(ODD_UTK_NAMES)
     for name, (age, gender, race) in ODD_UTK_NAMES.items():
         row = by_name[name]
-        assert (row.age, row.gender, row.race, row.race_label) == (age, gender, race, datasets.RACES[race])
-        assert row.age_group == datasets.decade_label(age)
+        assert (row.age, row.gender, row.race, row.race_label) == (age, gender, race, labels.RACES[race])
+        assert row.age_group == labels.decade_label(age)
     problems = dict(dataset.problems)
     assert set(problems) == {*MISSING_FIELD_NAMES, "labels.json"}
     assert all("race missing" in problems[name] for name in MISSING_FIELD_NAMES)
@@ -103,7 +102,7 @@ def test_full_utkface_folder_matches_its_source_notes(shared_dir):
     table = dataset.table
     assert table["race"].value_counts().sort_index().tolist() == [9226, 4145, 3145, 3639, 1547]
     assert table["gender"].value_counts().sort_index().tolist() == [11345, 10357]
-    decades = table["age_group"].value_counts().reindex(datasets.DECADES).tolist()
+    decades = table["age_group"].value_counts().reindex(labels.DECADES).tolist()
     assert decades == [2803, 1402, 6724, 4153, 2055, 2105, 1204, 640, 459, 129, 28]
     assert table["path"].is_unique
 
@@ -135,32 +134,6 @@ def test_full_folder_second_call_is_the_cached_object(shared_dir):
 
 
 # ---------------------------------------------------------------------------------------------- Adience
-
-@pytest.mark.parametrize(("cell", "expected"), [
-    ("(25, 32)", ("(25, 32)", None)),
-    ("(60, 100)", ("(60, 100)", None)),
-    ("13", ("(8, 12)", 13.0)),
-    ("35", ("(25, 32)", 35.0)),  # halfway between groups: the younger one
-    ("3", ("(0, 2)", 3.0)),
-    ("22", ("(15, 20)", 22.0)),
-    ("45", ("(38, 43)", 45.0)),
-    ("55", ("(48, 53)", 55.0)),
-    ("(38, 42)", ("(38, 43)", None)),
-    ("(27, 32)", ("(25, 32)", None)),
-])
-def test_adience_age_cells_map_to_one_group(cell, expected):
-    assert adience_group(cell) == expected
-
-
-@pytest.mark.parametrize(("cell", "reason"), [
-    ("(38, 48)", "spans more than one group"),
-    ("(8, 23)", "spans more than one group"),
-    ("None", "not a group or a number"),
-    ("", "not a group or a number"),
-])
-def test_adience_age_cells_that_fit_no_group(cell, reason):
-    assert reason in adience_group(cell)
-
 
 def _first_real_row(shared_dir: Path, predicate) -> tuple[list[str], list[str]]:
     """Header and the first row of the real fold files that satisfies `predicate(row_dict)`."""
@@ -262,11 +235,11 @@ def test_fairface_fixture_in_published_format():
     table = dataset.table
 
     assert dataset.kind == "fairface" and len(table) == 13
-    assert set(table["age_group"]) == set(datasets.FAIRFACE_BINS)
-    assert set(table["race_label"]) == set(datasets.FAIRFACE_RACE_TO_CODE)
+    assert set(table["age_group"]) == set(labels.FAIRFACE_BINS)
+    assert set(table["race_label"]) == set(labels.FAIRFACE_RACE_TO_CODE)
     assert table["age"].isna().all()
     for label, code in zip(table["race_label"], table["race"], strict=True):
-        assert datasets.FAIRFACE_RACE_TO_CODE[label] == code
+        assert labels.FAIRFACE_RACE_TO_CODE[label] == code
     first = table[table["path"].str.endswith("train/4.jpg")].iloc[0]
     assert (first["age_group"], first["gender"], first["race"], first["race_label"]) == ("20-29", 1, 2, "East Asian")
     assert Path(first["path"]).is_file()
@@ -394,8 +367,8 @@ def test_age_group_bounds(label, bounds):
 
 def test_age_group_order_sorts_by_age_not_text():
     assert age_group_order(["100+", "10-19", "0-9", "20-29"]) == ["0-9", "10-19", "20-29", "100+"]
-    assert age_group_order(datasets.FAIRFACE_BINS[::-1]) == list(datasets.FAIRFACE_BINS)
-    adience = [f"({lo}, {hi})" for lo, hi in datasets.ADIENCE_GROUPS]
+    assert age_group_order(labels.FAIRFACE_BINS[::-1]) == list(labels.FAIRFACE_BINS)
+    adience = [f"({lo}, {hi})" for lo, hi in labels.ADIENCE_GROUPS]
     assert age_group_order(adience[::-1]) == adience
 
 

@@ -57,16 +57,16 @@ def runs(tmp_path, monkeypatch, tiny_model_files, sample_rows):
 
 @pytest.fixture
 def predict_calls(monkeypatch):
-    """Counts calls to core.evaluation.predict_frame (the page's only way to predict) and records progress."""
+    """Counts calls to core.evaluation.predict_table (the page's only way to predict) and records progress."""
     calls = []
-    real = evaluation.predict_frame
+    real = evaluation.predict_table
 
     def counting(predictor, table, on_progress=None, **kwargs):
         calls.append({"rows": len(table), "progress": [], "predictor": type(predictor).__name__})
         return real(predictor, table, on_progress=lambda d, t: (calls[-1]["progress"].append(d), on_progress(d, t)),
                     **kwargs)
 
-    monkeypatch.setattr(evaluation, "predict_frame", counting)
+    monkeypatch.setattr(evaluation, "predict_table", counting)
     return calls
 
 
@@ -158,7 +158,7 @@ def small_reports() -> dict:
     n = len(table)
     outputs = {"age": (table["age"].to_numpy(dtype=float) + 3).reshape(-1, 1), "gender": [[0.7]] * n,
                "race": [[0.6, 0.1, 0.1, 0.1, 0.1]] * n}
-    frame = evaluation.predictions_frame(table, outputs)
+    frame = evaluation.join_predictions(table, outputs)
     return {"a": evaluation.evaluate_frame(frame, min_group=5), "b": evaluation.evaluate_frame(frame, min_group=5)}
 
 
@@ -184,7 +184,7 @@ def test_confusion_reliability_cs_and_scatter_figures():
     assert "ECE" in reliability.data[1].name
     cs = charts.eval_cs_curve(reports)
     assert list(cs.data[0].x) == list(range(1, 11))
-    frame = evaluation.predictions_frame(load_dataset("utkface", settings.SAMPLE_DIR).table.head(5),
+    frame = evaluation.join_predictions(load_dataset("utkface", settings.SAMPLE_DIR).table.head(5),
                                          {"age": [[30]] * 5, "gender": [[0.5]] * 5, "race": [[0.2] * 5] * 5})
     scatter = charts.eval_age_scatter(frame)
     assert len(scatter.data[0].x) == 5 and scatter.data[1].name == "perfect"
@@ -250,7 +250,7 @@ def test_public_errors_name_no_server_path(runs, predict_calls, public, sample_r
 def test_unexpected_errors_show_a_reference_not_internals(runs, public, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError(f"exploded while reading {settings.SAMPLE_DIR}/x.jpg")
-    monkeypatch.setattr(evaluation, "predict_frame", broken)
+    monkeypatch.setattr(evaluation, "predict_table", broken)
     at = evaluate(open_page(), labels=LABELS[:1])
     shown = at.error[0].value
     assert re.search(r"reference [0-9a-f]{8}", shown)

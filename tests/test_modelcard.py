@@ -39,7 +39,7 @@ def test_shipped_card_matches_evaluate_on_its_test_split(tiny_run, tmp_path, cap
     for key in KEYS:
         assert card["metrics"][key] == pytest.approx(printed[key], abs=1e-9), key
     assert card["metrics"]["n"] == card["data"]["n_test"] > 0
-    assert set(card["metrics"]["by_group"]) == {"race", "gender", "age_decade"}
+    assert set(card["metrics"]["by_group"]) == {"race", "gender", "age_group"}
     assert "/work" not in (tmp_path / "tiny.split.csv").read_text()  # names only, no machine paths
 
 

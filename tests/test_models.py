@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 from core import models
-from core.datasets import AGE_BINS
+from core.labels import AGE_BINS
 from core.models import ARCHITECTURES, ModelConfig, backbone_layer, build_model
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from core import predict, settings
-from core.datasets import RACES
 from core.faces import Face
 from core.images import ImageError
+from core.labels import RACES
 from core.predict import (
     FACE_CROP_NOTE,
     FacePrediction,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core import saliency, settings
 from core.__main__ import main
-from core.datasets import RACES
+from core.labels import RACES
 from core.models import ARCHITECTURES, ModelConfig, build_model
 from core.saliency import CAM_METHODS, HEADS, METHODS, Explainer, SaliencyError
 

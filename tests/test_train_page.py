@@ -96,7 +96,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, tra
     at.run()
     assert not at.exception
     assert any("saved to" in s.value for s in at.success)
-    assert [m.label for m in at.metric] == list(page.TEST_METRICS.values())
+    assert [m.label for m in at.metric] == ["Test age MAE (years)", "Test gender accuracy", "Test race accuracy"]
     listed = at.dataframe[0].value
     run_name = Path(job.progress.run_dir).name
     assert listed.set_index("run").loc[run_name, "status"] == "finished"
@@ -139,7 +139,7 @@ def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, 
     import pandas as pd
 
     from core.datasets import load_dataset
-    from core.pipeline import split_table
+    from core.splits import split_table
     from tests.conftest import write_fake_run
 
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
