@@ -5,8 +5,10 @@ A detection continues the track whose box, moved on by the track's own velocity 
 them as they cross. Each track's age and probabilities are an exponential moving average over its detections, with
 a time constant rather than a fixed weight so that labels settle as fast whether the model refreshes at 5 or 30 Hz;
 the flicker of one face's label from frame to frame (age ±3 years, a 48/52 gender call) is what the average
-removes. A track that no detection continues for `forget_after_s` is dropped: a blink or a turned head does not
-renumber a face, a face that has left the picture goes soon after.
+removes. A track is dropped once `forget_after_misses` detection runs in a row have missed it and it has been unseen
+for `forget_after_s`: both, so that neither a model refreshing at 30 Hz (a miss every few frames is common) nor
+one refreshing at 2 Hz (half a second between runs) loses faces that are still there. A blink or a turned head
+does not renumber a face; a face that has left the picture goes soon after.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ Box = tuple[float, float, float, float]  # x, y, width, height, as Face.box
 @dataclass(frozen=True)
 class TrackerConfig:
     min_iou: float = 0.3  # below this a detection starts a new track (a face moves < 1/3 of its box per refresh)
-    forget_after_s: float = 0.5  # a track unseen this long is dropped (a blink is ~0.15 s)
+    forget_after_s: float = 0.5  # a track unseen this long… (a blink is ~0.15 s)
+    forget_after_misses: int = 2  # …and missed by this many runs in a row is dropped
     label_time_constant_s: float = 0.5  # labels follow a real change (a new face under an old box) within ~1 s
     velocity_time_constant_s: float = 0.15  # the box's velocity: steady, still quick to follow a turn
     max_coast_s: float = 0.25  # a box moves on by its velocity this long at most after its last detection
@@ -37,6 +40,7 @@ class Track:
     velocity: tuple[float, float]  # of the box centre, px/s
     last_seen: float  # the time of the last detection, s
     hits: int = 1  # detections so far
+    misses: int = 0  # detection runs in a row that did not find it
 
     def face_at(self, t: float, max_coast_s: float) -> Face:
         """The face where its velocity has carried it by time `t` (at most `max_coast_s` past the detection)."""
@@ -94,8 +98,8 @@ class FaceTracker:
             if index in matches:
                 detection = matches[index]
                 kept.append(self._continued(track, t, faces[detection], predictions[detection]))
-            elif t - track.last_seen <= self.config.forget_after_s:
-                kept.append(track)
+            elif not self._forgotten(track, t):
+                kept.append(replace(track, misses=track.misses + 1))
         matched = set(matches.values())
         for detection, (face, prediction) in enumerate(zip(faces, predictions, strict=True)):
             if detection not in matched:
@@ -108,6 +112,11 @@ class FaceTracker:
         """Every track's face where it has moved to by `t`, with its smoothed prediction, oldest track first: what
         a frame between two model runs shows."""
         return [(track.face_at(t, self.config.max_coast_s), track.prediction) for track in self._tracks]
+
+    def _forgotten(self, track: Track, t: float) -> bool:
+        """Whether this update, which misses the track again, drops it."""
+        return (track.misses + 1 >= self.config.forget_after_misses
+                and t - track.last_seen > self.config.forget_after_s)
 
     def _match(self, t: float, faces: list[Face]) -> dict[int, int]:
         """Track index → detection index, greedily by overlap with each track's box moved on to `t`."""
