@@ -83,6 +83,16 @@ def test_a_turn_server_comes_from_the_secrets():
          "username": "user", "credential": "secret"}]}
 
 
+def test_the_readme_example_is_a_valid_configuration():
+    import re
+    import tomllib
+
+    from tests.conftest import PROJECT_ROOT
+    example = re.search(r"```toml\n(\[webrtc\].*?)```", (PROJECT_ROOT / "README.md").read_text(), re.S).group(1)
+    servers = ice_configuration(tomllib.loads(example))["iceServers"]
+    assert any(url.startswith("turn:") for server in servers for url in server["urls"])
+
+
 @pytest.mark.parametrize("servers, says", [
     ("turn:turn.example.org", "non-empty list"),
     ([], "non-empty list"),
