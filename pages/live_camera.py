@@ -28,8 +28,8 @@ KEY_WATCH = "predict.live_watch"
 PRIVACY = ("Frames are analysed in this server's memory as they arrive and dropped once drawn: nothing is "
            "recorded or stored.")
 NO_CONNECTION = ("The live stream could not connect: the network between your browser and this server lets no "
-                 "WebRTC video through (a TURN server fixes that: see the README). The **Camera** tab takes single "
-                 "photos and always works.")
+                 "WebRTC video through (the app's operator can add a TURN server: see the README). The **Camera** "
+                 "tab takes single photos and always works.")
 
 
 def tabs_with_live(entry: ModelEntry | None, profile: access.Profile):
