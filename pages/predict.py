@@ -1,6 +1,6 @@
-"""Predict: upload photos or take one; every face found gets an age (± how unsure), a gender and a race, each
-with the model's probabilities. Bounded for a shared server: a few photos per upload and analysed at once
-(core/images.py, core/access.py), and only face crops and a small preview of each photo kept in the session."""
+"""Predict: upload photos, take one or stream the webcam (the Live tab, pages/live_camera.py); every face found gets
+an age (± how unsure), a gender and a race, with the model's probabilities. Bounded for a shared server: a few
+photos per upload and analysed at once (core/images.py, core/access.py); the session keeps face crops and previews."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
 from core.registry import ModelError
 from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
+from pages.live_camera import tabs_with_live
 
 enter_through_router()
 profile = session_profile()
@@ -36,14 +37,13 @@ def options_ui():
     return (entries[0] if entries else None), small_faces
 
 
-def photos_ui() -> list[tuple[str, bytes]]:
-    """(name, bytes) of every uploaded photo, then the camera shot if any."""
-    files = st.file_uploader("Photos", type=list(EXTENSIONS), accept_multiple_files=True, key=KEY_FILES)
+def photos_ui(upload_tab, camera_tab) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every photo uploaded in the one tab, then the shot taken in the other if any."""
+    files = upload_tab.file_uploader("Photos", type=list(EXTENSIONS), accept_multiple_files=True, key=KEY_FILES)
     files, note = images.limit_uploads(files or [])
     if note:
-        st.info(note)
-    with st.expander("Or take a photo with the camera"):
-        shot = st.camera_input("Camera", key=KEY_CAMERA)
+        upload_tab.info(note)
+    shot = camera_tab.camera_input("Camera", key=KEY_CAMERA)
     photos = [(file.name, file.getvalue()) for file in files]
     return photos + ([("camera photo", shot.getvalue())] if shot else [])
 
@@ -101,7 +101,7 @@ st.title("Predict")
 st.caption("Age, gender and race for every face in your photos. Nothing you upload is stored: photos are "
            "analysed in memory. The model's labels are UTKFace's categories and carry its biases.")
 entry, small_faces = options_ui()
-photos = photos_ui()
+photos = photos_ui(*tabs_with_live(entry, profile))  # the Live tab streams on its own
 if entry is not None and photos:
     try:
         predictor = predictor_for(entry)

@@ -122,6 +122,16 @@ def test_camera_photo(model_run, photos):
     assert not at.exception and "years" in _texts(at)
 
 
+def test_the_live_tab_says_frames_stay_in_memory_and_asks_before_streaming(model_run):
+    """Only the toggle starts the stream (the component itself cannot run under AppTest; tests/test_browser_live.py
+    streams in a real browser)."""
+    at = _page()
+    assert [tab.label for tab in at.tabs] == ["Upload", "Camera", "Live"]
+    assert at.toggle(key="predict.live_on").value is False
+    assert any("nothing is recorded or stored" in caption.value for caption in at.caption)
+    assert "predict.live_analyzer" not in at.session_state
+
+
 def test_no_model_yet_is_explained(tmp_path, monkeypatch, photos):
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "empty-runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-models")
