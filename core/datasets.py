@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
+
 COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
 RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's 5 codes, in code order
 GENDERS = ("male", "female")
@@ -39,7 +41,7 @@ FAIRFACE_RACE_TO_CODE = {
 }
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset folder the user pointed at cannot be read; the message says why."""
 
 

@@ -33,6 +33,7 @@ from core.datasets import (
     decade_label,
     load_dataset,
 )
+from core.errors import UserError
 from core.pipeline import load_images
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -40,7 +41,7 @@ CS_THETAS = tuple(range(1, 11))  # cumulative score thresholds, years
 RELIABILITY_BINS = 10
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """An evaluation request that cannot run (no rows, unreadable split file or image); the message says why."""
 
 

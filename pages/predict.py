@@ -12,8 +12,14 @@ from core import access, charts, images
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
-from core.registry import ModelError
-from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
+from pages.common import (
+    KEY_LAST_ANALYSES,
+    enter_through_router,
+    model_picker,
+    predictor_for,
+    session_profile,
+    user_errors,
+)
 
 enter_through_router()
 profile = session_profile()
@@ -104,11 +110,8 @@ st.caption("Age, gender and race for every face in your photos. Nothing you uplo
 entry, small_faces = options_ui()
 photos = photos_ui()
 if entry is not None and photos:
-    try:
+    with user_errors():
         predictor = predictor_for(entry)
-    except ModelError as error:
-        st.error(str(error))
-        st.stop()
     analyses = []
     for index, (name, data) in enumerate(photos):
         analysis = analyze(index, name, data, predictor, small_faces)
