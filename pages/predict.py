@@ -12,14 +12,8 @@ from core import access, charts, images
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
-from pages.common import (
-    KEY_LAST_ANALYSES,
-    enter_through_router,
-    model_picker,
-    predictor_for,
-    session_profile,
-    user_errors,
-)
+from pages import common
+from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
 
 enter_through_router()
 profile = session_profile()
@@ -110,7 +104,7 @@ st.caption("Age, gender and race for every face in your photos. Nothing you uplo
 entry, small_faces = options_ui()
 photos = photos_ui()
 if entry is not None and photos:
-    with user_errors():
+    with common.user_errors():
         predictor = predictor_for(entry)
     analyses = []
     for index, (name, data) in enumerate(photos):
