@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import settings
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,12 @@ MODES = (PUBLIC, WORKBENCH)
 SAMPLE_LABEL = "Bundled sample (300 UTKFace faces)"
 
 
-class Busy(Exception):
-    """A shared resource (the evaluation slot, the photo analysis slots) is taken; the message says so."""
+class Busy(UserError):
+    """A shared resource (the evaluation slot, the photo analysis slots) is taken; the message says so (pages show
+    it as a warning: trying again later is all it asks)."""
 
 
-class AccessError(Exception):
+class AccessError(UserError):
     """A request the session's profile does not allow; the message says why in words fit for a visitor."""
 
 

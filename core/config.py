@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 from core.crops import CROP_MODES
 from core.datasets import KINDS
-from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, MIN_IMG_SIZE, ModelConfig
+from core.errors import UserError
+from core.model_config import AGE_LOSSES, ModelConfig
 
 SCHEDULES = ("cosine", "plateau")
 MIN_ROWS = 8
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A training request that cannot run as asked (bad folder, too little data…); the message says why."""
 
 
@@ -84,12 +85,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise TrainingError naming the first setting that cannot work."""
-        problems = [
-            (self.model.arch not in ARCHITECTURES, f"architecture {self.model.arch!r} is not one of "
-                                                   f"{', '.join(ARCHITECTURES)}"),
-            (self.model.age_head not in AGE_HEADS, f"age head {self.model.age_head!r} is not one of "
-                                                   f"{', '.join(AGE_HEADS)}"),
-            (self.model.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
+        checks = [
             (self.age_loss not in AGE_LOSSES, f"age loss {self.age_loss!r} is not one of {', '.join(AGE_LOSSES)}"),
             (self.schedule not in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
             (self.crops not in CROP_MODES, f"crops {self.crops!r} is not one of {', '.join(CROP_MODES)}"),
@@ -103,9 +99,9 @@ class TrainConfig:
             (self.limit < 0, "limit cannot be negative"),
             (self.freeze_backbone_epochs < 0, "frozen-backbone epochs cannot be negative"),
         ]
-        for failed, message in problems:
-            if failed:
-                raise TrainingError(f"Cannot train: {message}.")
+        problems = [*self.model.problems(), *(message for failed, message in checks if failed)]
+        if problems:
+            raise TrainingError(f"Cannot train: {problems[0]}.")
 
 
 @dataclass

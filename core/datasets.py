@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 from core.labels import AGE_BINS, FAIRFACE_BINS, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, adience_group, decade_label
 
 COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
@@ -30,7 +31,7 @@ KIND_TITLES = {"utkface": "UTKFace", "adience": "Adience", "fairface": "FairFace
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset folder the user pointed at cannot be read; the message says why."""
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.crops import load_app_crops
 from core.datasets import load_dataset
+from core.errors import UserError
 from core.labels import AGE_SCHEMES, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, SCHEME_FOR_KIND, age_to_group
 from core.metrics import (
     HIGHER_IS_BETTER,
@@ -51,8 +52,8 @@ _MEANINGLESS_WITHIN = {"race": ("race_macro_f1",),
                        "gender": ("gender_precision", "gender_recall", "gender_f1", "gender_auc")}
 
 
-class EvaluationError(Exception):
-    """An evaluation request that cannot run (no rows, an unreadable run folder or image); the message says why."""
+class EvaluationError(UserError):
+    """An evaluation request that cannot run (no rows, unreadable split file or image); the message says why."""
 
 
 # ------------------------------------------------------------------------------------ predictions frames

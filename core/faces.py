@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from core import settings
+from core.errors import UserError
 
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 FULL_RANGE_MODEL = "face_detection_full_range_sparse.tflite"
@@ -60,7 +61,7 @@ _MODEL_OF = {"short": "short", "full": "full", "tile": "full"}
 TILE_POLICIES = ("auto", "always", "never")
 
 
-class DetectorError(Exception):
+class DetectorError(UserError):
     """The face detector cannot run (its model files are missing or unreadable); the message says why."""
 
 

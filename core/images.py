@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
@@ -37,7 +39,7 @@ MIN_SIDE = 32  # a face smaller than this holds nothing a 96 px model can use
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """An upload that cannot be used as a photo; the message says why in words a user understands."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from core import access
 from core.atomic import atomic_write_text, read_json_object
 from core.config import Progress, TrainConfig, TrainingError
+from core.errors import UserError
 from core.workers import SPAWN, SharedFlag, end_process, exit_reason
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,8 @@ def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None, owner: s
         progress.update(message="Starting TensorFlow…")
         from core.training import train  # seconds: TensorFlow's import, in this process only
         train(cfg, progress, export_tflite=True)
-    except TrainingError:
-        pass  # a request that could not start: train() put the message in progress
+    except UserError:
+        pass  # train() put the message in progress (and in metrics.json once a run folder existed)
     except Exception as error:  # recorded by train() when it got that far; the traceback goes to the server log
         log.exception("Training failed")
         if memory_bytes and _out_of_memory(error):

@@ -8,11 +8,17 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from core.errors import UserError
+
 ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
 AGE_HEADS = ("regression", "distribution")
 AGE_LOSSES = ("mae", "mse", "huber")
 OUTPUTS = ("age", "gender", "race")
 MIN_IMG_SIZE = 32  # three 2× poolings (custom_cnn) and ResNet-50's 32× downsampling need at least this
+
+
+class ConfigError(UserError):
+    """A model setting that cannot be built; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,20 @@ class ModelConfig:
     def tiny(cls, arch: str = "custom_cnn", **overrides) -> ModelConfig:
         """Small enough to build and fit in well under a second per step; for tests."""
         return cls(**{"arch": arch, "img_size": 32, "width": 8, "imagenet": False, **overrides})
+
+    def problems(self) -> list[str]:
+        """What cannot be built as set, one phrase each (empty when the model can be built)."""
+        checks = [
+            (self.arch not in ARCHITECTURES, f"architecture {self.arch!r} is not one of {', '.join(ARCHITECTURES)}"),
+            (self.age_head not in AGE_HEADS, f"age head {self.age_head!r} is not one of {', '.join(AGE_HEADS)}"),
+            (self.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
+        ]
+        return [message for failed, message in checks if failed]
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that cannot be built."""
+        if problems := self.problems():
+            raise ConfigError(f"Cannot build the model: {problems[0]}.")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

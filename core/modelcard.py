@@ -3,17 +3,20 @@ evaluation code as `python -m core evaluate` (so anyone can reproduce them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from core import settings
 from core.atomic import atomic_path, atomic_write_text, read_json_object
+from core.config import TrainConfig
 from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_table
 from core.metrics import HEADLINE
 from core.registry import DEFAULT_MODEL_NAME
 from core.reports import to_json
 from core.splits import read_split_file, write_split_file
+from core.train_options import config_args
 
 # The headline without the age-group scores: on UTKFace, the card's data, those are only decade accuracies.
 CARD_METRICS = tuple(key for key in HEADLINE if key not in ("age_group_accuracy", "age_group_one_off"))
@@ -47,24 +50,18 @@ def card_metrics(report: dict) -> dict:
 
 
 def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> str:
-    """The `python -m core train` command line that reproduces a run's config."""
-    model, split_file = config["model"], config.get("split_file")
-    # A split file decides the split, so fractions are given only without one
-    fractions = [] if split_file else ["--split", ",".join(str(f) for f in config["split"])]
-    args = ["python", "-m", "core", "train", "--arch", model["arch"], "--data", data_placeholder,
-            "--img-size", str(model["img_size"]), "--width", str(model["width"]), "--age-head", model["age_head"],
-            "--epochs", str(config["epochs"]), "--batch-size", str(config["batch_size"]),
-            "--lr", str(config["learning_rate"]), *fractions, "--seed", str(config["seed"])]
-    # A continued run (warm restart): which weights and which split it started from, by file name only
-    if config.get("init_from"):
-        args += ["--init-from", f"models/{Path(config['init_from']).name}"]
-    if split_file:
-        args += ["--split-file", f"models/{Path(split_file).name}"]
-    if config.get("crops", "app") != "app":
-        args += ["--crops", config["crops"]]
-    if config.get("early_stopping_patience") not in (None, 4):
-        args += ["--early-stopping-patience", str(config["early_stopping_patience"])]
-    return shlex.join(args)
+    """The `python -m core train` command line that reproduces a run's config: an option for every setting that
+    differs from its default (core.train_options). No machine paths: the data folder is a placeholder, the model
+    and split file a continued run started from are named as shipped (models/<file>), and the runs folder is left
+    out (where a run is written does not change it)."""
+    cfg = TrainConfig.from_dict(config)
+    cfg = dataclasses.replace(cfg, data_dir=data_placeholder, out_dir="", init_from=_as_shipped(cfg.init_from),
+                              split_file=_as_shipped(cfg.split_file))
+    return shlex.join(["python", "-m", "core", "train", *config_args(cfg)])
+
+
+def _as_shipped(path: str) -> str:
+    return f"models/{Path(path).name}" if path else ""
 
 
 def _started_from(config: dict) -> dict | None:

@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers, regularizers
 
 from core.labels import AGE_BINS
-from core.model_config import AGE_HEADS, ARCHITECTURES, MIN_IMG_SIZE, OUTPUTS, ModelConfig
+from core.model_config import ARCHITECTURES, OUTPUTS, ModelConfig  # noqa: F401  (ARCHITECTURES: callers' list of builders)
 
 # keras.applications' ResNet-50 ImageNet weights were trained on "caffe" inputs: BGR, mean-subtracted, unscaled.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -201,12 +201,7 @@ def build_model(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
     """Build any architecture by name. Returns (model, note) where note is a message for the user or None."""
     builders = {"custom_cnn": build_custom_cnn, "multitask_cnn": build_multitask_cnn,
                 "residual_cnn": build_residual_cnn}
-    if cfg.arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
-    if cfg.age_head not in AGE_HEADS:
-        raise ValueError(f"Unknown age head {cfg.age_head!r}; choose one of {', '.join(AGE_HEADS)}.")
-    if cfg.img_size < MIN_IMG_SIZE:
-        raise ValueError(f"Image size {cfg.img_size} px is too small; use at least {MIN_IMG_SIZE}.")
+    cfg.validate()
     if cfg.arch == "resnet50":
         return build_resnet50(cfg)
     return builders[cfg.arch](cfg), None

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from core import settings
 from core.atomic import read_json_object
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "face_insight_v1"
 OFFERED_STATUSES = ("finished", "stopped")  # running, failed or interrupted runs hold no model to trust
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model that cannot be used (missing, outside the app's folders, unreadable); the message says why."""
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import UserError
 from core.labels import RACES
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++", "scorecam")
@@ -49,7 +50,7 @@ AGE_LOGIT_SCALE = 4.0  # Score-CAM adapter: age/4 keeps exp(-logit) inside float
 CAM_TAP = "saliency_cam_tap"
 
 
-class SaliencyError(Exception):
+class SaliencyError(UserError):
     """A saliency request that cannot be served (unknown head/method/layer, unusable model); says why."""
 
 

@@ -28,11 +28,13 @@ from core.atomic import atomic_save_model, atomic_write_text
 from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
 from core.crops import load_app_crops
 from core.datasets import load_dataset
+from core.errors import UserError
 from core.metrics import RUN_METRICS
 from core.models import backbone_layer, build_model
 from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
+from core.registry import ModelError, load_model
 from core.runs import list_runs, read_history  # noqa: F401  (moved: listing runs needs no TensorFlow)
-from core.splits import SplitError, fold_split, kfold_assignment, split_from_file, split_table, write_split_file
+from core.splits import fold_split, kfold_assignment, split_from_file, split_table, write_split_file
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +141,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
 
 def _load_table(cfg: TrainConfig) -> pd.DataFrame:
     folder = cfg.data_dir or str(settings.data_dir())
-    try:
-        table = load_dataset(cfg.dataset, folder).table
-    except Exception as error:  # DatasetError and unreadable folders alike: one clear message
-        raise TrainingError(str(error)) from error
+    table = load_dataset(cfg.dataset, folder).table  # a folder that cannot be read is a DatasetError, a UserError
     if cfg.limit:
         table = table.sample(n=min(cfg.limit, len(table)), random_state=cfg.seed)
     table = table.reset_index(drop=True)
@@ -168,10 +167,7 @@ def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     table = _load_table(cfg)
     split = split_table(table, cfg.split, cfg.seed)
     if cfg.split_file:
-        try:
-            listed = split_from_file(table, Path(cfg.split_file).expanduser())
-        except SplitError as error:
-            raise TrainingError(str(error)) from error
+        listed = split_from_file(table, Path(cfg.split_file).expanduser())  # a SplitError is the user's to fix
         # Listed images keep their split exactly (a model never trained on its own validation or test images);
         # images the file does not know, e.g. another dataset to fine-tune on, get the fresh seeded split.
         split = listed.fillna(split).astype(object)
@@ -203,17 +199,17 @@ def _write_json(path: Path, data: dict) -> None:
 
 def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: bool = False) -> Progress:
     """Train one model as configured. Always returns the progress object with status, metrics and run_dir;
-    raises TrainingError for requests that cannot start (the page/CLI shows the message) and re-raises
-    unexpected errors after recording them in progress and metrics.json. With `export_tflite`, a finished (not
-    stopped) run also gets model.tflite (float32), for the app's LiteRT inference; written before metrics.json
-    says "finished", so a listed run has it."""
+    raises a UserError (TrainingError, DatasetError…) for requests that cannot start (the page/CLI shows the
+    message) and re-raises any error after recording it in progress and metrics.json. With `export_tflite`, a
+    finished (not stopped) run also gets model.tflite (float32), for the app's LiteRT inference; written before
+    metrics.json says "finished", so a listed run has it."""
     progress = progress or Progress(epochs=cfg.epochs)
     progress.update(status="running", epochs=cfg.epochs, message="Reading the dataset…")
     try:
         cfg.validate()
         table, split = _prepare_data(cfg)
         run_dir = _new_run_dir(_runs_root(cfg), cfg.model.arch)
-    except TrainingError as error:
+    except UserError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
     lock = housekeeping.hold_run_lock(run_dir)  # the run is in progress while this process holds it
@@ -233,8 +229,9 @@ def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_
     progress.update(status="running", run_dir=str(run_dir))
     try:
         _train_in(run_dir, cfg, table, split, progress, export_tflite)
-    except Exception as error:
-        progress.update(status="failed", error=f"{type(error).__name__}: {error}", message="Training failed.")
+    except Exception as error:  # recorded for the page and the run folder, then raised again with its traceback
+        shown = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        progress.update(status="failed", error=shown, message="Training failed.")
         _write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
                                                "device": progress.device, "notes": progress.notes})
         raise
@@ -372,11 +369,10 @@ def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> 
 def _warm_start(model, source: Path) -> str:
     """Copy every weight of the model saved at `source` into the freshly built `model` (same architecture and
     input size; weight count and shapes are checked so a mismatch is a clear error, not a silent partial load)."""
-    import keras
-    try:
-        saved = keras.saving.load_model(source, safe_mode=True, compile=False)
-    except Exception as err:  # missing file, not a Keras archive, unsafe content…
-        raise TrainingError(f"Cannot start from {source}: {err}") from err
+    try:  # the user named this file (CLI, or a server's own model checked by core.access), so from anywhere
+        saved = load_model(source, allow_anywhere=True)
+    except ModelError as error:  # missing file, not a Keras archive, unsafe content…
+        raise TrainingError(f"Cannot start from {source.name}: {error}") from error
     # Matched by position, not name: Keras numbers unnamed layers per process, so names differ between builds.
     ours, theirs = model.weights, saved.weights
     mismatched = [w.path for w, t in zip(ours, theirs, strict=False) if tuple(w.shape) != tuple(t.shape)]
@@ -414,10 +410,7 @@ def cross_validate(cfg: TrainConfig, folds: int,
     (the CLI points its progress bar there). Returns and writes cv.json: per-fold test metrics, mean ± std."""
     cfg.validate()
     table = _load_table(cfg)
-    try:
-        assignment = kfold_assignment(table, folds, cfg.seed)
-    except SplitError as error:
-        raise TrainingError(str(error)) from error
+    assignment = kfold_assignment(table, folds, cfg.seed)
     root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")
     root_lock = housekeeping.hold_run_lock(root)
     try:

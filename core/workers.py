@@ -27,6 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from core import settings
+from core.errors import UserError
 from core.images import ImageError
 from core.registry import ModelError
 from core.saliency import SCORECAM_MAX_N, SaliencyError
@@ -46,8 +47,10 @@ EXPLAINERS_KEPT = 4  # models the saliency worker keeps loaded (least recently u
 CAM_LAYER_LISTS_KEPT = 64  # the server's memo of layer lists (model versions × head choices)
 
 
-class WorkerError(Exception):
-    """A child process that died, hung or failed unexpectedly; the message is for the user."""
+class WorkerError(UserError):
+    """A child process that died, hung or failed unexpectedly; the message is for the user. A UserError although
+    the user did not cause it: the server survives a worker by design, the page says what happened (retry, or a
+    smaller request) and the child logged its own traceback."""
 
 
 class SharedFlag:

@@ -8,12 +8,15 @@ process first (core/export.py `ensure_tflite`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import streamlit as st
 
 from core import access
+from core.errors import UserError
 from core.registry import ModelEntry, ModelError, all_models
 
 # The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
@@ -25,6 +28,28 @@ KEY_OWNER = "session.owner"  # this session's id: the owner of the training jobs
 def session_profile() -> access.Profile:
     """This session's profile (core/access.py), bound for the script run: call first on every page."""
     return access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
+
+
+@contextlib.contextmanager
+def user_errors(page: str | None = None) -> Iterator[None]:
+    """The one place a page turns an error into what a visitor sees, then stops the script run: a UserError as its
+    message (a warning when the server is only busy), in words the session's profile may show. With `page`, any
+    other error too, as a reference id for the visitor while its traceback goes to the server log; without, a bug
+    keeps Streamlit's own traceback."""
+    profile = access.current_profile()
+    try:
+        yield
+    except access.Busy as busy:
+        st.warning(str(busy))
+        st.stop()
+    except UserError as error:
+        st.error(access.public_text(str(error), profile))
+        st.stop()
+    except Exception as error:
+        if page is None:
+            raise
+        st.error(access.unexpected_error(error, profile, page))
+        st.stop()
 
 
 def session_owner() -> str:
@@ -73,11 +98,15 @@ def _predictor_for(entry: ModelEntry):
     else:
         with st.spinner("Preparing the model for fast inference…"):  # a TensorFlow child process, once per model
             tflite = ensure_tflite(entry.path)
+    return _load_predictor(str(tflite), model_version(tflite))
+
+
+def model_version(path: Path) -> int:
+    """A model file's modification time (ns), the key of everything computed with it; ModelError when it is gone."""
     try:
-        mtime = tflite.stat().st_mtime_ns
+        return Path(path).stat().st_mtime_ns
     except OSError as error:
-        raise ModelError(f"Model file {tflite} is gone: {error.strerror}.") from error
-    return _load_predictor(str(tflite), mtime)
+        raise ModelError(f"Model file {path} is gone: {error.strerror}.") from error
 
 
 def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list[ModelEntry]:

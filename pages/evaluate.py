@@ -8,11 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from core import access, charts, evaluation, housekeeping, settings
-from core.datasets import KINDS, DatasetError, thumbnail_jpeg
-from core.registry import ModelError
+from core.datasets import KINDS, thumbnail_jpeg
 from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
-from core.splits import SplitError
-from pages.common import enter_through_router, model_picker, predictor_for, session_profile
+from pages.common import enter_through_router, model_picker, model_version, predictor_for, session_profile, user_errors
 
 enter_through_router()
 housekeeping.startup_once()
@@ -62,7 +60,7 @@ def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
 
 def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool):
     """(predictions, report) from the store, predicting first when asked; None when not stored and not asked."""
-    key = (str(entry.path), entry.path.stat().st_mtime_ns, kind, evaluation.table_fingerprint(table), crops)
+    key = (str(entry.path), model_version(entry.path), kind, evaluation.table_fingerprint(table), crops)
     store = _store()
     if key not in store and predict:
         bar = st.progress(0.0, text=f"Predicting with {entry.name} ({crops} crops)…")
@@ -109,21 +107,12 @@ kind, folder, split_file, modes = data_ui(entries)
 clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entries)
 if not entries:
     st.stop()
-try:
+with user_errors("Evaluate"):
     kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
     table, capped = access.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
     results = score(entries, kind, table, modes, clicked)
-except access.Busy as busy:
-    st.warning(str(busy))
-    st.stop()
-except (DatasetError, ModelError, evaluation.EvaluationError, SplitError, OSError) as error:
-    st.error(access.public_text(str(error), profile))
-    st.stop()
-except Exception as error:  # a reference id for the visitor, the traceback for the log
-    st.error(access.unexpected_error(error, profile, "Evaluate"))
-    st.stop()
 if any(result is None for result in results.values()):
     st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
             + (" on both crop paths." if len(modes) > 1 else "."))

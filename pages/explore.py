@@ -10,7 +10,6 @@ from core.datasets import (
     GENDER_NAMES,
     KINDS,
     MAX_AGE,
-    DatasetError,
     filter_table,
     gender_names,
     load_dataset,
@@ -21,7 +20,7 @@ from core.datasets import (
     short_labels,
     thumbnail_jpeg,
 )
-from pages.common import enter_through_router, session_profile
+from pages.common import enter_through_router, session_profile, user_errors
 
 enter_through_router()
 housekeeping.startup_once()
@@ -116,18 +115,11 @@ def draw_grid(rows, signature: int) -> None:
 
 st.title("Explore a dataset")
 kind, folder = dataset_ui()
-try:
+with user_errors("Explore"):
     dataset = load_dataset(kind, folder, profile)
-except DatasetError as error:  # already in words (and paths) this profile may show
-    st.error(str(error))
-    st.stop()
-
-try:
     draw_counts(dataset)
     draw_charts(dataset)
     st.subheader("Browse faces")
     draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
     with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
         st.dataframe(dataset.problems_table(), hide_index=True)
-except Exception as error:  # a reference id for the visitor, the traceback for the log
-    st.error(access.unexpected_error(error, profile, "Explore"))

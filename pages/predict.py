@@ -12,7 +12,7 @@ from core import access, charts, images
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
-from core.registry import ModelError
+from pages import common
 from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
 from pages.live_camera import tabs_with_live
 
@@ -103,11 +103,8 @@ st.caption("Age, gender and race for every face in your photos. Nothing you uplo
 entry, small_faces = options_ui()
 photos = photos_ui(*tabs_with_live(entry, profile))  # the Live tab streams on its own
 if entry is not None and photos:
-    try:
+    with common.user_errors():
         predictor = predictor_for(entry)
-    except ModelError as error:
-        st.error(str(error))
-        st.stop()
     analyses = []
     for index, (name, data) in enumerate(photos):
         analysis = analyze(index, name, data, predictor, small_faces)

@@ -7,16 +7,21 @@ import pandas as pd
 import streamlit as st
 
 from core import access, saliency, settings, workers
-from core.datasets import DatasetError
-from core.faces import DetectorError
-from core.images import EXTENSIONS, ImageError
+from core.images import EXTENSIONS
 from core.labels import RACES
 from core.pipeline import decode_resize
-from core.registry import ModelError
-from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
+from pages.common import (
+    KEY_LAST_ANALYSES,
+    enter_through_router,
+    model_picker,
+    model_version,
+    predictor_for,
+    session_profile,
+    user_errors,
+)
 
 enter_through_router()
-profile = session_profile()
+session_profile()  # binds this session's profile: core.access reads it
 
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
@@ -103,8 +108,8 @@ st.caption("Which pixels drive each prediction. Gradient maps show where a small
 entries = model_picker(KEY_MODEL)
 if not entries:
     st.stop()
-try:
-    model_path, mtime = str(entries[0].path), entries[0].path.stat().st_mtime_ns
+with user_errors():
+    model_path, mtime = str(entries[0].path), model_version(entries[0].path)
     predictor = predictor_for(entries[0])  # for its input size and the Predict page's face cutting only
     chosen = image_ui(predictor)
     if chosen is None:
@@ -121,8 +126,3 @@ try:
         draw(crop, result, options["alpha"])
     elif options["heads"] and options["methods"]:
         st.info("Press **Explain** to compute the maps.")
-except access.Busy as busy:
-    st.warning(str(busy))
-except (ModelError, saliency.SaliencyError, workers.WorkerError, ImageError, DetectorError, DatasetError,
-        OSError) as error:
-    st.error(access.public_text(str(error), profile))

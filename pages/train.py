@@ -12,8 +12,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core import access, charts, housekeeping, jobs, runs, settings, workers
-from core.config import TrainConfig, TrainingError
+from core.config import TrainConfig
 from core.datasets import KINDS
+from core.errors import UserError
 from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
@@ -179,7 +180,7 @@ def start(cfg: TrainConfig) -> None:
             access.enforce_runs_quota(settings.runs_dir(), limits.max_runs - 1)
         if not jobs.start_job(cfg, owner if profile.public else None, limits if profile.public else None)[1]:
             st.warning("A training job is already running on this server: stop it or wait for it to finish.")
-    except TrainingError as error:
+    except UserError as error:  # a setting that cannot work, or the training process would not start
         st.error(access.public_text(str(error), profile))
 
 

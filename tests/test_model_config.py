@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.model_config import AGE_HEADS, ARCHITECTURES, ModelConfig
+import pytest
+
+from core.errors import UserError
+from core.model_config import AGE_HEADS, ARCHITECTURES, ConfigError, ModelConfig
 
 
 def test_tiny_preset_is_small_and_keeps_overrides():
@@ -27,3 +30,12 @@ def test_importing_it_does_not_start_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).parents[1]).stdout.strip()
     assert out == "[]"
+
+
+def test_a_model_that_cannot_be_built_is_a_user_error_naming_the_setting():
+    assert ModelConfig.tiny().problems() == []
+    ModelConfig.tiny().validate()
+    with pytest.raises(ConfigError, match="Cannot build the model: image size must be at least 32 px"):
+        ModelConfig.tiny(img_size=16).validate()
+    assert issubclass(ConfigError, UserError)
+    assert len(ModelConfig(arch="vgg", age_head="ordinal", img_size=8).problems()) == 3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +14,7 @@ from core import settings
 from core.__main__ import main
 from core.modelcard import ship_run, train_command
 from core.registry import DEFAULT_MODEL_NAME
+from core.train_options import parse_config
 from core.training import TrainConfig, train
 
 KEYS = ("n", "age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
@@ -43,11 +46,27 @@ def test_shipped_card_matches_evaluate_on_its_test_split(tiny_run, tmp_path, cap
     assert "/work" not in (tmp_path / "tiny.split.csv").read_text()  # names only, no machine paths
 
 
+def _parsed(command: str) -> TrainConfig:
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "core", "train"]
+    return parse_config(argv[4:])
+
+
 def test_train_command_reproduces_the_config(tiny_run):
     config = json.loads((Path(tiny_run) / "config.json").read_text())
-    command = train_command(config)
+    command = train_command(config, data_placeholder="/data")
     assert command.startswith("python -m core train --arch residual_cnn")
-    assert "--age-head distribution" in command and "--split 0.7,0.15,0.15" in command
+    assert _parsed(command) == dataclasses.replace(TrainConfig.from_dict(config), data_dir="/data", out_dir="")
+
+
+def test_train_command_carries_every_changed_setting_and_no_machine_path():
+    cfg = TrainConfig.tiny(age_loss="huber", age_weight=0.2, race_weight=2.0, schedule="plateau", augment=False,
+                           race_class_weights=True, warmup_epochs=0.5, data_dir="/machine/data",
+                           out_dir="/machine/runs", init_from="/machine/runs/a/model.keras")
+    command = train_command(json.loads(json.dumps(cfg.to_dict())))
+    assert "/machine" not in command
+    assert _parsed(command) == dataclasses.replace(cfg, data_dir="/path/to/UTKFace", out_dir="",
+                                                   init_from="models/model.keras")
 
 
 def test_a_continued_run_ships_with_the_recipe_of_both_stages(tiny_run, tmp_path):
@@ -59,6 +78,8 @@ def test_a_continued_run_ships_with_the_recipe_of_both_stages(tiny_run, tmp_path
     second = ship_run(train(cfg).run_dir, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
     command = second["training"]["command"]
     assert "--init-from models/tiny.keras --split-file models/tiny.split.csv" in command and "--split " not in command
+    assert _parsed(command) == dataclasses.replace(cfg, data_dir="/path/to/UTKFace", out_dir="",
+                                                   init_from="models/tiny.keras", split_file="models/tiny.split.csv")
     earlier = second["training"]["started_from"]
     assert earlier["training"]["command"] == first["training"]["command"]
     assert earlier["metrics"]["age_mae"] == first["metrics"]["age_mae"]

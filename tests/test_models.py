@@ -8,6 +8,7 @@ import pytest
 from keras import layers
 
 from core import models
+from core.errors import UserError
 from core.labels import AGE_BINS
 from core.models import ARCHITECTURES, ModelConfig, backbone_layer, build_model
 
@@ -185,9 +186,9 @@ def test_resnet50_preprocessing_matches_keras_caffe_preprocessing():
     np.testing.assert_allclose(probe.predict(x, verbose=0), preprocess_input(x.copy()), atol=1e-3)
 
 
-@pytest.mark.parametrize("overrides,message", [({"arch": "vgg"}, "Unknown architecture"),
-                                               ({"img_size": 16}, "too small"),
-                                               ({"age_head": "ordinal"}, "Unknown age head")])
-def test_build_model_rejects_impossible_configs(overrides, message):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("overrides,message", [({"arch": "vgg"}, "architecture 'vgg' is not one of"),
+                                               ({"img_size": 16}, "at least 32 px"),
+                                               ({"age_head": "ordinal"}, "age head 'ordinal' is not one of")])
+def test_build_model_rejects_impossible_configs_as_a_user_error(overrides, message):
+    with pytest.raises(UserError, match=message):
         build_model(ModelConfig.tiny(**overrides))

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from core import runs, training
+from core.datasets import DatasetError
 from core.models import build_model
 from core.pipeline import targets_and_weights
 from core.training import Progress, TrainConfig, TrainingError, cross_validate, train
@@ -157,7 +158,7 @@ def test_a_stop_during_validation_ends_it_within_one_batch(tmp_path):
 
 def test_impossible_requests_fail_before_training_with_a_clear_message(synthetic_utkface, tmp_path):
     progress = Progress()
-    with pytest.raises(TrainingError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):  # the dataset's own user error, not re-wrapped
         train(_cfg(tmp_path / "missing", tmp_path), progress)
     assert progress.status == "failed" and "not found" in progress.error
     with pytest.raises(TrainingError, match="learning rate"):
@@ -169,6 +170,20 @@ def test_impossible_requests_fail_before_training_with_a_clear_message(synthetic
     with pytest.raises(TrainingError, match="at least 8"):
         train(_cfg(few, tmp_path))
     assert not any(p.is_dir() for p in tmp_path.iterdir() if p.name != "few")  # no run folder was started
+
+
+def test_a_bug_keeps_its_own_type_and_a_user_error_in_a_run_is_recorded_as_its_message(synthetic_utkface, tmp_path,
+                                                                                     monkeypatch):
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "load_dataset", lambda kind, folder: {}["table"])  # a bug, not a bad folder
+        with pytest.raises(KeyError):
+            train(_cfg(synthetic_utkface, tmp_path))
+    progress = Progress()
+    with pytest.raises(TrainingError, match="Cannot start from missing.keras"):
+        train(_cfg(synthetic_utkface, tmp_path, init_from=str(tmp_path / "missing.keras")), progress)
+    assert progress.status == "failed" and progress.error.startswith("Cannot start from missing.keras")
+    metrics = json.loads((Path(progress.run_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error"] == progress.error
 
 
 def test_config_round_trips_through_a_dict_and_ignores_unknown_keys():
