@@ -468,14 +468,3 @@ def face_crops(value) -> list[np.ndarray]:
         return [crop for item in value for crop in face_crops(item)]
     crop = np.asarray(getattr(value, "crop", value))
     return [crop] if crop.ndim == 3 and crop.shape[-1] == 3 else []
-
-
-def sample_faces(folder) -> dict[str, str]:
-    """path → "34 y · Asian · female — file name" for every face of a UTKFace folder (the bundled sample)."""
-    from pathlib import Path
-
-    from core.datasets import gender_names, load_dataset, race_names
-    table = load_dataset("utkface", folder).table
-    ages = table["age"].round().astype("Int64").astype("string").fillna("?")
-    labels = ages + " y · " + race_names(table) + " · " + gender_names(table)
-    return {str(path): f"{label} — {Path(path).name}" for path, label in zip(table["path"], labels, strict=True)}

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core import access, charts, evaluation, housekeeping, settings
-from core.datasets import KINDS, DatasetError, thumbnail_jpeg
+from core.browse import thumbnail_jpeg
+from core.datasets import KINDS, DatasetError
 from core.registry import ModelError
 from pages.common import enter_through_router, model_picker, predictor_for, session_profile
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import access, charts, housekeeping, settings
-from core.datasets import (
+from core.browse import (
     GENDER_NAMES,
-    KINDS,
     MAX_AGE,
-    DatasetError,
     filter_table,
     gender_names,
-    load_dataset,
     page_count,
     page_of,
     race_names,
@@ -21,6 +18,7 @@ from core.datasets import (
     short_labels,
     thumbnail_jpeg,
 )
+from core.datasets import KINDS, DatasetError, load_dataset
 from pages.common import enter_through_router, session_profile
 
 enter_through_router()

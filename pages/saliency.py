@@ -6,7 +6,7 @@ loaded: this page, like the whole server, never imports TensorFlow. Its predicto
 import pandas as pd
 import streamlit as st
 
-from core import access, saliency, settings, workers
+from core import access, browse, saliency, settings, workers
 from core.datasets import RACES, DatasetError
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
@@ -41,7 +41,7 @@ def image_ui(predictor) -> tuple[object, str] | None:
     sources = [SAMPLE, UPLOAD] + ([LAST] if st.session_state.get(KEY_LAST_ANALYSES) is not None else [])
     source = st.radio("Face", sources, horizontal=True, key=KEY_SOURCE)
     if source == SAMPLE:
-        labels = saliency.sample_faces(settings.SAMPLE_DIR)
+        labels = browse.sample_faces(settings.SAMPLE_DIR)
         path = st.selectbox("Sample face (labels from UTKFace)", list(labels), format_func=labels.get, key=KEY_SAMPLE)
         return decode_resize(path, predictor.img_size), f"labelled {labels[path].split(' — ')[0]}"
     if source == UPLOAD:

@@ -12,7 +12,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import access
-from core.datasets import DatasetError, filter_table, load_dataset, short_labels
+from core.browse import filter_table, short_labels
+from core.datasets import DatasetError, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "explore.py"
@@ -241,11 +242,11 @@ def test_the_owner_on_this_machine_keeps_the_folder_box(page):
 
 
 def test_unexpected_errors_show_a_reference_not_internals(public_page, monkeypatch):
-    from core import datasets
+    from core import browse
 
     def broken(*args, **kwargs):
         raise KeyError(f"{SAMPLE_DIR}/secret")
-    monkeypatch.setattr(datasets, "race_names", broken)  # the page imports it afresh on every run
+    monkeypatch.setattr(browse, "race_names", broken)  # the page imports it afresh on every run
     public_page.run()
     assert not public_page.exception
     shown = public_page.error[0].value

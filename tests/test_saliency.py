@@ -264,14 +264,6 @@ def test_face_crops_reads_what_the_predict_page_keeps():
     assert saliency.face_crops(None) == [] and saliency.face_crops("nonsense") == []
 
 
-def test_sample_faces_are_labelled():
-    faces = saliency.sample_faces(settings.SAMPLE_DIR)
-    assert len(faces) == len(list(settings.SAMPLE_DIR.glob("*.jpg")))
-    path, label = next(iter(faces.items()))
-    age, race, gender = label.split(" — ")[0].split(" · ")
-    assert age.endswith(" y") and race in RACES and gender in ("male", "female")
-
-
 # -------------------------------------------------------------------------------------------------- CLI
 
 def test_cli_writes_a_png(tiny_models, tmp_path, capsys):
