@@ -345,7 +345,7 @@ def _add_saliency(sub) -> None:
 
 
 def cmd_saliency(args) -> int:
-    from core import saliency
+    from core import saliency, saliency_faces, saliency_figures
     from core.atomic import atomic_write_bytes
     from core.faces import DetectorError
     from core.images import ImageError
@@ -359,11 +359,11 @@ def cmd_saliency(args) -> int:
         # Maps need the Keras model (gradients); finding and cutting the face is the app's LiteRT path.
         # The user names this file on their own command line, so it may live outside models/ and runs/.
         explainer = saliency.Explainer(load_model(model_path, allow_anywhere=True))
-        crop, note = saliency.face_crop_from_bytes(data, _lite_predictor(model_path, flip_tta=False))
+        crop, note = saliency_faces.face_crop_from_bytes(data, _lite_predictor(model_path, flip_tta=False))
         prediction = explainer.predict(crop)
         result = explainer.explain(crop, args.head, args.method, args.race_class, args.layer or None,
                                    args.max_n or None, prediction)
-        png = saliency.figure_png(saliency.figure(crop, [result], prediction, args.alpha))
+        png = saliency_figures.figure_png(saliency_figures.figure(crop, [result], prediction, args.alpha))
     except OSError as error:
         print(f"error: cannot read {args.image}: {error.strerror or error}", file=sys.stderr)
         return 2
@@ -373,7 +373,7 @@ def cmd_saliency(args) -> int:
     atomic_write_bytes(args.out, png)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{saliency.prediction_text(prediction)}; {result.label} for {args.head}: {result.target}"
+    print(f"{saliency_figures.prediction_text(prediction)}; {result.label} for {args.head}: {result.target}"
           + (f" at {result.layer}" if result.layer else "") + f" in {result.seconds:.2f} s -> {args.out}")
     return 0
 

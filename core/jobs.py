@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from core import access
+from core import access, policy, public_runs
 from core.atomic import atomic_write_text, read_json_object
 from core.config import Progress, TrainConfig, TrainingError
 from core.workers import SPAWN, SharedFlag, end_process, exit_reason
@@ -66,7 +66,7 @@ class _StreamingProgress(Progress):
         if self._owner is not None and changes.get("run_dir"):
             # Here, in the process that made the folder and before the server hears of it: the server never
             # lists a public run without its owner, and the quota can delete it even if the server dies.
-            access.mark_public_run(changes["run_dir"], self._owner)
+            public_runs.mark_public_run(changes["run_dir"], self._owner)
         self._publish(force=not changes.keys() <= THROTTLED_FIELDS)
 
     def record_batch(self, batch: int, point: dict) -> None:
@@ -134,10 +134,10 @@ def _exit_on_sigterm(signum, frame) -> None:
 def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None, owner: str | None = None,
                        memory_bytes: int | None = None, cpu_seconds: int | None = None) -> None:
     """The training process's entry point (module-level: spawn pickles it by reference). A public job first caps
-    its own memory and CPU time (core.access.apply_child_limits: plain ints, before anything else) and labels its
-    run folder as its `owner`'s (core.access.mark_public_run) as soon as the folder exists."""
+    its own memory and CPU time (core.policy.apply_child_limits: plain ints, before anything else) and labels its
+    run folder as its `owner`'s (core.public_runs.mark_public_run) as soon as the folder exists."""
     if memory_bytes or cpu_seconds:
-        access.apply_child_limits(memory_bytes, cpu_seconds)
+        policy.apply_child_limits(memory_bytes, cpu_seconds)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     progress = _StreamingProgress(epochs=cfg.epochs, stop_event=stop_event).attach(writer, gate, owner)
     try:
@@ -192,7 +192,7 @@ class Job:
     """One training run in a child process; `progress` mirrors the child's, `thread` is the monitor that keeps it
     current and records how the child ended (alive exactly while the job is)."""
 
-    def __init__(self, cfg: TrainConfig, owner: str | None = None, limits: access.TrainingLimits | None = None):
+    def __init__(self, cfg: TrainConfig, owner: str | None = None, limits: policy.TrainingLimits | None = None):
         self.cfg = cfg
         self.owner = owner  # the session that started it (public jobs): only it may stop or watch it
         self.limits = limits  # a public job's limits; None: unbounded (the workbench)
@@ -300,8 +300,8 @@ class Job:
             return
         snapshot = self.progress.snapshot()
         if self.owner is not None and snapshot["run_dir"] and Path(snapshot["run_dir"]).is_dir() \
-                and access.run_owner(snapshot["run_dir"]) is None:  # the child died before it could label it
-            access.mark_public_run(snapshot["run_dir"], self.owner)
+                and public_runs.run_owner(snapshot["run_dir"]) is None:  # the child died before it could label it
+            public_runs.mark_public_run(snapshot["run_dir"], self.owner)
         written = self._final_metrics_on_disk(snapshot["run_dir"])
         if written is not None:  # it finished its work but its last report was lost with it
             self.progress.update(status=written["status"], metrics=written, error=written.get("error", ""),
@@ -346,17 +346,17 @@ _current_job: Job | None = None
 
 
 def start_job(cfg: TrainConfig, owner: str | None = None,
-              limits: access.TrainingLimits | None = None) -> tuple[Job, bool]:
+              limits: policy.TrainingLimits | None = None) -> tuple[Job, bool]:
     """Start a job unless one is running on this server. Returns (the running job, whether it is new).
     Raises TrainingError at once for a config that cannot work, rather than from the child later.
 
-    `owner`: the session starting it; with one, the run folder is marked public (core.access.mark_public_run).
+    `owner`: the session starting it; with one, the run folder is marked public (core.public_runs.mark_public_run).
     `limits`: the child's memory and CPU caps; by default a public profile's (core.access.current_profile, bound
     by the page) and none in the workbench."""
     global _current_job
     cfg.validate()
     if limits is None and access.current_profile().public:
-        limits = access.public_training_limits()
+        limits = policy.public_training_limits()
     with _job_lock:
         if _current_job is not None and _current_job.running:
             return _current_job, False

@@ -91,7 +91,7 @@ def exit_reason(exitcode: int | None) -> str:
         return f"{sig.name}, killed, perhaps out of memory"
     if sig == signal.SIGTERM:
         return f"{sig.name}, terminated"
-    if sig == getattr(signal, "SIGXCPU", None):  # RLIMIT_CPU's soft limit (core.access.apply_child_limits)
+    if sig == getattr(signal, "SIGXCPU", None):  # RLIMIT_CPU's soft limit (core.policy.apply_child_limits)
         return f"{sig.name}, the CPU time limit"
     return sig.name
 

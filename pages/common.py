@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import streamlit as st
 
-from core import access
+from core import access, public_runs
 from core.registry import ModelEntry, ModelError, all_models
 
 # The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
@@ -34,7 +34,7 @@ def session_owner() -> str:
 
 def owned_runs(run_dirs, owner: str) -> set[str]:
     """The names of the runs among `run_dirs` (paths) that `owner`'s public jobs wrote."""
-    return {Path(run).name for run in run_dirs if access.run_owner(run) == owner}
+    return {Path(run).name for run in run_dirs if public_runs.run_owner(run) == owner}
 
 
 def visible_models(entries: list[ModelEntry], profile: access.Profile, owner: str) -> list[ModelEntry]:
@@ -43,9 +43,9 @@ def visible_models(entries: list[ModelEntry], profile: access.Profile, owner: st
     if not profile.public:
         return list(entries)
     runs = [entry for entry in entries if entry.source == "run"]
-    public_runs = {entry.name for entry in runs if access.run_owner(entry.path.parent) is not None}
-    shown = set(access.visible_runs(public_runs, profile, owned_runs([e.path.parent for e in runs], owner)))
-    return [entry for entry in entries if entry.source != "run" or entry.name not in public_runs
+    public_names = {entry.name for entry in runs if public_runs.run_owner(entry.path.parent) is not None}
+    shown = set(public_runs.visible_runs(public_names, profile, owned_runs([e.path.parent for e in runs], owner)))
+    return [entry for entry in entries if entry.source != "run" or entry.name not in public_names
             or entry.name in shown]
 
 

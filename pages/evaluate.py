@@ -1,13 +1,13 @@
 """Evaluate: score one or more models on a labelled folder, overall and per group, side by side. One evaluation
 runs at a time per server; a public server offers its own datasets in a list and scores at most a fixed sample of
-rows (core/access.py)."""
+rows (core/slots.py, core/policy.py)."""
 
 from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
-from core import access, charts, evaluation, housekeeping, settings
+from core import access, charts, evaluation, housekeeping, policy, settings, slots
 from core.browse import thumbnail_jpeg
 from core.datasets import KINDS, DatasetError
 from core.registry import ModelError
@@ -85,7 +85,7 @@ def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], click
     stored = {report_name(e, c, modes): results_for(e, kind, table, c, False) for e, c in pairs}
     if not clicked or all(result is not None for result in stored.values()):
         return stored
-    with access.evaluation_slot():
+    with slots.evaluation_slot():
         results = {report_name(e, c, modes): results_for(e, kind, table, c, True) for e, c in pairs}
         housekeeping.evict_cache(settings.cache_max_bytes())
     return results
@@ -110,11 +110,11 @@ if not entries:
     st.stop()
 try:
     kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
-    table, capped = access.evaluation_rows(table, profile)
+    table, capped = policy.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
     results = score(entries, kind, table, modes, clicked)
-except access.Busy as busy:
+except slots.Busy as busy:
     st.warning(str(busy))
     st.stop()
 except (DatasetError, ModelError, evaluation.EvaluationError, OSError) as error:

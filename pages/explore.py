@@ -21,10 +21,6 @@ from core.browse import (
 from core.datasets import KINDS, DatasetError, load_dataset
 from pages.common import enter_through_router, session_profile
 
-enter_through_router()
-housekeeping.startup_once()
-profile = session_profile()
-
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"
 KEY_DATASET = "explore.dataset"  # the public profile's dataset list, in place of the folder box
@@ -112,20 +108,26 @@ def draw_grid(rows, signature: int) -> None:
                        file_name="faces_filtered.csv", mime="text/csv")
 
 
-st.title("Explore a dataset")
-kind, folder = dataset_ui()
-try:
-    dataset = load_dataset(kind, folder, profile)
-except DatasetError as error:  # already in words (and paths) this profile may show
-    st.error(str(error))
-    st.stop()
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    enter_through_router()
+    housekeeping.startup_once()
+    profile = session_profile()
 
-try:
-    draw_counts(dataset)
-    draw_charts(dataset)
-    st.subheader("Browse faces")
-    draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
-    with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
-        st.dataframe(dataset.problems_table(), hide_index=True)
-except Exception as error:  # a reference id for the visitor, the traceback for the log
-    st.error(access.unexpected_error(error, profile, "Explore"))
+    st.title("Explore a dataset")
+    kind, folder = dataset_ui()
+    try:
+        dataset = load_dataset(kind, folder, profile)
+    except DatasetError as error:  # already in words (and paths) this profile may show
+        st.error(str(error))
+        st.stop()
+
+    try:
+        draw_counts(dataset)
+        draw_charts(dataset)
+        st.subheader("Browse faces")
+        draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
+        with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
+            st.dataframe(dataset.problems_table(), hide_index=True)
+    except Exception as error:  # a reference id for the visitor, the traceback for the log
+        st.error(access.unexpected_error(error, profile, "Explore"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,22 +13,10 @@ from streamlit.testing.v1 import AppTest
 from core import access
 from core.browse import filter_table, short_labels
 from core.datasets import DatasetError, load_dataset
+from pages import explore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "explore.py"
-
-
-def _page_constants(path: Path) -> SimpleNamespace:
-    """The page's module-level constants (widget keys, page size), read from its source: importing a page would
-    run it as a script."""
-    constants = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            constants.update({target.id: node.value.value for target in node.targets if target.id.isupper()})
-    return SimpleNamespace(**constants)
-
-
-explore = _page_constants(PAGE)
 SAMPLE_DIR = ROOT / "data" / "sample" / "utkface"
 FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
 MATCHING = "Images matching the filters"

@@ -16,8 +16,8 @@ from PIL import Image
 
 from core import images
 from core.images import MAX_PIXELS, MIN_SIDE, ImageError, load_image, load_photo
-from tests.conftest import PROJECT_ROOT
 from tests.photos import encode
+from tests.support import PROJECT_ROOT
 
 
 def _marked(size=(120, 80)) -> Image.Image:
