@@ -116,7 +116,7 @@ def training_gate(monkeypatch):
     test sets the returned flag, so "still running, mid-epoch" is certain (a Stop still gets through). Any job
     still alive at teardown is stopped and joined: no job outlives its test."""
     from core import jobs
-    from core.workers import SharedFlag
+    from core.children import SharedFlag
 
     opened = SharedFlag()
     monkeypatch.setattr(jobs, "batch_gate", opened)

@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import access, charts, evaluation, settings, slots
+from core import access, charts, evaluation, policy, settings, slots
 from core.datasets import load_dataset
 from tests.support import export_beside, open_app_page, write_run
 
@@ -203,7 +203,7 @@ def _shown(at: AppTest) -> str:
 
 
 def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, public, monkeypatch):
-    monkeypatch.setattr(access, "PUBLIC_MAX_EVAL_ROWS", 40)
+    monkeypatch.setattr(policy, "PUBLIC_MAX_EVAL_ROWS", 40)
     at = open_page()
     assert not at.text_input  # no folder box to type a server path into
     assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]

@@ -173,11 +173,6 @@ def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, training_gate
 
 # ------------------------------------------------------------------------------------------------ public jobs
 
-def test_the_cpu_time_limit_is_named():
-    from core.workers import exit_reason
-    assert exit_reason(-signal.SIGXCPU) == "SIGXCPU, the CPU time limit"
-
-
 def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthetic_utkface, tmp_path, training_gate):
     from core import housekeeping
     limits = policy.TrainingLimits(memory_bytes=5 * 1024 ** 3, cpu_seconds=1234)

@@ -24,7 +24,7 @@ def _no_mode_set(monkeypatch):
 
 
 def test_public_evaluations_score_a_fixed_sample(monkeypatch):
-    monkeypatch.setattr(access, "PUBLIC_MAX_EVAL_ROWS", 10)
+    monkeypatch.setattr(policy, "PUBLIC_MAX_EVAL_ROWS", 10)
     table = pd.DataFrame({"path": [f"{i}.jpg" for i in range(25)]})
     rows, note = policy.evaluation_rows(table, access.public_profile())
     again, _ = policy.evaluation_rows(table, access.public_profile())
