@@ -1,6 +1,6 @@
 """One way to cut a face out of an image, for training, evaluation and prediction alike.
 
-A user's photo reaches the model through MediaPipe detection → keypoint alignment (`core.faces.align_crop`). A
+A user's photo reaches the model through MediaPipe detection → keypoint alignment (`core.alignment.align_crop`). A
 model trained and scored on the datasets' own crops meets a slightly different face in the app (framing, scale,
 tilt), and what Evaluate reports is then not what a selfie gets. So dataset images go through the same detector
 and aligner as uploads; the dataset's own crop is only the fallback where the detector finds nothing, and that is
@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from core.faces import Face, FaceDetector, align_crop, center_crop, shared_detector, whole_image_face
+from core.alignment import align_crop, center_crop, whole_image_face
+from core.faces import Face, FaceDetector, shared_detector
 from core.pipeline import cached_array, load_images
 
 CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset's own crop resized

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from core import crops, settings
-from core.faces import align_crop
+from core.alignment import align_crop
 from tests.photos import background, selfie
 
 SAMPLE = sorted(str(p) for p in settings.SAMPLE_DIR.glob("*.jpg"))
