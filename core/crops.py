@@ -27,7 +27,7 @@ from PIL import Image
 
 from core.alignment import align_crop, center_crop, whole_image_face
 from core.faces import Face, FaceDetector, shared_detector
-from core.pipeline import cached_array, load_images
+from core.pipeline import cached_array
 
 CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset's own crop resized
 CROP_LIKE_MAX_SIDE = 1024  # a face crop is a small image…
@@ -163,15 +163,6 @@ def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progr
     images = cached_array(f"appcrops-{size}px-{len(paths)}-{_digest(paths)}", (len(paths), size, size, 3), build,
                           use_cache and len(paths) >= 256)
     return images, detections
-
-
-def load_crops(paths: list[str], size: int, mode: str = "app") -> np.ndarray:
-    """Model inputs for dataset images: the app's crops (default) or the dataset's own crops resized."""
-    if mode == "dataset":
-        return load_images(paths, size)
-    if mode != "app":
-        raise ValueError(f"crops must be one of {', '.join(CROP_MODES)}, not {mode!r}")
-    return load_app_crops(paths, size)[0]
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

@@ -32,10 +32,6 @@ def evaluation_slot() -> Iterator[None]:
         _evaluation_lock.release()
 
 
-def evaluation_running() -> bool:
-    return _evaluation_lock.locked()
-
-
 @contextlib.contextmanager
 def photo_analysis_slot(timeout_s: float = PHOTO_WAIT_SECONDS) -> Iterator[None]:
     """Hold one of the server's PHOTO_ANALYSES_AT_ONCE slots for decoding and analysing one photo; waits up to

@@ -210,11 +210,6 @@ _saliency_worker = SaliencyWorker()
 _cam_layer_cache: dict[tuple, list[str]] = {}
 
 
-def saliency_worker() -> SaliencyWorker:
-    """This server's saliency worker."""
-    return _saliency_worker
-
-
 def _model_version(model_path: str | Path) -> tuple[str, int]:
     """(path, mtime_ns) of a model the app may load: only models/ and runs/ (a model file can carry code)."""
     path = Path(model_path)

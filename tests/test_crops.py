@@ -94,8 +94,3 @@ def test_a_photo_crop_matches_the_pasted_face(faces, detector):
     crop = align_crop(photo, choice.face, 96).astype(float)
     original = crops.cut(faces[0], crops.choose_face(faces[0], detector), 96).astype(float)
     assert np.abs(crop - original).mean() < 30
-
-
-def test_load_crops_refuses_an_unknown_mode():
-    with pytest.raises(ValueError, match="crops must be one of"):
-        crops.load_crops(SAMPLE[:2], 32, mode="magic")
