@@ -1,6 +1,7 @@
 """Issue #14, the app as an anonymous visitor of a public server meets it (FACE_MODE=public, through the router).
 One test per finding that is visible from the pages; the details of each mechanism are tested beside it:
-tests/test_access.py (profiles, limits, training policy, quota, child limits), tests/test_datasets.py (the
+tests/test_access.py (profiles), tests/test_policy.py (row cap, training policy, child limits),
+tests/test_slots.py (shared slots), tests/test_public_runs.py (owners, quota), tests/test_datasets.py (the
 allowlist inside load_dataset), tests/test_images.py (decode memory, upload caps), tests/test_housekeeping.py
 (sweep, interrupted runs, cache cap), tests/test_explore_page.py and tests/test_evaluate_page.py (the pages)."""
 
