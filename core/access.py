@@ -1,5 +1,7 @@
-"""Who may do what on this server: the `public` and `workbench` profiles, and the limits that keep one visitor
-from exhausting or exploring a shared host.
+"""Who may do what on this server: the `public` and `workbench` profiles, which datasets a session may read and
+what it may be shown. The limits that keep one visitor from exhausting a shared host are in core/limits.py (what a
+public request may ask for), core/slots.py (one evaluation, a few photos at once) and core/public_runs.py (whose
+run it is, and the quota).
 
 - **workbench**: the owner's own machine. Any dataset folder, any training settings, full error texts.
 - **public**: a server others can reach. Datasets only from an allowlist (the bundled sample plus the folders the
@@ -19,36 +21,22 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import re
-import shutil
-import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import settings
-from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PUBLIC, WORKBENCH = "public", "workbench"
 MODES = (PUBLIC, WORKBENCH)
 SAMPLE_LABEL = "Bundled sample (300 UTKFace faces)"
-
-
-class Busy(UserError):
-    """A shared resource (the evaluation slot, the photo analysis slots) is taken; the message says so (pages show
-    it as a warning: trying again later is all it asks)."""
-
-
-class AccessError(UserError):
-    """A request the session's profile does not allow; the message says why in words fit for a visitor."""
 
 
 # ------------------------------------------------------------------------------------------------ profiles
@@ -269,202 +257,3 @@ def unexpected_error(error: BaseException, profile: Profile, where: str) -> str:
     log.error("Unexpected error on %s (reference %s)", where, reference, exc_info=error)
     message = f"Something went wrong on the server (reference {reference}); the details are in the server log."
     return message if profile.public else f"{message} {error}"
-
-
-# ------------------------------------------------------------------------------------------ shared limits
-
-PHOTO_ANALYSES_AT_ONCE = 2  # decoding and detection peak at a few hundred MB per photo: two bound the server
-PHOTO_WAIT_SECONDS = 30.0
-PUBLIC_MAX_EVAL_ROWS = 2000  # ~16 s of CPU on a 2-core host, where all 21.7k UTKFace faces took 175 s
-
-_evaluation_lock = threading.Lock()
-_photo_slots = threading.BoundedSemaphore(PHOTO_ANALYSES_AT_ONCE)
-
-
-@contextlib.contextmanager
-def evaluation_slot() -> Iterator[None]:
-    """Hold the server's one evaluation slot, or raise Busy at once (a visitor should not wait minutes)."""
-    if not _evaluation_lock.acquire(blocking=False):
-        raise Busy("Another evaluation is running on this server: try again when it has finished.")
-    try:
-        yield
-    finally:
-        _evaluation_lock.release()
-
-
-def evaluation_running() -> bool:
-    return _evaluation_lock.locked()
-
-
-@contextlib.contextmanager
-def photo_analysis_slot(timeout_s: float = PHOTO_WAIT_SECONDS) -> Iterator[None]:
-    """Hold one of the server's PHOTO_ANALYSES_AT_ONCE slots for decoding and analysing one photo; waits up to
-    `timeout_s` for one to free, then raises Busy."""
-    if not _photo_slots.acquire(timeout=timeout_s):
-        raise Busy("The server is busy analysing other photos: try again in a moment.")
-    try:
-        yield
-    finally:
-        _photo_slots.release()
-
-
-def evaluation_rows(table, profile: Profile):
-    """(rows to evaluate, note or None): in public at most PUBLIC_MAX_EVAL_ROWS, a fixed seeded sample so a
-    repeat visit hits the same stored results."""
-    if not profile.public or len(table) <= PUBLIC_MAX_EVAL_ROWS:
-        return table, None
-    sample = table.sample(n=PUBLIC_MAX_EVAL_ROWS, random_state=0).sort_index().reset_index(drop=True)
-    return sample, (f"This public server scores a fixed sample of {PUBLIC_MAX_EVAL_ROWS:,} of the "
-                    f"{len(table):,} images.")
-
-
-# --------------------------------------------------------------------------------------------- training
-
-@dataclass(frozen=True)
-class TrainingLimits:
-    """What one public training job may ask for, and what its process may use."""
-    max_img_size: int = 64
-    max_epochs: int = 5
-    max_batch_size: int = 32
-    architectures: tuple[str, ...] = ("custom_cnn", "multitask_cnn", "residual_cnn")  # no ResNet-50: 25 M params
-    max_runs: int = 8  # public runs kept in runs/; the oldest finished ones are deleted beyond that
-    # Address space (RLIMIT_AS, virtual: more than resident) of the training process. Measured on 2 cores: TensorFlow
-    # maps 1.7 GB at import, and fitting a 64 px residual CNN peaks at 3.3 GB virtual / 1.2 GB resident.
-    memory_bytes: int = 6 * 1024 ** 3
-    cpu_seconds: int = 30 * 60  # CPU time, both cores counted: a wide margin over 5 epochs at 64 px on 300 images
-
-
-def public_training_limits() -> TrainingLimits:
-    return TrainingLimits()
-
-
-def _field(cfg, name: str, default=None):
-    """A TrainConfig's or its to_dict()'s field; `model.x` reaches into the model part."""
-    data = cfg if isinstance(cfg, Mapping) else dataclasses.asdict(cfg)
-    for part in name.split("."):
-        data = data.get(part, default) if isinstance(data, Mapping) else default
-    return data
-
-
-def _inside(path: str, folders) -> bool:
-    resolved = Path(os.path.realpath(Path(path).expanduser()))
-    return any(Path(os.path.realpath(folder)) in resolved.parents for folder in folders)
-
-
-def check_training_request(cfg, profile: Profile, limits: TrainingLimits | None = None) -> list[str]:
-    """Why this profile may not run this training request (a TrainConfig or its dict), one sentence each; [] when
-    it may. The workbench may run anything the engine accepts."""
-    if not profile.public:
-        return []
-    limits = limits or public_training_limits()
-    problems = []
-    folder = _field(cfg, "data_dir") or str(settings.data_dir())
-    if Path(os.path.realpath(Path(folder).expanduser())) != Path(os.path.realpath(settings.SAMPLE_DIR)):
-        problems.append("This public server trains on its bundled sample only.")
-    if _field(cfg, "dataset", "utkface") != "utkface":
-        problems.append("The bundled sample is a UTKFace dataset: choose the UTKFace kind.")
-    if _field(cfg, "model.arch") not in limits.architectures:
-        problems.append(f"Architectures on this server: {', '.join(limits.architectures)}.")
-    checks = (("model.img_size", limits.max_img_size, "Image size", " px"), ("epochs", limits.max_epochs, "Epochs", ""),
-              ("batch_size", limits.max_batch_size, "Batch size", ""))
-    for name, most, label, unit in checks:
-        value = _field(cfg, name)
-        if not isinstance(value, int | float) or value > most:
-            problems.append(f"{label} is at most {most}{unit} on this server.")
-    known = (settings.MODELS_DIR, settings.runs_dir())
-    for name, label in (("init_from", "a model to start from"), ("split_file", "a split file")):
-        value = _field(cfg, name) or ""
-        if value and not _inside(value, known):
-            problems.append(f"Only the server's own models and runs can be used as {label}.")
-    if _field(cfg, "out_dir"):
-        problems.append("Runs are written to the server's runs folder only.")
-    return problems
-
-
-def require_training_allowed(cfg, profile: Profile, limits: TrainingLimits | None = None) -> None:
-    """Raise AccessError listing every problem `check_training_request` finds."""
-    problems = check_training_request(cfg, profile, limits)
-    if problems:
-        raise AccessError(" ".join(problems))
-
-
-def can_control_job(profile: Profile, job_owner: str | None, session_owner: str | None) -> bool:
-    """Whether a session may stop (and watch) a job: in the workbench always; in public only the session that
-    started it."""
-    return not profile.public or (job_owner is not None and job_owner == session_owner)
-
-
-def visible_runs(run_names, profile: Profile, owned: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """The runs a session may list: all in the workbench; in public only those its own jobs wrote."""
-    return [name for name in run_names if not profile.public or name in owned]
-
-
-PUBLIC_RUN_MARKER = "public.json"  # written into a run folder started by a public session
-
-
-def mark_public_run(run_dir: str | Path, owner: str) -> None:
-    """Label a run as a public visitor's: enforce_runs_quota may delete it, and only `owner` sees it."""
-    from core.atomic import atomic_write_text
-    atomic_write_text(Path(run_dir) / PUBLIC_RUN_MARKER, json.dumps({"owner": owner}) + "\n")
-
-
-def run_owner(run_dir: str | Path) -> str | None:
-    from core.atomic import read_json_object
-    marker = read_json_object(Path(run_dir) / PUBLIC_RUN_MARKER)
-    return None if marker is None else str(marker.get("owner"))
-
-
-def enforce_runs_quota(runs_dir: str | Path, max_runs: int) -> list[Path]:
-    """Delete the oldest public runs (marked by `mark_public_run`) until at most `max_runs` remain; runs still in
-    progress are kept and so is every run not marked public. Call with `limits.max_runs - 1` before starting a
-    public job. Returns the folders deleted."""
-    from core.housekeeping import run_in_progress
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    public = sorted((run for run in runs_dir.iterdir() if run.is_dir() and not run.is_symlink()
-                     and (run / PUBLIC_RUN_MARKER).is_file()), key=_age_key)
-    deleted = []
-    for run in public:
-        if len(public) - len(deleted) <= max(max_runs, 0):
-            break
-        if run_in_progress(run):
-            continue
-        shutil.rmtree(run, ignore_errors=True)
-        log.info("Runs quota: deleted public run %s", run.name)
-        deleted.append(run)
-    return deleted
-
-
-def _age_key(run: Path) -> tuple[float, str]:
-    try:
-        return (run / PUBLIC_RUN_MARKER).stat().st_mtime, run.name
-    except OSError:
-        return 0.0, run.name
-
-
-# ------------------------------------------------------------------------------------ the training child
-
-def apply_child_limits(memory_bytes: int | None, cpu_seconds: int | None) -> bool:
-    """Cap this process's address space (RLIMIT_AS: allocations past it fail with MemoryError) and CPU time
-    (RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL 10 s later). For the first lines of a training child process,
-    never the server itself. Limits only go down (an unprivileged process cannot raise a hard limit). Returns
-    False where the platform has no `resource` module (Windows): the job then runs unbounded."""
-    try:
-        import resource
-    except ImportError:
-        return False
-    if memory_bytes:
-        _lower(resource, resource.RLIMIT_AS, int(memory_bytes), int(memory_bytes))
-    if cpu_seconds:
-        _lower(resource, resource.RLIMIT_CPU, int(cpu_seconds), int(cpu_seconds) + 10)
-    return True
-
-
-def _lower(resource, which: int, soft: int, hard: int) -> None:
-    # Never above what is in force: a process may not raise its hard limit, and a lower soft one stays.
-    current_soft, current_hard = resource.getrlimit(which)
-    infinity = resource.RLIM_INFINITY
-    hard = hard if current_hard == infinity else min(hard, current_hard)
-    soft = min(soft if current_soft == infinity else min(soft, current_soft), hard)
-    resource.setrlimit(which, (soft, hard))

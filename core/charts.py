@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.datasets import (
+from core.browse import (
     GENDER_NAMES,
     MAX_AGE,
     UNKNOWN,

@@ -203,7 +203,7 @@ def add_saliency(sub) -> None:
 
 
 def cmd_saliency(args) -> int:
-    from core import saliency
+    from core import saliency, saliency_faces, saliency_figures
     from core.atomic import atomic_write_bytes
     from core.images import ImageError
     from core.registry import load_model
@@ -214,14 +214,15 @@ def cmd_saliency(args) -> int:
         raise ImageError(f"cannot read {args.image}: {error.strerror or error}") from error
     # Maps need the Keras model (gradients); finding and cutting the face is the app's LiteRT path.
     explainer = saliency.Explainer(load_model(path, allow_anywhere=True))
-    crop, note = saliency.face_crop_from_bytes(data, lite_predictor(path, flip_tta=False))
+    crop, note = saliency_faces.face_crop_from_bytes(data, lite_predictor(path, flip_tta=False))
     prediction = explainer.predict(crop)
     result = explainer.explain(crop, args.head, args.method, args.race_class, args.layer or None, args.max_n or None,
                                prediction)
-    atomic_write_bytes(args.out, saliency.figure_png(saliency.figure(crop, [result], prediction, args.alpha)))
+    figure = saliency_figures.figure(crop, [result], prediction, args.alpha)
+    atomic_write_bytes(args.out, saliency_figures.figure_png(figure))
     if note:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{saliency.prediction_text(prediction)}; {result.label} for {args.head}: {result.target}"
+    print(f"{saliency_figures.prediction_text(prediction)}; {result.label} for {args.head}: {result.target}"
           + (f" at {result.layer}" if result.layer else "") + f" in {result.seconds:.2f} s -> {args.out}")
     return 0
 

@@ -108,7 +108,7 @@ class TrainConfig:
 class Progress:
     """Shared between whoever trains (writes) and the UI (reads snapshots). Writes take the lock. In the server
     it is the job monitor's mirror of the worker process's own Progress (core/jobs.py), and `stop_event` a flag
-    in shared memory (core.workers.SharedFlag) the worker's Keras callback checks."""
+    in shared memory (core.children.SharedFlag) the worker's Keras callback checks."""
     status: str = "pending"  # pending → running → finished | stopped | failed
     epoch: int = 0
     epochs: int = 0

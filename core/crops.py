@@ -1,6 +1,6 @@
 """One way to cut a face out of an image, for training, evaluation and prediction alike.
 
-A user's photo reaches the model through MediaPipe detection → keypoint alignment (`core.faces.align_crop`). A
+A user's photo reaches the model through MediaPipe detection → keypoint alignment (`core.alignment.align_crop`). A
 model trained and scored on the datasets' own crops meets a slightly different face in the app (framing, scale,
 tilt), and what Evaluate reports is then not what a selfie gets. So dataset images go through the same detector
 and aligner as uploads; the dataset's own crop is only the fallback where the detector finds nothing, and that is
@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from core.faces import Face, FaceDetector, align_crop, center_crop, shared_detector, whole_image_face
-from core.pipeline import cached_array, load_images
+from core.alignment import align_crop, center_crop, whole_image_face
+from core.faces import Face, FaceDetector, shared_detector
+from core.pipeline import cached_array
 
 CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset's own crop resized
 CROP_LIKE_MAX_SIDE = 1024  # a face crop is a small image…
@@ -162,15 +163,6 @@ def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progr
     images = cached_array(f"appcrops-{size}px-{len(paths)}-{_digest(paths)}", (len(paths), size, size, 3), build,
                           use_cache and len(paths) >= 256)
     return images, detections
-
-
-def load_crops(paths: list[str], size: int, mode: str = "app") -> np.ndarray:
-    """Model inputs for dataset images: the app's crops (default) or the dataset's own crops resized."""
-    if mode == "dataset":
-        return load_images(paths, size)
-    if mode != "app":
-        raise ValueError(f"crops must be one of {', '.join(CROP_MODES)}, not {mode!r}")
-    return load_app_crops(paths, size)[0]
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

@@ -2,8 +2,8 @@
 
 Each loader returns a `Dataset`: a pandas table with the same columns whatever the source, plus the list of
 files it skipped and why. Loading never decodes an image: a first scan of 21,705 UTKFace names takes about 0.3 s,
-a cached call well under a millisecond. The helpers at the end (filters, pages, captions, thumbnails) serve the
-Explore page but hold no UI code.
+a cached call well under a millisecond. Views of a loaded table for browsing (display names, filters, pages,
+captions, thumbnails) are in core/browse.py.
 """
 
 from __future__ import annotations
@@ -11,19 +11,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import io
-import math
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.labels import AGE_BINS, FAIRFACE_BINS, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, adience_group, decade_label
+from core.labels import FAIRFACE_BINS, FAIRFACE_RACE_TO_CODE, RACES, adience_group, decade_label
 
 COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
 KINDS = ("utkface", "adience", "fairface")
@@ -292,101 +289,3 @@ def stratum(table: pd.DataFrame) -> pd.Series:
     """Age decade × gender × race key used to stratify splits and the bundled sample."""
     decade = (table["age"].fillna(-10) // 10).clip(upper=10).astype(int).astype(str)
     return decade + "_" + table["gender"].astype(str) + "_" + table["race"].astype(str)
-
-
-def age_decades(ages: np.ndarray) -> np.ndarray:
-    return np.array([decade_label(a) for a in ages])
-
-
-# ------------------------------------------------------------------------------------- views for browsing
-
-UNKNOWN = "unknown"
-GENDER_NAMES = (*GENDERS, UNKNOWN)
-MAX_AGE = AGE_BINS - 1
-
-
-def gender_names(table: pd.DataFrame) -> pd.Series:
-    """'male' / 'female' / 'unknown' per row (Adience has unknown genders)."""
-    return table["gender"].map({0: GENDERS[0], 1: GENDERS[1]}).fillna(UNKNOWN).astype("string")
-
-
-def race_names(table: pd.DataFrame) -> pd.Series:
-    """The dataset's own race label per row (FairFace keeps its 7 groups), 'unknown' where there is none."""
-    return table["race_label"].fillna(UNKNOWN).astype("string")
-
-
-def race_order(names) -> list[str]:
-    """UTKFace's order first, then any other labels alphabetically, 'unknown' last."""
-    def key(name: str):
-        return (name == UNKNOWN, RACES.index(name) if name in RACES else len(RACES), name)
-    return sorted(set(names), key=key)
-
-
-def age_group_bounds(label: str) -> tuple[float, float]:
-    """Youngest and oldest age a group label covers: '20-29', '100+', 'more than 70', '(25, 32)'."""
-    numbers = [float(n) for n in re.findall(r"\d+", label or "")]
-    if not numbers:
-        return math.nan, math.nan
-    return numbers[0], numbers[1] if len(numbers) > 1 else float(MAX_AGE)
-
-
-def age_group_order(labels) -> list[str]:
-    """Group labels sorted by age, whatever the dataset's labelling scheme."""
-    return sorted(set(labels), key=lambda label: (*age_group_bounds(label), label))
-
-
-def _age_span(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    # Where the age in years is unknown (FairFace, most of Adience), the row's group gives the range it lies in.
-    bounds = {label: age_group_bounds(label) for label in table["age_group"].dropna().unique()}
-    low = table["age_group"].map({k: v[0] for k, v in bounds.items()}).astype("Float64")
-    high = table["age_group"].map({k: v[1] for k, v in bounds.items()}).astype("Float64")
-    return table["age"].fillna(low), table["age"].fillna(high)
-
-
-def filter_table(table: pd.DataFrame, age_range: tuple[float, float] | None = None, genders=None,
-                 races=None) -> pd.DataFrame:
-    """Rows whose age (or age group) overlaps `age_range` and whose gender / race name is among those given.
-    None or empty means no filter on that field. Names as in gender_names / race_names."""
-    keep = pd.Series(True, index=table.index)
-    if age_range is not None:
-        low, high = _age_span(table)
-        keep &= ((high >= age_range[0]) & (low <= age_range[1])).fillna(False).astype(bool)
-    if genders:
-        keep &= gender_names(table).isin(list(genders)).astype(bool)
-    if races:
-        keep &= race_names(table).isin(list(races)).astype(bool)
-    return table[keep]
-
-
-def page_count(rows: int, per_page: int) -> int:
-    return max(1, math.ceil(rows / per_page))
-
-
-def page_of(table: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
-    """Rows of the 1-based `page`; a page past either end is clamped, so a stale page number still shows rows."""
-    page = min(max(int(page), 1), page_count(len(table), per_page))
-    return table.iloc[(page - 1) * per_page: page * per_page]
-
-
-def short_labels(table: pd.DataFrame) -> list[str]:
-    """One caption per row: age in years when known (else the group), gender, race."""
-    ages = [f"{int(a)} y" if pd.notna(a) else str(g) for a, g in zip(table["age"], table["age_group"], strict=True)]
-    return [" · ".join(parts) for parts in zip(ages, gender_names(table), race_names(table), strict=True)]
-
-
-def thumbnail_jpeg(path: str | Path, size: int = 100) -> bytes:
-    """A small JPEG preview. An unreadable or corrupt file gives a grey square: one bad file among thousands must
-    not blank a whole page of previews."""
-    from PIL import Image, UnidentifiedImageError
-
-    buffer = io.BytesIO()
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at reduced scale, several times faster
-            image = image.convert("RGB")
-            image.thumbnail((size, size))
-            image.save(buffer, format="JPEG", quality=85)
-    except (OSError, UnidentifiedImageError, ValueError):
-        buffer = io.BytesIO()
-        Image.new("RGB", (size, size), (200, 200, 200)).save(buffer, format="JPEG")
-    return buffer.getvalue()

@@ -57,11 +57,6 @@ class Photo:
         return self.full_size[0] / self.image.width
 
 
-def load_image(data: bytes) -> Image.Image:
-    """Decode an upload at full resolution to an upright RGB image, or raise ImageError."""
-    return load_photo(data).image
-
-
 def load_photo(data: bytes, draft_side: int | None = None) -> Photo:
     """Decode an upload to an upright RGB image, or raise ImageError.
 

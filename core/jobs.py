@@ -1,13 +1,12 @@
 """The server's one training job, run in a child process so the Streamlit server never imports TensorFlow.
 
-Why a process (see core/workers.py for the spawn context): a native crash in TensorFlow must not take the server
+Why a process (see core/children.py for the spawn context): a native crash in TensorFlow must not take the server
 and every visitor's session down with it, and with `keras` imported Streamlit clears Keras' session after every
 script run, which slowed training 10× while the Train page polled.
 
-The child runs `core.training.train(cfg, progress, export_tflite=True)` and streams its Progress here over a
-one-way pipe: batch updates at most every PUBLISH_SECONDS, epoch ends and status changes at once. A monitor thread
-in the server (named "training-job") mirrors them into `Job.progress`, which the page reads as before. Stop sets a
-shared flag (core.workers.SharedFlag) that the child's Keras callback checks after every batch; a child still alive
+The child (core/training_child.py) streams its Progress here over a one-way pipe. A monitor thread in the server
+(named "training-job") mirrors it into `Job.progress`, which the page reads as before. Stop sets a shared flag
+(core.children.SharedFlag) that the child's Keras callback checks after every batch; a child still alive
 STOP_GRACE_S later is terminated (SIGTERM, SIGKILL after KILL_GRACE_S more) and the run is marked stopped. A child
 that dies on its own is named by its signal ("SIGSEGV, a native crash in TensorFlow"), its progress marked failed,
 and its run folder's metrics.json written with the reason, unless the child wrote a final status itself.
@@ -17,174 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
-from core import access
+from core import access, policy, public_runs
 from core.atomic import atomic_write_text, read_json_object
+from core.children import SPAWN, SharedFlag, end_process, exit_reason
 from core.config import Progress, TrainConfig, TrainingError
-from core.errors import UserError
-from core.workers import SPAWN, SharedFlag, end_process, exit_reason
+from core.training_child import run_training_child
 
 log = logging.getLogger(__name__)
 
-PUBLISH_SECONDS = 0.25  # batch updates to the server: 4 a second, well inside the page's 1 s poll
 MONITOR_POLL_S = 0.1  # the monitor's wake-up: pipe reads, the stop deadline, the child's exit
 STOP_GRACE_S = 2.0  # after Stop, the child's time to end its batch, save and report
 KILL_GRACE_S = 1.0  # after SIGTERM, the time before SIGKILL
 EXIT_WAIT_S = 5.0  # after its last report, the child's time to exit (TensorFlow's teardown) before it is ended
 FINAL_STATUSES = ("finished", "stopped", "failed")
-# Updates that only move the counters and the status line wait for the throttle; any other change goes at once.
-THROTTLED_FIELDS = frozenset({"message", "epoch", "batch"})
-GATE_WAIT_S = 600.0
 
 # Tests hold a run mid-epoch with this: a SharedFlag; while it is unset, the child waits after each training batch
 # (a Stop still gets through). Read when a job starts; None in the app.
 batch_gate = None
-
-
-# ------------------------------------------------------------------------------------------------- the child
-
-class _StreamingProgress(Progress):
-    """The child's Progress: every change is also sent to the server as a delta (changed fields, new batch points,
-    new history rows). Throttled changes are sent by a flusher thread within PUBLISH_SECONDS."""
-
-    def attach(self, writer, gate, owner: str | None = None) -> _StreamingProgress:
-        self._writer, self._gate, self._owner = writer, gate, owner
-        self._send_lock = threading.Lock()
-        self._sent_fields: dict = {}
-        self._sent_points = self._sent_rows = 0
-        self._last_send, self._dirty, self._closed = 0.0, False, False
-        threading.Thread(target=self._flush_loop, name="progress-flusher", daemon=True).start()
-        return self
-
-    def update(self, **changes) -> None:
-        super().update(**changes)
-        if self._owner is not None and changes.get("run_dir"):
-            # Here, in the process that made the folder and before the server hears of it: the server never
-            # lists a public run without its owner, and the quota can delete it even if the server dies.
-            access.mark_public_run(changes["run_dir"], self._owner)
-        self._publish(force=not changes.keys() <= THROTTLED_FIELDS)
-
-    def record_batch(self, batch: int, point: dict) -> None:
-        super().record_batch(batch, point)
-        self._publish(force=False)
-        self._hold_at_gate()
-
-    def record_epoch(self, row: dict) -> None:
-        super().record_epoch(row)
-        self._publish(force=True)
-
-    def close(self) -> None:
-        self._publish(force=True)
-        with self._send_lock:
-            self._closed = True
-            self._writer.close()
-
-    def _publish(self, force: bool) -> None:
-        with self._send_lock:
-            if self._closed:
-                return
-            now = time.monotonic()
-            if not force and now - self._last_send < PUBLISH_SECONDS:
-                self._dirty = True
-                return
-            delta = self._delta()
-            self._last_send, self._dirty = now, False
-            if delta is None:
-                return
-            try:
-                self._writer.send(delta)
-            except OSError:  # the server is gone: nobody is watching, so stop after this batch, keeping the model
-                self._closed = True
-                self.stop_event.set()
-
-    def _delta(self) -> dict | None:
-        state = self.snapshot()
-        points, rows = state.pop("batch_log"), state.pop("history")
-        changed = {k: v for k, v in state.items() if k not in self._sent_fields or self._sent_fields[k] != v}
-        delta = {"set": changed, "batch_log": points[self._sent_points:], "history": rows[self._sent_rows:]}
-        self._sent_fields.update(changed)
-        self._sent_points, self._sent_rows = len(points), len(rows)
-        return delta if any(delta.values()) else None
-
-    def _flush_loop(self) -> None:
-        while not self._closed:
-            time.sleep(PUBLISH_SECONDS)
-            if self._dirty:
-                self._publish(force=True)
-
-    def _hold_at_gate(self) -> None:
-        if self._gate is None:
-            return
-        self._publish(force=True)  # the server sees the batch it is held at
-        deadline = time.monotonic() + GATE_WAIT_S
-        while not self._gate.wait(0.1) and not self.stop_event.is_set() and time.monotonic() < deadline:
-            pass
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    # Unwinds `finally` blocks, so an atomic save cut short by the server's terminate leaves no temporary file.
-    raise SystemExit(128 + signum)
-
-
-def run_training_child(cfg: TrainConfig, writer, stop_event, gate=None, owner: str | None = None,
-                       memory_bytes: int | None = None, cpu_seconds: int | None = None) -> None:
-    """The training process's entry point (module-level: spawn pickles it by reference). A public job first caps
-    its own memory and CPU time (core.access.apply_child_limits: plain ints, before anything else) and labels its
-    run folder as its `owner`'s (core.access.mark_public_run) as soon as the folder exists."""
-    if memory_bytes or cpu_seconds:
-        access.apply_child_limits(memory_bytes, cpu_seconds)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    progress = _StreamingProgress(epochs=cfg.epochs, stop_event=stop_event).attach(writer, gate, owner)
-    try:
-        progress.update(message="Starting TensorFlow…")
-        from core.training import train  # seconds: TensorFlow's import, in this process only
-        train(cfg, progress, export_tflite=True)
-    except UserError:
-        pass  # train() put the message in progress (and in metrics.json once a run folder existed)
-    except Exception as error:  # recorded by train() when it got that far; the traceback goes to the server log
-        log.exception("Training failed")
-        if memory_bytes and _out_of_memory(error):
-            _report_memory_limit(progress, memory_bytes)
-        elif not progress.done:
-            progress.update(status="failed", error=f"{type(error).__name__}: {error}", message="Training failed.")
-    finally:
-        progress.close()
-    _leave_at_once()
-
-
-# What running into RLIMIT_AS looks like: a failed Python allocation, or a shared library (TensorFlow's) that
-# cannot be mapped at import.
-_OUT_OF_MEMORY_WORDS = ("failed to map segment", "cannot allocate memory", "bad_alloc", "out of memory")
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or any(word in str(error).lower() for word in _OUT_OF_MEMORY_WORDS)
-
-
-def _report_memory_limit(progress: Progress, memory_bytes: int) -> None:
-    """Name the limit rather than the allocation that hit it, in progress and in the run's metrics.json."""
-    error = (f"Training stopped at this server's memory limit for a training job ({memory_bytes / 1024 ** 3:.1f} GB "
-             "of address space): choose a smaller image size, batch size or model.")
-    progress.update(status="failed", error=error, message="Training failed.")
-    run_dir = progress.snapshot()["run_dir"]
-    metrics = read_json_object(Path(run_dir) / "metrics.json") if run_dir else None
-    if metrics is not None:
-        atomic_write_text(Path(run_dir) / "metrics.json",
-                          json.dumps({**metrics, "status": "failed", "error": error}, indent=2, default=float))
-
-
-def _leave_at_once() -> None:
-    """Everything is saved (atomically) and reported: skip the interpreter's teardown, which with TensorFlow loaded
-    took 1.5–4.5 s here and would hold the server's one job slot (and Stop's few seconds) for nothing."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 # ----------------------------------------------------------------------------------------------- the server
@@ -193,7 +46,7 @@ class Job:
     """One training run in a child process; `progress` mirrors the child's, `thread` is the monitor that keeps it
     current and records how the child ended (alive exactly while the job is)."""
 
-    def __init__(self, cfg: TrainConfig, owner: str | None = None, limits: access.TrainingLimits | None = None):
+    def __init__(self, cfg: TrainConfig, owner: str | None = None, limits: policy.TrainingLimits | None = None):
         self.cfg = cfg
         self.owner = owner  # the session that started it (public jobs): only it may stop or watch it
         self.limits = limits  # a public job's limits; None: unbounded (the workbench)
@@ -301,8 +154,8 @@ class Job:
             return
         snapshot = self.progress.snapshot()
         if self.owner is not None and snapshot["run_dir"] and Path(snapshot["run_dir"]).is_dir() \
-                and access.run_owner(snapshot["run_dir"]) is None:  # the child died before it could label it
-            access.mark_public_run(snapshot["run_dir"], self.owner)
+                and public_runs.run_owner(snapshot["run_dir"]) is None:  # the child died before it could label it
+            public_runs.mark_public_run(snapshot["run_dir"], self.owner)
         written = self._final_metrics_on_disk(snapshot["run_dir"])
         if written is not None:  # it finished its work but its last report was lost with it
             self.progress.update(status=written["status"], metrics=written, error=written.get("error", ""),
@@ -347,17 +200,17 @@ _current_job: Job | None = None
 
 
 def start_job(cfg: TrainConfig, owner: str | None = None,
-              limits: access.TrainingLimits | None = None) -> tuple[Job, bool]:
+              limits: policy.TrainingLimits | None = None) -> tuple[Job, bool]:
     """Start a job unless one is running on this server. Returns (the running job, whether it is new).
     Raises TrainingError at once for a config that cannot work, rather than from the child later.
 
-    `owner`: the session starting it; with one, the run folder is marked public (core.access.mark_public_run).
+    `owner`: the session starting it; with one, the run folder is marked public (core.public_runs.mark_public_run).
     `limits`: the child's memory and CPU caps; by default a public profile's (core.access.current_profile, bound
     by the page) and none in the workbench."""
     global _current_job
     cfg.validate()
     if limits is None and access.current_profile().public:
-        limits = access.public_training_limits()
+        limits = policy.public_training_limits()
     with _job_lock:
         if _current_job is not None and _current_job.running:
             return _current_job, False

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from core.alignment import align_crop
+from core.drawing import annotate
 from core.errors import UserError
-from core.faces import Face, FaceDetector, align_crop
-from core.predict import FacePrediction, Predictor, annotate
+from core.faces import Face, FaceDetector
+from core.predict import FacePrediction, Predictor
 from core.tracking import FaceTracker, TrackerConfig
 
 LOGGER = logging.getLogger(__name__)

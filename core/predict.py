@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
 from core.crops import detect_padded, looks_like_face_crop
-from core.faces import Face, FaceDetector, align_crop, center_crop, crop_geometry, shared_detector, whole_image_face
+from core.drawing import annotate
+from core.faces import Face, FaceDetector, shared_detector
 from core.images import ImageError, Photo, load_photo
 from core.labels import AGE_BINS, GENDERS, RACES
 from core.registry import ModelError
@@ -127,13 +129,6 @@ class Predictor(_BatchPredictor):
     `Predictor(path)` with the file beside a model (`core.export.ensure_tflite(model.keras)` makes it). Each batch
     size gets its own interpreter on first use, resized and allocated once; a lock per interpreter serialises the
     calls that share it (a LiteRT interpreter is not thread-safe), while different sizes run in parallel."""
-
-    def __new__(cls, source, *args, **kwargs):
-        # Transitional: tests/test_saliency.py still builds `Predictor(keras_model)`. A Keras model gets the
-        # Keras-backed predictor it means; remove once every caller builds KerasPredictor itself.
-        if not isinstance(source, (str, os.PathLike)):
-            return KerasPredictor(source, *args, **kwargs)
-        return super().__new__(cls)
 
     def __init__(self, tflite_path: str | os.PathLike, flip_tta: bool = True, num_threads: int | None = None):
         self.path = Path(tflite_path)
@@ -327,34 +322,3 @@ def predict_files(paths: list[str], predictor: Predictor, detector: FaceDetector
             record["error"] = f"Cannot read {path}: {error.strerror or error}."
         records.append(record)
     return records
-
-
-# --------------------------------------------------------------------------------------------- drawing
-
-_BOX_COLORS = ("#E45756", "#4C78A8", "#54A24B", "#F58518", "#B279A2", "#EECA3B", "#72B7B2", "#FF9DA6")
-
-
-def face_label(number: int, prediction: FacePrediction) -> str:
-    return (f"{number}: {prediction.age:.0f}±{prediction.age_std:.0f} y, {prediction.gender} "
-            f"{prediction.gender_prob:.0%}, {prediction.race}")
-
-
-def annotate(image: Image.Image, faces: list[Face], predictions: list[FacePrediction]) -> Image.Image:
-    """A copy of the photo with a numbered box and a short label per face (faces in this image's pixels)."""
-    from PIL import ImageDraw, ImageFont
-    canvas = image.convert("RGB")  # always a copy: the caller's image stays clean
-    draw = ImageDraw.Draw(canvas)
-    line = max(2, round(max(canvas.size) / 400))
-    font = ImageFont.load_default(size=max(12, round(max(canvas.size) / 50)))
-    for number, (face, prediction) in enumerate(zip(faces, predictions, strict=True), start=1):
-        color = _BOX_COLORS[(number - 1) % len(_BOX_COLORS)]
-        x, y, w, h = face.box
-        draw.rectangle((x, y, x + w, y + h), outline=color, width=line)
-        text = face_label(number, prediction)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        label_h = bottom - top + 2 * line
-        label_y = y - label_h if y - label_h >= 0 else min(y + h, canvas.height - label_h)
-        label_x = min(max(0, x), max(0, canvas.width - (right - left) - 2 * line))
-        draw.rectangle((label_x, label_y, label_x + right - left + 2 * line, label_y + label_h), fill=color)
-        draw.text((label_x + line, label_y + line - top), text, fill="white", font=font)
-    return canvas

@@ -10,17 +10,15 @@ than probabilities, because a saturated sigmoid/softmax has vanishing gradients:
 layers are switched to linear with tf-keras-vis' ReplaceToLinear, on a private copy of the output layer so the
 caller's model keeps predicting probabilities.
 
-Our models output a dict; tf-keras-vis wants one score per model output, so each head gets a single-output
-"view" model (`keras.Model(inputs, head_output)`). Two library quirks are worked around here, each at one place:
-- Grad-CAM taps the feature map through `layer.output`, which for a layer inside a nested model (ResNet-50's
-  backbone) belongs to the nested graph, not ours. `_flattened_view` re-wires the view as
-  pre-backbone → lower backbone → tap → upper backbone → heads, so the tap is a top-level layer.
-- Score-CAM applies a softmax to the model output before scoring, which turns any one-unit output (age, gender)
-  into a constant 1. Its view ends in a two-logit adapter whose softmax carries the head's value.
+Our models output a dict; tf-keras-vis wants one score per model output, so each head is explained on a
+single-output "view" model (core/saliency_views.py, which also places CAM taps inside nested backbones). Score-CAM
+applies a softmax to the model output before scoring, which turns any one-unit output (age, gender) into a constant
+1: its view ends in a two-logit adapter whose softmax carries the head's value.
 
 TensorFlow, Keras and tf-keras-vis are imported lazily, inside the Explainer's methods: the Streamlit server imports
-this module for its figures, overlays and face crops and never imports TensorFlow; the Explainer itself runs in the
-saliency worker process (core/workers.py).
+this module for its constants and errors and never imports TensorFlow; the Explainer itself runs in the saliency
+worker process (core/workers.py). The figures are drawn by core/saliency_figures.py, the face to explain is cut by
+core/saliency_faces.py.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.labels import RACES
+from core.saliency_views import feature_maps, flattened_view, is_rectified, linear_view, map_side
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++", "scorecam")
 METHOD_LABELS = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
@@ -47,7 +46,6 @@ SMOOTH_SAMPLES = 20  # SmoothGrad's usual setting: enough noisy copies for a sta
 SMOOTH_NOISE = 0.2  # noise sigma as a fraction of the crop's value range (the tf-keras-vis default)
 SCORECAM_MAX_N = 32  # Faster Score-CAM: only the channels with the most varied activations; None = all
 AGE_LOGIT_SCALE = 4.0  # Score-CAM adapter: age/4 keeps exp(-logit) inside float32 for any age up to ~300
-CAM_TAP = "saliency_cam_tap"
 
 
 class SaliencyError(UserError):
@@ -122,7 +120,7 @@ class Explainer:
 
     def __init__(self, model):
         from core.predict import KerasPredictor
-        missing = [head for head in HEADS if head not in _output_layer_names(model)]
+        missing = [head for head in HEADS if head not in {layer.name for layer in model.layers}]
         if missing:
             raise SaliencyError(f"This model has no {', '.join(missing)} output: it is not a Face Insight model.")
         self.model = model
@@ -159,7 +157,7 @@ class Explainer:
 
     def cam_layers(self, heads: Iterable[str] = HEADS) -> list[str]:
         """Rectified feature maps upstream of every given head, input side first: the choices for a CAM layer."""
-        per_head = [[layer.name for layer, _ in _feature_maps(self._view(head)) if _is_rectified(layer)]
+        per_head = [[layer.name for layer, _ in feature_maps(self._view(head)) if is_rectified(layer)]
                     for head in heads]
         return [name for name in per_head[0] if all(name in names for names in per_head[1:])] if per_head else []
 
@@ -167,11 +165,11 @@ class Explainer:
         """The deepest rectified feature map of at least MIN_CAM_SIDE² cells on the head's own path. Deepest,
         because Grad-CAM's class-discriminative signal lives there; on its own path, so multitask_cnn's heads
         each use their branch; not too coarse, so the map still localises."""
-        maps = [layer for layer, _ in _feature_maps(self._view(head)) if _is_rectified(layer)]
+        maps = [layer for layer, _ in feature_maps(self._view(head)) if is_rectified(layer)]
         if not maps:
             raise SaliencyError(f"The {head} head has no convolutional feature map to compute a CAM on.")
-        fine = [layer for layer in maps if _side(layer) >= MIN_CAM_SIDE]
-        return (fine[-1] if fine else max(maps, key=_side)).name
+        fine = [layer for layer in maps if map_side(layer) >= MIN_CAM_SIDE]
+        return (fine[-1] if fine else max(maps, key=map_side)).name
 
     # ---- maps
 
@@ -200,7 +198,7 @@ class Explainer:
     # ---- internals
 
     def _view(self, head: str):
-        return self._memo(("view", head), lambda: _linear_view(self.model, head))
+        return self._memo(("view", head), lambda: linear_view(self.model, head))
 
     def _cam_view(self, head: str, layer_name: str):
         """(view model, tap layer) with the feature map `layer_name` reachable as a top-level layer's output."""
@@ -208,13 +206,13 @@ class Explainer:
 
     def _build_cam_view(self, head: str, layer_name: str):
         view = self._view(head)
-        found = [(layer, owner) for layer, owner in _feature_maps(view) if layer.name == layer_name]
+        found = [(layer, owner) for layer, owner in feature_maps(view) if layer.name == layer_name]
         if not found:
             choices = ", ".join(self.cam_layers([head])[-6:])
             raise SaliencyError(f"No feature map named {layer_name!r} leads to the {head} output; "
                                 f"deep ones are: {choices}.")
         layer, owner = found[0]
-        return (view, layer) if owner is None else _flattened_view(view, owner, layer)
+        return (view, layer) if owner is None else flattened_view(view, owner, layer)
 
     def _scorecam_view(self, head: str, layer_name: str):
         return self._memo(("scorecam", head, layer_name), lambda: self._build_scorecam_view(head, layer_name))
@@ -263,89 +261,6 @@ class Explainer:
         return np.asarray(cam)[0]
 
 
-# ---------------------------------------------------------------------------------------- model surgery
-
-def _output_layer_names(model) -> set[str]:
-    return {layer.name for layer in model.layers}
-
-
-def _linear_view(model, head: str):
-    """A single-output model for one head whose sigmoid/softmax output is linear. The output layer is copied
-    first and tf-keras-vis' ReplaceToLinear switches the copy: ReplaceToLinear mutates layers in place, and
-    the library's own way around that (cloning the model) takes seconds for ResNet-50; the rest of the graph
-    is shared with the caller's model, read-only."""
-    import keras
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-    layer = model.get_layer(head)
-    if head == "age":  # already linear (a Dense unit, or the expectation over the distribution head's softmax)
-        return keras.Model(model.inputs, [layer.output], name=f"{head}_view")
-    copy = layer.__class__.from_config(layer.get_config())
-    output = copy(layer.input)
-    copy.set_weights(layer.get_weights())
-    view = keras.Model(model.inputs, [output], name=f"{head}_view")
-    ReplaceToLinear()(view)
-    return view
-
-
-def _feature_maps(view) -> list[tuple[object, object | None]]:
-    """(layer, nested model or None) for every layer with a spatial output, input side first; the layers of a
-    nested backbone are listed in its place."""
-    import keras
-    found = []
-    for layer in view.layers:
-        if isinstance(layer, keras.Model):
-            found += [(inner, layer) for inner in layer.layers if _is_spatial(inner)]
-        elif _is_spatial(layer):
-            found.append((layer, None))
-    return found
-
-
-def _is_spatial(layer) -> bool:
-    import keras
-    if isinstance(layer, keras.layers.InputLayer):
-        return False
-    try:
-        return len(layer.output.shape) == 4
-    except (AttributeError, ValueError):
-        return False
-
-
-def _is_rectified(layer) -> bool:
-    """A feature map after a ReLU: the maps Grad-CAM was designed for (block outputs, activated convolutions)."""
-    import keras
-    if isinstance(layer, keras.layers.ReLU):
-        return True
-    activation = getattr(getattr(layer, "activation", None), "__name__", "")
-    return isinstance(layer, (keras.layers.Activation, keras.layers.Conv2D)) and activation == "relu"
-
-
-def _side(layer) -> int:
-    return int(layer.output.shape[1] or 0)
-
-
-def _flattened_view(view, owner, layer):
-    """`view` re-wired so `layer`, which sits inside the nested model `owner`, feeds a top-level Identity layer:
-    inputs → (layers before owner) → owner's lower part → tap → owner's upper part → (layers after) → head."""
-    import keras
-    nodes = owner._inbound_nodes  # Keras keeps no public handle on where a nested model is called
-    if len(nodes) != 1:
-        raise SaliencyError(f"{owner.name} is used {len(nodes)} times in the model; cannot place a CAM in it.")
-    outer_in, outer_out = nodes[0].input_tensors[0], nodes[0].output_tensors[0]
-    try:
-        lower = keras.Model(owner.inputs, layer.output)
-        upper = None if layer.output is owner.outputs[0] else keras.Model(layer.output, owner.outputs[0])
-        before = None if outer_in is view.inputs[0] else keras.Model(view.inputs, outer_in)
-        after = keras.Model(outer_out, view.outputs[0])
-    except ValueError as error:  # the graph beyond `layer` also needs tensors from before it (a skip connection)
-        raise SaliencyError(f"Layer {layer.name} cannot be isolated inside {owner.name}: choose a block output "
-                            f"(a layer whose name ends in _out).") from error
-    image = keras.Input(view.input_shape[1:], name="image")
-    tap_layer = keras.layers.Identity(name=CAM_TAP)
-    tap = tap_layer(lower(before(image) if before else image))
-    head = after(upper(tap) if upper else tap)
-    return keras.Model([image], [head], name=f"{view.name}_flat"), tap_layer
-
-
 # ---------------------------------------------------------------------------------------------- scores
 
 def _check_head(head: str) -> None:
@@ -378,105 +293,3 @@ def _at_size(heatmap: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
     resized = Image.fromarray(heatmap.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
     return normalise(np.asarray(resized))
-
-
-# --------------------------------------------------------------------------------------------- overlays
-
-def overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
-    """The heatmap in colour laid over the crop with opacity `alpha` (0: crop only, 1: heatmap only)."""
-    from matplotlib import colormaps
-    if not 0.0 <= alpha <= 1.0:
-        raise SaliencyError(f"Opacity must be between 0 and 1, not {alpha}.")
-    crop = as_crop(crop, heatmap.shape[0])
-    colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
-    return np.clip((1.0 - alpha) * crop + alpha * colours, 0, 255).astype(np.uint8)
-
-
-def prediction_text(prediction) -> str:
-    return (f"Prediction: {prediction.age:.0f} y, {prediction.gender} {prediction.gender_prob:.0%}, "
-            f"{prediction.race} {prediction.race_probs[prediction.race]:.0%}")
-
-
-def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: float = 0.5, cmap: str = "jet"):
-    """A grid: one row per head (the crop, then one overlay per method), titled with the prediction. A
-    matplotlib Figure built without pyplot, so it is safe in Streamlit's threads."""
-    from matplotlib.figure import Figure
-    if not maps:
-        raise SaliencyError("No saliency maps to draw.")
-    heads = list(dict.fromkeys(m.head for m in maps))
-    methods = list(dict.fromkeys(m.method for m in maps))
-    by_key = {(m.head, m.method): m for m in maps}
-    cell = 2.4
-    fig = Figure(figsize=(cell * (len(methods) + 1), cell * len(heads) + (0.5 if prediction else 0.1)))
-    axes = fig.subplots(len(heads), len(methods) + 1, squeeze=False)
-    crop = as_crop(crop, maps[0].heatmap.shape[0])
-    for row, head in enumerate(heads):
-        first = next(m for m in maps if m.head == head)
-        axes[row, 0].imshow(crop)
-        axes[row, 0].set_title(f"{head}: {first.target}", fontsize=9)
-        for col, method in enumerate(methods, start=1):
-            item = by_key.get((head, method))
-            if item is not None:
-                axes[row, col].imshow(overlay(crop, item.heatmap, alpha, cmap))
-                note = "\nblank: no region raises the score" if item.empty else ""
-                axes[row, col].set_title(f"{item.label} ({item.seconds:.2f} s){note}", fontsize=9)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    if prediction is not None:
-        fig.suptitle(prediction_text(prediction), fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def figure_png(fig, dpi: int = 110) -> bytes:
-    import io
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-# ------------------------------------------------------------------------------------------------ input
-
-def face_crop_from_bytes(data: bytes, predictor) -> tuple[np.ndarray, str | None]:
-    """The first face of an uploaded photo, detected and aligned exactly as on the Predict page, and a note for
-    the user when it was not a plain detection (no face found, or the detector unavailable: the image is then
-    taken as an already-cropped face). Raises core.images.ImageError for a file that is not a usable image."""
-    from core.faces import DetectorError
-    from core.predict import analyze_bytes
-    try:
-        analysis = analyze_bytes(data, predictor)
-    except DetectorError as error:
-        analysis, note = analyze_bytes(data, predictor, whole_image=True), f"{error} The whole image was used."
-    else:
-        note = None
-        if not analysis.faces:
-            analysis = analyze_bytes(data, predictor, whole_image=True)
-        if analysis.whole_image:  # no face found (a face-crop-like upload is taken whole by analyze_bytes itself)
-            note = "No face was detected: the image is taken as an already-cropped face."
-        elif len(analysis.faces) > 1:
-            note = f"{len(analysis.faces)} faces found: explaining face 1 (the leftmost)."
-    return analysis.faces[0].crop, note
-
-
-def face_crops(value) -> list[np.ndarray]:
-    """The face crops in what the Predict page keeps of its last photos: Analyses, FaceResults or bare crops,
-    alone or in a list, in order. Anything else contributes nothing."""
-    if value is None:
-        return []
-    if hasattr(value, "faces"):
-        return face_crops(list(value.faces))
-    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 4):
-        return [crop for item in value for crop in face_crops(item)]
-    crop = np.asarray(getattr(value, "crop", value))
-    return [crop] if crop.ndim == 3 and crop.shape[-1] == 3 else []
-
-
-def sample_faces(folder) -> dict[str, str]:
-    """path → "34 y · Asian · female — file name" for every face of a UTKFace folder (the bundled sample)."""
-    from pathlib import Path
-
-    from core.datasets import gender_names, load_dataset, race_names
-    table = load_dataset("utkface", folder).table
-    ages = table["age"].round().astype("Int64").astype("string").fillna("?")
-    labels = ages + " y · " + race_names(table) + " · " + gender_names(table)
-    return {str(path): f"{label} — {Path(path).name}" for path, label in zip(table["path"], labels, strict=True)}

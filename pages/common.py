@@ -15,7 +15,7 @@ from uuid import uuid4
 
 import streamlit as st
 
-from core import access
+from core import access, public_runs, slots
 from core.errors import UserError
 from core.registry import ModelEntry, ModelError, all_models
 
@@ -39,7 +39,7 @@ def user_errors(page: str | None = None) -> Iterator[None]:
     profile = access.current_profile()
     try:
         yield
-    except access.Busy as busy:
+    except slots.Busy as busy:
         st.warning(str(busy))
         st.stop()
     except UserError as error:
@@ -59,7 +59,7 @@ def session_owner() -> str:
 
 def owned_runs(run_dirs, owner: str) -> set[str]:
     """The names of the runs among `run_dirs` (paths) that `owner`'s public jobs wrote."""
-    return {Path(run).name for run in run_dirs if access.run_owner(run) == owner}
+    return {Path(run).name for run in run_dirs if public_runs.run_owner(run) == owner}
 
 
 def visible_models(entries: list[ModelEntry], profile: access.Profile, owner: str) -> list[ModelEntry]:
@@ -68,9 +68,9 @@ def visible_models(entries: list[ModelEntry], profile: access.Profile, owner: st
     if not profile.public:
         return list(entries)
     runs = [entry for entry in entries if entry.source == "run"]
-    public_runs = {entry.name for entry in runs if access.run_owner(entry.path.parent) is not None}
-    shown = set(access.visible_runs(public_runs, profile, owned_runs([e.path.parent for e in runs], owner)))
-    return [entry for entry in entries if entry.source != "run" or entry.name not in public_runs
+    public_names = {entry.name for entry in runs if public_runs.run_owner(entry.path.parent) is not None}
+    shown = set(public_runs.visible_runs(public_names, profile, owned_runs([e.path.parent for e in runs], owner)))
+    return [entry for entry in entries if entry.source != "run" or entry.name not in public_names
             or entry.name in shown]
 
 

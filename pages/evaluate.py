@@ -1,14 +1,15 @@
 """Evaluate: score one or more models on a labelled folder, overall and per group, side by side. One evaluation
 runs at a time per server; a public server offers its own datasets in a list and scores at most a fixed sample of
-rows (core/access.py)."""
+rows (core/slots.py, core/policy.py)."""
 
 from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
-from core import access, charts, evaluation, housekeeping, settings
-from core.datasets import KINDS, thumbnail_jpeg
+from core import access, charts, evaluation, housekeeping, policy, settings, slots
+from core.browse import thumbnail_jpeg
+from core.datasets import KINDS
 from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
 from pages.common import enter_through_router, model_picker, model_version, predictor_for, session_profile, user_errors
 
@@ -84,7 +85,7 @@ def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], click
     stored = {report_name(e, c, modes): results_for(e, kind, table, c, False) for e, c in pairs}
     if not clicked or all(result is not None for result in stored.values()):
         return stored
-    with access.evaluation_slot():
+    with slots.evaluation_slot():
         results = {report_name(e, c, modes): results_for(e, kind, table, c, True) for e, c in pairs}
         housekeeping.evict_cache(settings.cache_max_bytes())
     return results
@@ -109,7 +110,7 @@ if not entries:
     st.stop()
 with user_errors("Evaluate"):
     kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
-    table, capped = access.evaluation_rows(table, profile)
+    table, capped = policy.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
     results = score(entries, kind, table, modes, clicked)

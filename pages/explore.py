@@ -6,13 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import access, charts, housekeeping, settings
-from core.datasets import (
+from core.browse import (
     GENDER_NAMES,
-    KINDS,
     MAX_AGE,
     filter_table,
     gender_names,
-    load_dataset,
     page_count,
     page_of,
     race_names,
@@ -20,11 +18,8 @@ from core.datasets import (
     short_labels,
     thumbnail_jpeg,
 )
+from core.datasets import KINDS, load_dataset
 from pages.common import enter_through_router, session_profile, user_errors
-
-enter_through_router()
-housekeeping.startup_once()
-profile = session_profile()
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"
@@ -113,13 +108,19 @@ def draw_grid(rows, signature: int) -> None:
                        file_name="faces_filtered.csv", mime="text/csv")
 
 
-st.title("Explore a dataset")
-kind, folder = dataset_ui()
-with user_errors("Explore"):
-    dataset = load_dataset(kind, folder, profile)
-    draw_counts(dataset)
-    draw_charts(dataset)
-    st.subheader("Browse faces")
-    draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
-    with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
-        st.dataframe(dataset.problems_table(), hide_index=True)
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    enter_through_router()
+    housekeeping.startup_once()
+    profile = session_profile()
+
+    st.title("Explore a dataset")
+    kind, folder = dataset_ui()
+    with user_errors("Explore"):
+        dataset = load_dataset(kind, folder, profile)
+        draw_counts(dataset)
+        draw_charts(dataset)
+        st.subheader("Browse faces")
+        draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
+        with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
+            st.dataframe(dataset.problems_table(), hide_index=True)

@@ -1,6 +1,6 @@
 """Predict: upload photos, take one or stream the webcam (the Live tab, pages/live_camera.py); every face found gets
 an age (± how unsure), a gender and a race, with the model's probabilities. Bounded for a shared server: a few
-photos per upload and analysed at once (core/images.py, core/access.py); the session keeps face crops and previews."""
+photos per upload and analysed at once (core/images.py, core/slots.py); the session keeps face crops and previews."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 
 import streamlit as st
 
-from core import access, charts, images
+from core import access, charts, images, slots
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult, analyze_bytes
@@ -52,16 +52,16 @@ def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) ->
     """Faces and predictions for one photo (holding one of the server's photo slots); None (after an st.error, or
     a warning when the server is busy) for a file that is not a usable photo."""
     try:
-        with access.photo_analysis_slot():
+        with slots.photo_analysis_slot():
             analysis = analyze_bytes(data, predictor, tiles="always" if small_faces else None)
         if analysis.faces:
             return _shrunk(analysis)
         # Face crops never get here (analyze_bytes takes them whole): this is a photo, so guessing is the user's call
         st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
         if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
-            with access.photo_analysis_slot():
+            with slots.photo_analysis_slot():
                 return _shrunk(analyze_bytes(data, predictor, whole_image=True))
-    except access.Busy as busy:
+    except slots.Busy as busy:
         st.warning(f"**{name}**: {busy}")
     except (ImageError, DetectorError) as error:
         st.error(f"**{name}**: {access.public_text(str(error), profile)}")

@@ -6,7 +6,7 @@ loaded: this page, like the whole server, never imports TensorFlow. Its predicto
 import pandas as pd
 import streamlit as st
 
-from core import access, saliency, settings, workers
+from core import browse, saliency, saliency_faces, saliency_figures, settings, slots, workers
 from core.images import EXTENSIONS
 from core.labels import RACES
 from core.pipeline import decode_resize
@@ -47,19 +47,19 @@ def image_ui(predictor) -> tuple[object, str] | None:
     sources = [SAMPLE, UPLOAD] + ([LAST] if st.session_state.get(KEY_LAST_ANALYSES) is not None else [])
     source = st.radio("Face", sources, horizontal=True, key=KEY_SOURCE)
     if source == SAMPLE:
-        labels = saliency.sample_faces(settings.SAMPLE_DIR)
+        labels = browse.sample_faces(settings.SAMPLE_DIR)
         path = st.selectbox("Sample face (labels from UTKFace)", list(labels), format_func=labels.get, key=KEY_SAMPLE)
         return decode_resize(path, predictor.img_size), f"labelled {labels[path].split(' — ')[0]}"
     if source == UPLOAD:
         upload = st.file_uploader("Photo", type=list(EXTENSIONS), key=KEY_UPLOAD)
         if upload is None:
             return None
-        with access.photo_analysis_slot():  # decoding and detection: one of the server's few photo slots
-            crop, note = saliency.face_crop_from_bytes(upload.getvalue(), predictor)
+        with slots.photo_analysis_slot():  # decoding and detection: one of the server's few photo slots
+            crop, note = saliency_faces.face_crop_from_bytes(upload.getvalue(), predictor)
         if note:
             st.info(note)
         return crop, upload.name
-    crops = saliency.face_crops(st.session_state[KEY_LAST_ANALYSES])
+    crops = saliency_faces.face_crops(st.session_state[KEY_LAST_ANALYSES])
     number = st.selectbox("Face number", range(1, len(crops) + 1), key=KEY_FACE) if len(crops) > 1 else 1
     return (crops[number - 1], f"face {number} of the Predict page's last photos") if crops else None
 
@@ -96,8 +96,8 @@ def compute(model_path: str, crop, options: dict) -> dict:
 
 
 def draw(crop, result: dict, alpha: float) -> None:
-    png = saliency.figure_png(saliency.figure(crop, result["maps"], result["prediction"], alpha))
-    st.image(png, caption=saliency.prediction_text(result["prediction"]) + " (one pass, no flip averaging)")
+    png = saliency_figures.figure_png(saliency_figures.figure(crop, result["maps"], result["prediction"], alpha))
+    st.image(png, caption=saliency_figures.prediction_text(result["prediction"]) + " (one pass, no flip averaging)")
     st.dataframe(pd.DataFrame([m.as_row() for m in result["maps"]]), hide_index=True)
     st.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png", key=KEY_DOWNLOAD)
 

@@ -3,15 +3,15 @@
 The page never imports TensorFlow (core/jobs.py runs training in a child process, core/workers.py probes the device
 in one), so it paints at once and its 1 s progress fragment costs the training nothing.
 
-A public server (core/access.py) trains small jobs on its bundled sample only, in a child with memory and CPU
+A public server (core/policy.py) trains small jobs on its bundled sample only, in a child with memory and CPU
 caps; a visitor sees and stops only the job and the runs of their own session, and old public runs are deleted
-beyond a quota."""
+beyond a quota (core/public_runs.py)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import access, charts, housekeeping, jobs, runs, settings, workers
+from core import access, charts, housekeeping, jobs, policy, public_runs, runs, settings, workers
 from core.config import TrainConfig
 from core.datasets import KINDS
 from core.errors import UserError
@@ -19,12 +19,6 @@ from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
 from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
-
-enter_through_router()
-housekeeping.startup_once()
-profile = session_profile()
-owner = session_owner()
-limits = access.public_training_limits()
 
 KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
 KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
@@ -154,7 +148,7 @@ def busy_notice(job) -> None:
 
 
 def job_ui(job) -> None:
-    if not access.can_control_job(profile, job.owner, owner):
+    if not public_runs.can_control_job(profile, job.owner, owner):
         if not job.progress.done:
             busy_notice(job)
         return  # someone else's finished job is none of this session's business
@@ -167,17 +161,17 @@ def job_ui(job) -> None:
 
 def start(cfg: TrainConfig) -> None:
     """Start the requested job when this profile allows it; messages for every refusal."""
-    if problems := access.check_training_request(cfg, profile):
+    if problems := policy.check_training_request(cfg, profile):
         st.error("This request cannot run on this server: " + " ".join(problems))
         return
     current = jobs.current_job()
     if current is not None and current.running:  # checked again by start_job; here so no quota runs for nothing
-        st.warning(BUSY_NOTE if not access.can_control_job(profile, current.owner, owner) else
+        st.warning(BUSY_NOTE if not public_runs.can_control_job(profile, current.owner, owner) else
                    "A training job is already running on this server: stop it or wait for it to finish.")
         return
     try:
         if profile.public:
-            access.enforce_runs_quota(settings.runs_dir(), limits.max_runs - 1)
+            public_runs.enforce_runs_quota(settings.runs_dir(), limits.max_runs - 1)
         if not jobs.start_job(cfg, owner if profile.public else None, limits if profile.public else None)[1]:
             st.warning("A training job is already running on this server: stop it or wait for it to finish.")
     except UserError as error:  # a setting that cannot work, or the training process would not start
@@ -188,7 +182,7 @@ def runs_ui() -> None:
     st.subheader("Runs")
     listed = runs.list_runs()
     if profile.public and not listed.empty:
-        names = access.visible_runs(listed["run"], profile, owned_runs(listed["path"], owner))
+        names = public_runs.visible_runs(listed["run"], profile, owned_runs(listed["path"], owner))
         listed = listed[listed["run"].isin(names)].reset_index(drop=True)
     if listed.empty:
         st.caption("No runs of yours yet." if profile.public else f"No runs yet in {settings.runs_dir()}.")
@@ -202,13 +196,21 @@ def runs_ui() -> None:
         st.caption("This run has no finished epoch yet.")
 
 
-st.title("Train")
-if (environment := workers.training_environment()) is not None:
-    draw_environment(environment)
-else:
-    environment_pending()
-if (cfg := training_form()) is not None:
-    start(cfg)
-if (job := jobs.current_job()) is not None:
-    job_ui(job)
-runs_ui()
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    enter_through_router()
+    housekeeping.startup_once()
+    profile = session_profile()
+    owner = session_owner()
+    limits = policy.public_training_limits()
+
+    st.title("Train")
+    if (environment := workers.training_environment()) is not None:
+        draw_environment(environment)
+    else:
+        environment_pending()
+    if (cfg := training_form()) is not None:
+        start(cfg)
+    if (job := jobs.current_job()) is not None:
+        job_ui(job)
+    runs_ui()

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_app, stop_app  # noqa: E402
+from tests.support import start_app, stop_app  # noqa: E402
 
 
 def take(page_label: str, out: Path) -> None:

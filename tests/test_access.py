@@ -1,23 +1,17 @@
-"""core/access.py: which profile a session gets, what the public profile may read and show, the shared limits
-(one evaluation, two photo analyses), the public training policy and runs quota, and the training child's limits."""
+"""core/access.py: which profile a session gets, and what the public profile may read and show."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from core import access, settings
-from tests.conftest import PROJECT_ROOT
 
 SAMPLE = Path(os.path.realpath(settings.SAMPLE_DIR))
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:tmp|etc|proc|work|home|root|var)\b")
@@ -174,178 +168,3 @@ def test_unexpected_errors_show_a_reference_and_log_the_details(caplog):
     assert not ABSOLUTE_PATH.search(shown) and "KeyError" not in shown and "secret" not in shown
     record = next(r for r in caplog.records if reference in r.getMessage())
     assert record.exc_info and record.exc_info[0] is KeyError  # the traceback is in the log
-
-
-# ------------------------------------------------------------------------------------------ shared limits
-
-def test_one_evaluation_at_a_time():
-    with access.evaluation_slot():
-        assert access.evaluation_running()
-        with pytest.raises(access.Busy, match="Another evaluation"), access.evaluation_slot():
-            pass
-    assert not access.evaluation_running()
-    with pytest.raises(RuntimeError), access.evaluation_slot():
-        raise RuntimeError("an evaluation that fails still frees the slot")
-    with access.evaluation_slot():
-        pass
-
-
-def test_public_evaluations_score_a_fixed_sample(monkeypatch):
-    monkeypatch.setattr(access, "PUBLIC_MAX_EVAL_ROWS", 10)
-    table = pd.DataFrame({"path": [f"{i}.jpg" for i in range(25)]})
-    rows, note = access.evaluation_rows(table, access.public_profile())
-    again, _ = access.evaluation_rows(table, access.public_profile())
-    assert len(rows) == 10 and rows.equals(again) and "10 of the 25" in note
-    assert access.evaluation_rows(table, access.WORKBENCH_PROFILE) == (table, None)
-
-
-def test_at_most_two_photo_analyses_at_once():
-    active, peak, lock = [0], [0], threading.Lock()
-    busy = []
-
-    def analyse():
-        try:
-            with access.photo_analysis_slot(timeout_s=5):
-                with lock:
-                    active[0] += 1
-                    peak[0] = max(peak[0], active[0])
-                time.sleep(0.2)
-                with lock:
-                    active[0] -= 1
-        except access.Busy:
-            busy.append(True)
-
-    threads = [threading.Thread(target=analyse) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert peak[0] == access.PHOTO_ANALYSES_AT_ONCE == 2 and not busy
-    with access.photo_analysis_slot(), access.photo_analysis_slot(), pytest.raises(access.Busy, match="busy"), \
-            access.photo_analysis_slot(timeout_s=0.05):
-        pass
-
-
-# --------------------------------------------------------------------------------------------- training
-
-def _request(**changes) -> dict:
-    request = {"dataset": "utkface", "data_dir": str(settings.SAMPLE_DIR), "epochs": 3, "batch_size": 16,
-               "init_from": "", "split_file": "", "out_dir": "", "model": {"arch": "custom_cnn", "img_size": 48}}
-    for key, value in changes.items():
-        if key.startswith("model_"):
-            request["model"][key.removeprefix("model_")] = value
-        else:
-            request[key] = value
-    return request
-
-
-def test_public_training_accepts_a_small_job_on_the_sample():
-    assert access.check_training_request(_request(), access.public_profile()) == []
-    assert access.check_training_request(_request(data_dir=""), access.public_profile()) == []
-
-
-@pytest.mark.parametrize(("changes", "words"), [
-    ({"data_dir": "/etc"}, "bundled sample only"),
-    ({"dataset": "fairface"}, "UTKFace kind"),
-    ({"model_img_size": 224}, "Image size is at most 64 px"),
-    ({"epochs": 500}, "Epochs is at most 5"),
-    ({"batch_size": 128}, "Batch size is at most 32"),
-    ({"model_arch": "resnet50"}, "Architectures on this server"),
-    ({"init_from": "/tmp/someone/model.keras"}, "own models and runs"),
-    ({"split_file": "/etc/passwd"}, "own models and runs"),
-    ({"out_dir": "/tmp/elsewhere"}, "runs folder only"),
-])
-def test_public_training_refuses_what_a_shared_server_cannot_afford(changes, words):
-    problems = access.check_training_request(_request(**changes), access.public_profile())
-    assert len(problems) == 1 and words in problems[0]
-    assert not ABSOLUTE_PATH.search(problems[0])
-    with pytest.raises(access.AccessError, match=words):
-        access.require_training_allowed(_request(**changes), access.public_profile())
-    assert access.check_training_request(_request(**changes), access.WORKBENCH_PROFILE) == []
-
-
-def test_the_policy_reads_a_train_config_too():
-    try:
-        from core.config import TrainConfig
-    except ImportError:  # older layout: the config lives in the engine module
-        from core.training import TrainConfig
-    cfg = TrainConfig.from_dict(_request(epochs=50, model_img_size=32))
-    assert access.check_training_request(cfg, access.public_profile()) == ["Epochs is at most 5 on this server."]
-    shipped = str(settings.MODELS_DIR / "face_insight_v1.keras")
-    assert access.check_training_request(TrainConfig.from_dict(_request(init_from=shipped)),
-                                         access.public_profile()) == []
-
-
-def test_only_the_starting_session_controls_a_public_job():
-    public, workbench = access.public_profile(), access.WORKBENCH_PROFILE
-    assert access.can_control_job(public, "session-a", "session-a")
-    assert not access.can_control_job(public, "session-a", "session-b")
-    assert not access.can_control_job(public, None, None)
-    assert access.can_control_job(workbench, "session-a", "session-b")
-    assert access.visible_runs(["r1", "r2", "r3"], public, {"r2"}) == ["r2"]
-    assert access.visible_runs(["r1", "r2"], workbench) == ["r1", "r2"]
-
-
-def _run(root: Path, name: str, age_s: float, public: bool = True, status: str = "finished") -> Path:
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "config.json").write_text("{}")
-    (run / "metrics.json").write_text(json.dumps({"status": status}))
-    if public:
-        access.mark_public_run(run, "session-a")
-    stamp = time.time() - age_s
-    for path in [*run.iterdir(), run]:
-        os.utime(path, (stamp, stamp))
-    return run
-
-
-def test_runs_quota_deletes_the_oldest_public_runs_only(tmp_path):
-    runs = [_run(tmp_path, f"2025010{i}-000000-custom_cnn", age_s=10_000 - i * 1000) for i in range(5)]
-    mine = _run(tmp_path, "20240101-000000-residual_cnn", age_s=99_999, public=False)
-    live = _run(tmp_path, "20200101-000000-custom_cnn", age_s=50_000, status="running")
-    from core.housekeeping import hold_run_lock
-    lock = hold_run_lock(live)
-    try:
-        deleted = access.enforce_runs_quota(tmp_path, 3)
-    finally:
-        lock.close()
-    assert deleted == runs[:3]  # the oldest finished public runs; the live one is skipped, not counted out
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, live.name, runs[3].name, runs[4].name])
-    assert access.run_owner(runs[4]) == "session-a" and access.run_owner(mine) is None
-    assert access.enforce_runs_quota(tmp_path / "absent", 3) == []
-
-
-# ------------------------------------------------------------------------------------ the training child
-
-def _child(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
-def test_child_limits_cap_memory():
-    result = _child("from core.access import apply_child_limits\n"
-                    "assert apply_child_limits(memory_bytes=600 * 1024 ** 2, cpu_seconds=None)\n"
-                    "small = bytearray(50 * 1024 ** 2)\n"
-                    "try:\n    bytearray(1024 ** 3)\nexcept MemoryError:\n    print('refused')\n")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "refused"
-
-
-def test_child_limits_cap_cpu_time():
-    import signal
-
-    start = time.monotonic()
-    result = _child("from core.access import apply_child_limits\n"
-                    "apply_child_limits(memory_bytes=None, cpu_seconds=1)\n"
-                    "while True:\n    pass\n")
-    assert result.returncode == -signal.SIGXCPU
-    assert time.monotonic() - start < 30
-
-
-def test_child_limits_only_go_down():
-    result = _child("import resource\nfrom core.access import apply_child_limits\n"
-                    "resource.setrlimit(resource.RLIMIT_CPU, (50, 60))\n"
-                    "apply_child_limits(memory_bytes=None, cpu_seconds=3600)\n"
-                    "print(resource.getrlimit(resource.RLIMIT_CPU))\n")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "(50, 60)"

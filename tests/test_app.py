@@ -16,10 +16,11 @@ APP = ROOT / "streamlit_app.py"
 ROUTED_PAGES = re.findall(r'st\.Page\("([^"]+)"', APP.read_text(encoding="utf-8"))
 
 
-def test_router_lists_the_six_pages():
+def test_router_is_small_and_lists_the_six_pages():
     expected = [f"pages/{name}.py" for name in ("home", "explore", "train", "predict", "saliency", "evaluate")]
     assert expected == ROUTED_PAGES
     assert all((ROOT / page).is_file() for page in ROUTED_PAGES)
+    assert len(APP.read_text(encoding="utf-8").splitlines()) <= 40  # a router, nothing else
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser_e2e import PAGE_S, PAGES, launch, title
+from tests.support import PAGE_S, PAGES, launch, title
 
 pytestmark = pytest.mark.browser
 

@@ -7,100 +7,26 @@ Runs in CI; skips with a message only where Chromium is absent (Debian: `apt-get
 
 from __future__ import annotations
 
-import re
-import shutil
-import time
-import weakref
-
 import pytest
 
-from tests.conftest import PROJECT_ROOT
 from tests.fuzz.make_corpus import encode, selfie
+from tests.support import (
+    AGE,
+    ARTIFACTS,
+    PAGE_S,
+    PAGES,
+    finished_runs,
+    launch,
+    no_exception,
+    open_page,
+    title,
+    wait_idle,
+    watch,
+)
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-# Sidebar label → the page's title, exactly as each page draws it (regex: Evaluate's carries an emoji).
-PAGES = {"Home": "^Face Insight Studio$", "Explore": "^Explore a dataset$", "Train": "^Train$",
-         "Predict": "^Predict$", "Saliency": "^Saliency$", "Evaluate": "Evaluate$"}
-PAGE_S = 300  # a first visit may import TensorFlow and MediaPipe on a busy 2-core machine
 WORK_S = 600  # a tiny training run or a first prediction, same machine
-AGE = re.compile(r"(\d+) ± (\d+) years")
-
-
-def launch(playwright):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian package `chromium`): browser test skipped")
-    return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-
-
-def title(page, label: str):
-    return page.locator("h1").filter(has_text=re.compile(PAGES[label]))
-
-
-class ScriptRuns:
-    """What the server says over the page's websocket: how many script runs have finished, and whether one is
-    running now. The exact moment a page is done, where the DOM's signs (the running indicator) show up late."""
-
-    def __init__(self, page):
-        self.finished = 0
-        self.running = False
-        page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
-
-    def _frame(self, payload) -> None:
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-        if not isinstance(payload, bytes):
-            return
-        message = ForwardMsg()
-        try:
-            message.ParseFromString(payload)
-        except Exception:  # noqa: BLE001 - not a Streamlit message: nothing to count
-            return
-        kind = message.WhichOneof("type")
-        if kind == "session_status_changed":
-            self.running = message.session_status_changed.script_is_running
-        elif kind == "script_finished":
-            self.finished += 1
-
-
-_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def watch(page) -> ScriptRuns:
-    """Start counting a tab's script runs; call before its first goto."""
-    _RUNS[page] = ScriptRuns(page)
-    return _RUNS[page]
-
-
-def wait_idle(page, since: int, timeout_s: float = PAGE_S) -> None:
-    """Until a script run after the `since`-th has finished and none is running."""
-    runs = _RUNS[page]
-    deadline = time.monotonic() + timeout_s
-    while runs.finished <= since or runs.running:
-        assert time.monotonic() < deadline, f"the app was still running after {timeout_s} s"
-        page.wait_for_timeout(20)  # lets Playwright deliver websocket events
-
-
-def finished_runs(page) -> int:
-    return _RUNS[page].finished
-
-
-def open_page(page, label: str, timeout_s: float = PAGE_S) -> None:
-    """Click the page's link in the sidebar navigation and wait until it has drawn and its script is done."""
-    since = finished_runs(page)
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
-    title(page, label).wait_for(timeout=timeout_s * 1000)
-    wait_idle(page, since, timeout_s)
-
-
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:2000]
-
-
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"e2e_{name}.png"), full_page=True)

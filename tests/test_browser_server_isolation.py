@@ -23,8 +23,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, SAMPLE_DIR, start_app, stop_app
-from tests.test_browser_e2e import PAGES, finished_runs, launch, no_exception, open_page, title, wait_idle, watch
+from core.settings import SAMPLE_DIR
+from tests.support import (
+    PAGES,
+    PROJECT_ROOT,
+    finished_runs,
+    launch,
+    no_exception,
+    open_page,
+    start_app,
+    stop_app,
+    title,
+    wait_idle,
+    watch,
+)
 
 pytestmark = pytest.mark.browser
 

@@ -16,6 +16,7 @@ import pytest
 from core import settings
 from core.__main__ import main
 from core.datasets import load_dataset
+from tests.support import write_run
 
 HEADLINE = ("n", "age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
 
@@ -56,10 +57,8 @@ def test_bundled_sample_gives_sane_headline_and_groups(capsys, tiny_model, sampl
 
 
 def test_run_folder_scores_only_its_test_rows(capsys, tmp_path, tiny_model, sample_rows):
-    run = tmp_path / "20250101-000000-residual_cnn"
-    run.mkdir()
-    shutil.copy(tiny_model, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": str(settings.SAMPLE_DIR)}))
+    run = write_run(tmp_path, model=tiny_model, config={"dataset": "utkface", "data_dir": str(settings.SAMPLE_DIR)},
+                    metrics=None)
     splits = ["test" if i % 5 == 0 else "train" for i in range(len(sample_rows))]
     pd.DataFrame({"path": sample_rows["path"], "split": splits}).to_csv(run / "split.csv", index=False)
 

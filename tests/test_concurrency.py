@@ -19,8 +19,8 @@ import pytest
 from core import jobs, registry, settings
 from core.config import TrainConfig
 from core.predict import analyze_bytes
-from tests.conftest import write_fake_run
 from tests.fuzz.make_corpus import encode, selfie
+from tests.support import write_run
 
 SESSIONS = 8
 # Fresh threads per round, as Streamlit runs every rerun in a new thread: the allocator's per-thread arenas grow
@@ -41,7 +41,7 @@ def rss_mb() -> float:
 
 @pytest.fixture
 def entry(tmp_path, monkeypatch, tiny_residual_model) -> registry.ModelEntry:
-    write_fake_run(tmp_path / "runs", tiny_residual_model)
+    write_run(tmp_path / "runs", model=tiny_residual_model)
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-shipped-model")
     entries, _ = registry.all_models()

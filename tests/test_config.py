@@ -9,7 +9,7 @@ import pytest
 
 from core import training
 from core.config import Progress, TrainConfig, TrainingError
-from tests.conftest import PROJECT_ROOT
+from tests.support import PROJECT_ROOT
 
 
 def test_it_imports_without_tensorflow():

@@ -36,10 +36,6 @@ def test_the_checker_catches_every_import_form():
 CORE_FILES = sorted(CORE.glob("*.py"))
 
 
-def test_core_modules_exist():
-    assert {"datasets.py", "settings.py", "charts.py"} <= {path.name for path in CORE_FILES}
-
-
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
 def test_core_module_does_not_import_streamlit(path):
     assert streamlit_imports(path.read_text(encoding="utf-8")) == [], f"{path.name} imports streamlit"

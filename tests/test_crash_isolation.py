@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import PROJECT_ROOT
+from tests.support import PROJECT_ROOT
 
 CRASHY = textwrap.dedent('''
     import os

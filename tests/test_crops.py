@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from core import crops, settings
-from core.faces import align_crop
+from core.alignment import align_crop
 from tests.photos import background, selfie
 
 SAMPLE = sorted(str(p) for p in settings.SAMPLE_DIR.glob("*.jpg"))
@@ -94,8 +94,3 @@ def test_a_photo_crop_matches_the_pasted_face(faces, detector):
     crop = align_crop(photo, choice.face, 96).astype(float)
     original = crops.cut(faces[0], crops.choose_face(faces[0], detector), 96).astype(float)
     assert np.abs(crop - original).mean() < 30
-
-
-def test_load_crops_refuses_an_unknown_mode():
-    with pytest.raises(ValueError, match="crops must be one of"):
-        crops.load_crops(SAMPLE[:2], 32, mode="magic")

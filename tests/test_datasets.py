@@ -12,23 +12,7 @@ import pytest
 from PIL import Image
 
 from core import datasets, labels
-from core.datasets import (
-    COLUMNS,
-    DatasetError,
-    age_group_bounds,
-    age_group_order,
-    detect_kind,
-    filter_table,
-    gender_names,
-    load_dataset,
-    page_count,
-    page_of,
-    parse_utkface_name,
-    race_names,
-    race_order,
-    short_labels,
-    thumbnail_jpeg,
-)
+from core.datasets import COLUMNS, DatasetError, detect_kind, load_dataset, parse_utkface_name
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAIRFACE_FIXTURE = FIXTURES / "fairface"
@@ -334,88 +318,6 @@ def test_unreadable_folder_is_a_dataset_error(tmp_path, monkeypatch):
     _jpeg(tmp_path / "20_0_0_20170101000000001.jpg.chip.jpg")
     with pytest.raises(DatasetError, match="Cannot read .*Permission denied"):
         load_dataset("utkface", tmp_path)
-
-
-# ----------------------------------------------------------------------------------- browsing helpers
-
-@pytest.fixture
-def mixed_table() -> pd.DataFrame:
-    rows = [
-        {"path": "a", "age": 5.0, "age_group": "0-9", "gender": 0, "race": 0, "race_label": "White"},
-        {"path": "b", "age": 25.0, "age_group": "20-29", "gender": 1, "race": 2, "race_label": "Asian"},
-        {"path": "c", "age": None, "age_group": "(25, 32)", "gender": None, "race": None, "race_label": None},
-        {"path": "d", "age": None, "age_group": "more than 70", "gender": 1, "race": 4, "race_label": "Middle Eastern"},
-        {"path": "e", "age": 71.0, "age_group": "70-79", "gender": 0, "race": 1, "race_label": "Black"},
-    ]
-    return datasets._frame(rows, "utkface")
-
-
-def test_names_for_display(mixed_table):
-    assert gender_names(mixed_table).tolist() == ["male", "female", "unknown", "female", "male"]
-    assert race_names(mixed_table).tolist() == ["White", "Asian", "unknown", "Middle Eastern", "Black"]
-    assert race_order(race_names(mixed_table)) == ["White", "Black", "Asian", "Middle Eastern", "unknown"]
-    assert short_labels(mixed_table)[:3] == [
-        "5 y · male · White", "25 y · female · Asian", "(25, 32) · unknown · unknown"]
-
-
-@pytest.mark.parametrize(("label", "bounds"), [
-    ("0-9", (0, 9)), ("100+", (100, 116)), ("more than 70", (70, 116)), ("(60, 100)", (60, 100)), ("3-9", (3, 9)),
-])
-def test_age_group_bounds(label, bounds):
-    assert age_group_bounds(label) == bounds
-
-
-def test_age_group_order_sorts_by_age_not_text():
-    assert age_group_order(["100+", "10-19", "0-9", "20-29"]) == ["0-9", "10-19", "20-29", "100+"]
-    assert age_group_order(labels.FAIRFACE_BINS[::-1]) == list(labels.FAIRFACE_BINS)
-    adience = [f"({lo}, {hi})" for lo, hi in labels.ADIENCE_GROUPS]
-    assert age_group_order(adience[::-1]) == adience
-
-
-def test_filter_table(mixed_table):
-    def paths(**filters):
-        return filter_table(mixed_table, **filters)["path"].tolist()
-
-    assert paths() == ["a", "b", "c", "d", "e"]
-    assert paths(age_range=(20, 30)) == ["b", "c"]  # group (25, 32) overlaps 20–30
-    assert paths(age_range=(72, 116)) == ["d"]  # 71 years is out; "more than 70" may be in
-    assert paths(genders=["female"]) == ["b", "d"]
-    assert paths(genders=["unknown"]) == ["c"]
-    assert paths(races=["White", "Black"]) == ["a", "e"]
-    assert paths(age_range=(0, 40), genders=["female"], races=["Asian"]) == ["b"]
-    assert paths(genders=[], races=[]) == ["a", "b", "c", "d", "e"]  # empty selection = no filter
-
-
-def test_filters_on_the_sample_agree_with_direct_counts():
-    table = load_dataset(None, SAMPLE_DIR).table
-    female = filter_table(table, genders=["female"])
-    assert len(female) == int((table["gender"] == 1).sum())
-    twenties = filter_table(table, age_range=(20, 29))
-    assert len(twenties) == int(table["age"].between(20, 29).sum()) > 0
-
-
-def test_pages():
-    table = pd.DataFrame({"n": range(95)})
-    assert page_count(95, 40) == 3 and page_count(0, 40) == 1 and page_count(80, 40) == 2
-    assert page_of(table, 1, 40)["n"].tolist() == list(range(40))
-    assert page_of(table, 3, 40)["n"].tolist() == list(range(80, 95))
-    assert page_of(table, 9, 40)["n"].tolist() == list(range(80, 95))  # stale page number: the last page
-    assert page_of(table, 0, 40)["n"].tolist() == list(range(40))
-    assert page_of(table.iloc[:0], 1, 40).empty
-
-
-def test_thumbnails_are_small_jpegs(tmp_path):
-    import io
-    big = _jpeg(tmp_path / "big.jpg", size=400)
-    with Image.open(io.BytesIO(thumbnail_jpeg(big, 100))) as image:
-        assert image.format == "JPEG" and max(image.size) == 100
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"not a jpeg")
-    with Image.open(io.BytesIO(thumbnail_jpeg(broken, 64))) as image:
-        assert image.size == (64, 64)  # a grey stand-in, not an exception
-    with Image.open(io.BytesIO(thumbnail_jpeg(tmp_path / "gone.jpg", 64))) as image:
-        assert image.size == (64, 64)
-
 
 
 # -------------------------------------------------------------------------------- the public allowlist

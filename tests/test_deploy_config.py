@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.conftest import PROJECT_ROOT, start_app, stop_app
+from tests.support import PROJECT_ROOT, launch, start_app, stop_app
 
 CONFIG = PROJECT_ROOT / ".streamlit" / "config.toml"
 PACKAGES = PROJECT_ROOT / "packages.txt"
@@ -99,16 +99,11 @@ def test_the_served_app_refuses_uploads_without_the_xsrf_token(failing_app):
 
 @pytest.mark.browser
 def test_error_details_are_hidden_from_users_and_logged(failing_app):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian package `chromium`): browser test skipped")
     from playwright.sync_api import sync_playwright
-
-    from tests.test_browser_e2e import CHROMIUM_ARGS
 
     url, log = failing_app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(url)

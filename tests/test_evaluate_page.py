@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pandas as pd
@@ -10,9 +9,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import access, charts, evaluation, settings
+from core import access, charts, evaluation, policy, settings, slots
 from core.datasets import load_dataset
-from tests.conftest import copy_model, export_beside, open_app_page
+from tests.support import export_beside, open_app_page, write_run
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
 LABELS = [f"{name} (run)" for name in RUNS]
@@ -42,11 +41,7 @@ def runs(tmp_path, monkeypatch, tiny_model_files, sample_rows):
     """Two finished fake runs in a fresh FACE_RUNS_DIR (the first with a split.csv), no shipped model."""
     root = tmp_path / "runs"
     for name, model in zip(RUNS, tiny_model_files, strict=True):
-        run = root / name
-        run.mkdir(parents=True)
-        copy_model(model, run / "model.keras")
-        (run / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": ""}))
-        (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
+        write_run(root, name, model, config={"dataset": "utkface", "data_dir": ""}, with_tflite=True)
     splits = ["test" if i % 4 == 0 else "train" for i in range(len(sample_rows))]
     pd.DataFrame({"path": sample_rows["path"], "split": splits}).to_csv(root / RUNS[0] / "split.csv", index=False)
     monkeypatch.setenv("FACE_RUNS_DIR", str(root))
@@ -208,7 +203,7 @@ def _shown(at: AppTest) -> str:
 
 
 def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, public, monkeypatch):
-    monkeypatch.setattr(access, "PUBLIC_MAX_EVAL_ROWS", 40)
+    monkeypatch.setattr(policy, "PUBLIC_MAX_EVAL_ROWS", 40)
     at = open_page()
     assert not at.text_input  # no folder box to type a server path into
     assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]
@@ -220,7 +215,7 @@ def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, pu
 
 def test_one_evaluation_at_a_time_per_server(runs, predict_calls, public):
     at = open_page()
-    with access.evaluation_slot():  # another session is evaluating
+    with slots.evaluation_slot():  # another session is evaluating
         evaluate(at, labels=LABELS[:1])
     assert not predict_calls and any("Another evaluation is running" in w.value for w in at.warning)
     evaluate(at, labels=LABELS[:1])  # once it has finished

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,23 +11,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import access
-from core.datasets import DatasetError, filter_table, load_dataset, short_labels
+from core.browse import filter_table, short_labels
+from core.datasets import DatasetError, load_dataset
+from pages import explore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "explore.py"
-
-
-def _page_constants(path: Path) -> SimpleNamespace:
-    """The page's module-level constants (widget keys, page size), read from its source: importing a page would
-    run it as a script."""
-    constants = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            constants.update({target.id: node.value.value for target in node.targets if target.id.isupper()})
-    return SimpleNamespace(**constants)
-
-
-explore = _page_constants(PAGE)
 SAMPLE_DIR = ROOT / "data" / "sample" / "utkface"
 FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
 MATCHING = "Images matching the filters"
@@ -241,11 +229,11 @@ def test_the_owner_on_this_machine_keeps_the_folder_box(page):
 
 
 def test_unexpected_errors_show_a_reference_not_internals(public_page, monkeypatch):
-    from core import datasets
+    from core import browse
 
     def broken(*args, **kwargs):
         raise KeyError(f"{SAMPLE_DIR}/secret")
-    monkeypatch.setattr(datasets, "race_names", broken)  # the page imports it afresh on every run
+    monkeypatch.setattr(browse, "race_names", broken)  # the page imports it afresh on every run
     public_page.run()
     assert not public_page.exception
     shown = public_page.error[0].value

@@ -14,6 +14,7 @@ import pytest
 from core import export, settings
 from core.__main__ import main
 from core.registry import DEFAULT_MODEL_NAME, ModelError
+from tests.support import write_run
 
 
 @pytest.fixture(scope="module")
@@ -202,19 +203,15 @@ def test_the_shipped_tflite_predicts_like_the_shipped_keras_model():
 
 def test_shipping_a_run_writes_the_tflite_beside_the_shipped_model(model_path, tmp_path):
     """`python -m core ship` leaves models/<name>.tflite, newer than <name>.keras: the app predicts at once."""
-    import json
 
     import pandas as pd
 
     from core.datasets import load_dataset
     from core.modelcard import ship_run
     from core.training import TrainConfig
-    run = tmp_path / "runs" / "20250101-000000-residual_cnn"
-    run.mkdir(parents=True)
-    shutil.copy(model_path, run / "model.keras")
     config = TrainConfig.tiny("residual_cnn", model_overrides={"age_head": "distribution"},
                               data_dir=str(settings.SAMPLE_DIR)).to_dict()
-    (run / "config.json").write_text(json.dumps(config))
+    run = write_run(tmp_path / "runs", model=model_path, config=config, metrics=None)
     paths = load_dataset("utkface", settings.SAMPLE_DIR).table["path"].head(40)
     pd.DataFrame({"path": paths, "split": ["test" if i % 2 else "train" for i in range(40)]}).to_csv(
         run / "split.csv", index=False)

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs, registry, settings
 from core.atomic import atomic_save_model, atomic_write_text
 from core.config import TrainConfig
-from tests.conftest import FAKE_RUN_NAME, PROJECT_ROOT, write_fake_run
+from tests.support import FAKE_RUN_NAME, PROJECT_ROOT, write_run
 
 TIMEOUT = 600  # seconds: TensorFlow imports and tracing on a busy 2-core machine
 TRAIN_FOLDER, TRAIN_IMG_SIZE, TRAIN_BATCH, TRAIN_START, TRAIN_STOP = (
@@ -34,7 +34,7 @@ TRAIN_FOLDER, TRAIN_IMG_SIZE, TRAIN_BATCH, TRAIN_START, TRAIN_STOP = (
 def runs_root(tmp_path, monkeypatch, tiny_residual_model) -> Path:
     """A runs folder of this test's own holding one finished run (the "previous model"); no shipped model."""
     root = tmp_path / "runs"
-    write_fake_run(root, tiny_residual_model)
+    write_run(root, model=tiny_residual_model)
     monkeypatch.setenv("FACE_RUNS_DIR", str(root))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-shipped-model")
     return root

@@ -21,8 +21,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import settings
 from core.images import MAX_FILES_PER_UPLOAD
-from tests.conftest import PROJECT_ROOT, open_app_page, write_fake_run
 from tests.fuzz.make_corpus import CASES, build
+from tests.support import PROJECT_ROOT, open_app_page, write_run
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 TIMEOUT = 600  # seconds: TensorFlow, MediaPipe and tracing on a busy 2-core machine
@@ -61,7 +61,7 @@ def sandbox(tmp_path, monkeypatch, tiny_residual_model):
     """The app sees one finished tiny run and no shipped model; temp files, caches and runs go to folders of this
     test's own, so anything written there can be found."""
     runs, scratch = tmp_path / "runs", tmp_path / "scratch"
-    write_fake_run(runs, tiny_residual_model)
+    write_run(runs, model=tiny_residual_model)
     scratch.mkdir()
     monkeypatch.setenv("FACE_RUNS_DIR", str(runs))
     monkeypatch.setenv("FACE_CACHE_DIR", str(tmp_path / "cache"))

@@ -16,7 +16,7 @@ import pytest
 
 from core import housekeeping, settings
 from core.atomic import is_atomic_temp
-from tests.conftest import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, write_run
 
 OLD = 3600.0  # seconds: far past STALE_TEMP_SECONDS
 
@@ -91,11 +91,7 @@ def test_the_sweep_never_follows_links(tmp_path):
 # --------------------------------------------------------------------------------------------------- runs
 
 def _run(root: Path, name: str, metrics: dict | None, quiet_s: float = 0.0) -> Path:
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": {"arch": "custom_cnn"}}))
-    if metrics is not None:
-        (run / "metrics.json").write_text(json.dumps(metrics))
+    run = write_run(root, name, config={"model": {"arch": "custom_cnn"}}, metrics=metrics)
     for path in [*run.iterdir(), run]:
         _age(path, quiet_s)
     return run

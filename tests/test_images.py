@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from core import images
-from core.images import MAX_PIXELS, MIN_SIDE, ImageError, load_image, load_photo
-from tests.conftest import PROJECT_ROOT
+from core.images import MAX_PIXELS, MIN_SIDE, ImageError, load_photo
 from tests.photos import encode
+from tests.support import PROJECT_ROOT
 
 
 def _marked(size=(120, 80)) -> Image.Image:
@@ -39,7 +39,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
 def test_allowed_formats_decode_to_rgb(fmt):
-    image = load_image(encode(_marked(), fmt))
+    image = load_photo(encode(_marked(), fmt)).image
     assert image.mode == "RGB" and image.size == (120, 80)
     red = np.asarray(image)[5, 5]
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
@@ -72,25 +72,25 @@ def test_draft_with_exif_rotation_keeps_upright_full_size():
 def test_transparency_is_laid_on_white():
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     rgba.paste((0, 0, 255, 255), (0, 0, 32, 64))
-    pixels = np.asarray(load_image(encode(rgba, "PNG")))
+    pixels = np.asarray(load_photo(encode(rgba, "PNG")).image)
     assert tuple(pixels[10, 50]) == (255, 255, 255) and tuple(pixels[10, 10]) == (0, 0, 255)
 
 
 def test_la_and_palette_with_transparency():
     la = Image.new("LA", (64, 64), (90, 0))
     la.paste((30, 255), (0, 0, 32, 64))
-    pixels = np.asarray(load_image(encode(la, "PNG")))
+    pixels = np.asarray(load_photo(encode(la, "PNG")).image)
     assert tuple(pixels[5, 50]) == (255, 255, 255) and tuple(pixels[5, 5]) == (30, 30, 30)
     palette = Image.new("P", (64, 64), 0)
     palette.putpalette([0, 255, 0] + [200, 0, 0] * 255)
     palette.paste(1, (0, 0, 32, 64))
-    pixels = np.asarray(load_image(encode(palette, "PNG", transparency=0)))
+    pixels = np.asarray(load_photo(encode(palette, "PNG", transparency=0)).image)
     assert tuple(pixels[5, 50]) == (255, 255, 255) and tuple(pixels[5, 5]) == (200, 0, 0)
 
 
 def test_cmyk_jpeg_becomes_rgb():
     cmyk = Image.new("CMYK", (64, 64), (0, 255, 255, 0))  # pure red in print colours
-    pixels = np.asarray(load_image(encode(cmyk, "JPEG")))
+    pixels = np.asarray(load_photo(encode(cmyk, "JPEG")).image)
     assert pixels.shape == (64, 64, 3) and pixels[32, 32, 0] > 200 and pixels[32, 32, 1] < 60
 
 
@@ -99,25 +99,25 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     values[:, 32:] = 32768  # mid grey in 16 bits; Pillow's own convert would clip it to white
     grey = Image.fromarray(values)
     assert grey.mode.startswith("I;16")
-    pixels = np.asarray(load_image(encode(grey, "PNG")))
+    pixels = np.asarray(load_photo(encode(grey, "PNG")).image)
     assert pixels[0, 0, 0] == 0 and 120 <= pixels[0, 40, 0] <= 136
 
 
 def test_one_bit_and_greyscale_images():
-    assert load_image(encode(Image.new("1", (40, 40), 1), "PNG")).getpixel((3, 3)) == (255, 255, 255)
-    assert load_image(encode(Image.new("L", (40, 40), 77), "BMP")).getpixel((3, 3)) == (77, 77, 77)
+    assert load_photo(encode(Image.new("1", (40, 40), 1), "PNG")).image.getpixel((3, 3)) == (255, 255, 255)
+    assert load_photo(encode(Image.new("L", (40, 40), 77), "BMP")).image.getpixel((3, 3)) == (77, 77, 77)
 
 
 def test_nothing_is_written_to_disk(monkeypatch):
     """Decoding never opens a file: any attempt fails the test."""
     data = encode(_marked(), "PNG")
-    load_image(data)  # plugins imported before the trap is set
+    load_photo(data)  # plugins imported before the trap is set
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"file opened: {args[:1]}")
     monkeypatch.setattr("builtins.open", refuse)
     monkeypatch.setattr("os.open", refuse)
-    assert load_image(data).size == (120, 80)
+    assert load_photo(data).image.size == (120, 80)
     assert load_photo(encode(_marked((1600, 1200)), "JPEG"), draft_side=800).image.size == (800, 600)
 
 

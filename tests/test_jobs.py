@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs, runs
+from core import jobs, policy, public_runs, runs
 from core.config import TrainConfig, TrainingError
-from tests.conftest import PROJECT_ROOT
+from tests.support import PROJECT_ROOT
 
 TIMEOUT = 600  # seconds: a child's TensorFlow import and first trace on a busy 2-core machine
 STOPPED_WITHIN_S = 8.0  # 2 s grace, SIGTERM, the monitor's polling, on a fully loaded 2-core machine (7.5 s seen)
@@ -80,6 +80,7 @@ print(json.dumps({"is_new": is_new, "status": s["status"], "error": s["error"], 
 
 def test_a_tiny_run_in_a_child_reports_to_a_server_that_never_imports_tensorflow(tmp_path):
     """A fresh interpreter plays the server (other tests in this process import TensorFlow themselves)."""
+    from core.training import device_name  # imports TensorFlow: not at the top
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(SERVER_SCRIPT), str(tmp_path / "runs")],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -89,7 +90,7 @@ def test_a_tiny_run_in_a_child_reports_to_a_server_that_never_imports_tensorflow
     assert result["is_new"] and result["status"] == "finished", result["error"]
     assert result["seen_running_with_batches"]  # per-batch progress arrived while the child was training
     assert result["points"] == result["batches"] > 0 and result["epochs"] == 1 and result["fraction"] == 1.0
-    assert result["device"] == "CPU" and result["exitcode"] == 0
+    assert result["device"] == device_name() and result["exitcode"] == 0
     run_dir = Path(result["run_dir"])
     assert (run_dir / "model.keras").is_file() and (run_dir / "model.tflite").stat().st_size > 0
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
@@ -129,13 +130,14 @@ def test_a_child_that_cannot_stop_at_once_is_ended_within_seconds(synthetic_utkf
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGSEGV, "SIGSEGV, a native crash in TensorFlow"),
                                              (signal.SIGKILL, "SIGKILL, killed, perhaps out of memory")])
 def test_a_killed_child_is_a_failed_run_that_names_the_signal(synthetic_utkface, tmp_path, training_gate, sig, reason):
+    from core.training import device_name  # imports TensorFlow: not at the top
     job = _held_job(_cfg(synthetic_utkface, tmp_path))
     os.kill(job.pid, sig)  # our own child, by its pid
     job.thread.join(TIMEOUT)
     assert job.progress.status == "failed" and reason in job.progress.error
     assert job.process.exitcode == -sig
     metrics = json.loads((Path(job.progress.run_dir) / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and reason in metrics["error"] and metrics["device"] == "CPU"
+    assert metrics["status"] == "failed" and reason in metrics["error"] and metrics["device"] == device_name()
     assert runs.list_runs(tmp_path).set_index("path").loc[job.progress.run_dir, "status"] == "failed"
 
     again, is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path))  # the server carries on
@@ -171,14 +173,9 @@ def test_only_one_job_runs_per_server(synthetic_utkface, tmp_path, training_gate
 
 # ------------------------------------------------------------------------------------------------ public jobs
 
-def test_the_cpu_time_limit_is_named():
-    from core.workers import exit_reason
-    assert exit_reason(-signal.SIGXCPU) == "SIGXCPU, the CPU time limit"
-
-
 def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthetic_utkface, tmp_path, training_gate):
-    from core import access, housekeeping
-    limits = access.TrainingLimits(memory_bytes=5 * 1024 ** 3, cpu_seconds=1234)
+    from core import housekeeping
+    limits = policy.TrainingLimits(memory_bytes=5 * 1024 ** 3, cpu_seconds=1234)
     job, is_new = jobs.start_job(_cfg(synthetic_utkface, tmp_path), owner="visitor", limits=limits)
     assert is_new and job.owner == "visitor"
     _wait(lambda: job.progress.batch_log or job.progress.done, "the first batch")
@@ -187,18 +184,17 @@ def test_a_public_child_runs_within_its_limits_in_a_run_marked_and_locked(synthe
     assert re.search(r"Max cpu time\s+1234\s+1244\s+seconds", proc_limits), proc_limits
     assert re.search(rf"Max address space\s+{limits.memory_bytes}\s+{limits.memory_bytes}\s+bytes", proc_limits)
     run = Path(job.progress.run_dir)
-    assert access.run_owner(run) == "visitor"  # labelled before the server heard of the folder
+    assert public_runs.run_owner(run) == "visitor"  # labelled before the server heard of the folder
     assert housekeeping.run_in_progress(run) and (run / housekeeping.RUN_LOCK).is_file()  # the child holds its lock
-    assert access.enforce_runs_quota(tmp_path, 0) == []  # a run in progress is never deleted by the quota
+    assert public_runs.enforce_runs_quota(tmp_path, 0) == []  # a run in progress is never deleted by the quota
     training_gate.set()
     job.thread.join(TIMEOUT)
     assert job.progress.status == "finished", job.progress.error
-    assert not housekeeping.run_in_progress(run) and access.run_owner(run) == "visitor"
+    assert not housekeeping.run_in_progress(run) and public_runs.run_owner(run) == "visitor"
 
 
 def test_a_public_child_past_its_memory_limit_fails_saying_so(synthetic_utkface, tmp_path):
-    from core import access
-    limits = access.TrainingLimits(memory_bytes=600 * 1024 ** 2)  # TensorFlow alone maps more than this
+    limits = policy.TrainingLimits(memory_bytes=600 * 1024 ** 2)  # TensorFlow alone maps more than this
     job, _ = jobs.start_job(_cfg(synthetic_utkface, tmp_path), owner="visitor", limits=limits)
     job.thread.join(TIMEOUT)
     assert job.progress.status == "failed" and "memory limit" in job.progress.error, job.progress.error
@@ -206,7 +202,6 @@ def test_a_public_child_past_its_memory_limit_fails_saying_so(synthetic_utkface,
 
 
 def test_a_workbench_job_has_no_limits_and_no_owner(monkeypatch):
-    from core import access
     monkeypatch.setenv("FACE_MODE", "workbench")
     assert jobs.Job(TrainConfig.tiny())._child_limits() == (None, None)
-    assert jobs.Job(TrainConfig.tiny(), "v", access.TrainingLimits())._child_limits() == (6 * 1024 ** 3, 1800)
+    assert jobs.Job(TrainConfig.tiny(), "v", policy.TrainingLimits())._child_limits() == (6 * 1024 ** 3, 1800)

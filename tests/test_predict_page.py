@@ -6,7 +6,6 @@ lists it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,8 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import PROJECT_ROOT, copy_model, open_app_page
 from tests.photos import background, encode, face_images, selfie, side_by_side
+from tests.support import PROJECT_ROOT, open_app_page, write_run
 
 PAGE = "pages/predict.py"
 
@@ -35,11 +34,7 @@ def photos(shared_dir) -> dict[str, bytes]:
 @pytest.fixture
 def model_run(tmp_path, monkeypatch, tiny_residual_model):
     """A finished fake run in a runs folder of this test's own, and no shipped model."""
-    run = tmp_path / "runs" / "20250101-000000-residual_cnn"
-    run.mkdir(parents=True)
-    copy_model(tiny_residual_model, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"model": {"arch": "residual_cnn", "img_size": 32}}))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
+    run = write_run(tmp_path / "runs", model=tiny_residual_model, with_tflite=True)
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     return run
@@ -178,11 +173,7 @@ print("no TensorFlow")
 def test_predict_and_evaluate_pages_never_import_tensorflow(tmp_path, tiny_residual_model):
     """A fresh process (this one has TensorFlow from the fixtures) plays a server: Predict a face, Evaluate a small
     folder, with a model whose .tflite must first be exported (in a child process)."""
-    run = tmp_path / "runs" / "20250101-000000-residual_cnn"
-    run.mkdir(parents=True)
-    shutil.copy(tiny_residual_model, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"model": {"arch": "residual_cnn", "img_size": 32}}))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
+    run = write_run(tmp_path / "runs", model=tiny_residual_model)  # no .tflite: the server must export one first
     sample = sorted(settings.SAMPLE_DIR.glob("*.jpg"))
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -228,15 +219,15 @@ def test_the_session_keeps_the_crops_and_only_a_preview_of_the_photo(model_run):
 def test_a_busy_server_is_a_warning_not_a_wait(model_run, monkeypatch):
     import contextlib
 
-    from core import access
+    from core import slots
     from tests.photos import background
 
     @contextlib.contextmanager
     def busy(timeout_s=0):
-        raise access.Busy("The server is busy analysing other photos: try again in a moment.")
+        raise slots.Busy("The server is busy analysing other photos: try again in a moment.")
         yield
 
-    monkeypatch.setattr(access, "photo_analysis_slot", busy)
+    monkeypatch.setattr(slots, "photo_analysis_slot", busy)
     at = _page()
     at.file_uploader(key="predict.files").set_value(("a.jpg", encode(background((160, 120))), "image/jpeg"))
     at.run()

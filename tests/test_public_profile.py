@@ -1,6 +1,7 @@
 """Issue #14, the app as an anonymous visitor of a public server meets it (FACE_MODE=public, through the router).
 One test per finding that is visible from the pages; the details of each mechanism are tested beside it:
-tests/test_access.py (profiles, limits, training policy, quota, child limits), tests/test_datasets.py (the
+tests/test_access.py (profiles), tests/test_policy.py (row cap, training policy, child limits),
+tests/test_slots.py (shared slots), tests/test_public_runs.py (owners, quota), tests/test_datasets.py (the
 allowlist inside load_dataset), tests/test_images.py (decode memory, upload caps), tests/test_housekeeping.py
 (sweep, interrupted runs, cache cap), tests/test_explore_page.py and tests/test_evaluate_page.py (the pages)."""
 
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from core import access, housekeeping, settings
+from core import access, housekeeping, policy, public_runs, settings, slots
 from core.datasets import DatasetError, load_dataset
-from tests.conftest import PROJECT_ROOT, open_app_page
+from pages.common import KEY_OWNER
+from tests.support import PROJECT_ROOT, open_app_page, write_run
 
 ABSOLUTE = re.compile(r"(?<![\w.])/(?:tmp|etc|proc|work|home|root|var)\b")
 EXCEPTION_NAME = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b")
@@ -40,9 +42,9 @@ def _shown(at) -> str:
 def test_1_a_224_px_training_on_a_server_folder_is_refused():
     request = {"dataset": "utkface", "data_dir": "/etc", "epochs": 50, "batch_size": 64,
                "model": {"arch": "resnet50", "img_size": 224}}
-    problems = access.check_training_request(request, access.current_profile())
+    problems = policy.check_training_request(request, access.current_profile())
     assert len(problems) == 5 and not any(ABSOLUTE.search(p) for p in problems)
-    assert access.public_training_limits().max_img_size <= 64
+    assert policy.public_training_limits().max_img_size <= 64
 
 
 # 2. Server filesystem disclosure: no folder box, the allowlist inside load_dataset, no absolute paths shown.
@@ -69,13 +71,13 @@ def test_2_tables_and_downloads_carry_paths_relative_to_the_dataset():
 def test_3_uploads_are_bounded():
     from core import images
     assert images.MAX_PIXELS["PNG"] < 39_000_000 and images.MAX_FILES_PER_UPLOAD <= 4
-    assert access.PHOTO_ANALYSES_AT_ONCE == 2
+    assert slots.PHOTO_ANALYSES_AT_ONCE == 2
 
 
 # 4. Evaluate unbounded: a row cap, one evaluation per server, a capped cache.
 def test_4_evaluation_is_bounded():
-    assert access.PUBLIC_MAX_EVAL_ROWS <= 2000 and settings.cache_max_bytes() > 0
-    with access.evaluation_slot(), pytest.raises(access.Busy), access.evaluation_slot():
+    assert policy.PUBLIC_MAX_EVAL_ROWS <= 2000 and settings.cache_max_bytes() > 0
+    with slots.evaluation_slot(), pytest.raises(slots.Busy), slots.evaluation_slot():
         pass
 
 
@@ -86,10 +88,7 @@ def test_5_the_first_page_run_sweeps_crash_leftovers(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE_CACHE_DIR", str(cache))
     monkeypatch.setenv("FACE_CACHE_MAX_MB", "0.01")
     monkeypatch.setattr(housekeeping, "_startup_done", False)  # as in a fresh server process
-    run = runs / "20250101-000000-custom_cnn"
-    run.mkdir(parents=True)
-    (run / "config.json").write_text("{}")
-    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    run = write_run(runs, "20250101-000000-custom_cnn", config={}, metrics={"status": "running"})
     leftover = run / ".model.keras.k3j4h5g6.keras"
     leftover.write_bytes(b"half a model")
     cache.mkdir()
@@ -123,7 +122,6 @@ def test_8_refused_formats_never_reach_other_decoders():
 
 # 1, on the Train page: no folder box, widgets within the limits, a refusal in words, jobs and runs per session.
 TRAIN = "pages/train.py"
-KEY_OWNER = "session.owner"  # pages/common.py
 
 
 def _train_page_as(owner: str):
@@ -140,15 +138,12 @@ def _train_page_as(owner: str):
 def _run(runs: Path, name: str, owner: str | None = None, arch: str = "custom_cnn", img_size: int = 32,
          age: float = 0.0) -> Path:
     """A finished run folder as the registry and the runs list see it, marked public for `owner` (if any)."""
-    run = runs / name
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": {"arch": arch, "img_size": img_size}, "dataset": "utkface"}))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished", "epochs_run": 1}))
-    (run / "model.keras").write_bytes(b"not loaded by these tests")
+    run = write_run(runs, name, b"not loaded by these tests",
+                    config={"model": {"arch": arch, "img_size": img_size}, "dataset": "utkface"})
     if owner is not None:
-        access.mark_public_run(run, owner)
+        public_runs.mark_public_run(run, owner)
         stamp = time.time() - 1000 + age
-        os.utime(run / access.PUBLIC_RUN_MARKER, (stamp, stamp))
+        os.utime(run / public_runs.PUBLIC_RUN_MARKER, (stamp, stamp))
     return run
 
 
@@ -190,7 +185,7 @@ def fake_jobs(tmp_path, monkeypatch):
 
 def test_1_the_train_page_offers_only_what_a_public_job_may_use(fake_jobs):
     from core.model_config import ARCHITECTURES
-    limits = access.public_training_limits()
+    limits = policy.public_training_limits()
     at = _train_page_as("visitor")
     assert not at.text_input and not any(s.label == "Dataset kind" for s in at.selectbox)  # no folder box
     assert list(at.selectbox(key="train.arch").options) == [a for a in ARCHITECTURES if a in limits.architectures]
@@ -254,7 +249,7 @@ def jobs_current():
 
 
 def test_1_a_new_public_job_deletes_the_oldest_public_run_beyond_the_quota(fake_jobs, tmp_path):
-    runs, most = tmp_path / "runs", access.public_training_limits().max_runs
+    runs, most = tmp_path / "runs", policy.public_training_limits().max_runs
     made = [_run(runs, f"20250101-0000{i:02d}-custom_cnn", owner=f"v{i}", age=i) for i in range(most)]
     operators = _run(runs, "20240101-000000-custom_cnn")  # never counted, never deleted
     at = _train_page_as("visitor")
@@ -278,8 +273,6 @@ def test_1_the_workbench_keeps_the_full_form(fake_jobs, monkeypatch):
 
 
 def test_1_the_model_picker_hides_other_visitors_runs(tmp_path, monkeypatch):
-    import streamlit as st  # noqa: F401 - pages.common needs it importable
-
     from core.registry import all_models
     from pages.common import visible_models
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))

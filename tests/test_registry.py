@@ -10,7 +10,7 @@ import pytest
 
 from core import registry, settings
 from core.registry import DEFAULT_MODEL_NAME, ModelError, all_models, load_model, run_models, shipped_models
-from tests.conftest import write_fake_run
+from tests.support import write_run
 
 
 @pytest.fixture
@@ -34,8 +34,8 @@ def test_shipped_models_list_the_default_first_and_skip_cards_without_a_model(mo
 
 def test_only_finished_or_stopped_runs_are_listed_newest_first(tmp_path, tiny_residual_model):
     runs = tmp_path / "runs"
-    older = write_fake_run(runs, tiny_residual_model).rename(runs / "20250101-000000-old")
-    newer = write_fake_run(runs, tiny_residual_model)
+    older = write_run(runs, model=tiny_residual_model).rename(runs / "20250101-000000-old")
+    newer = write_run(runs, model=tiny_residual_model)
     running = shutil.copytree(newer, runs / "20991231-000000-running")
     (running / "metrics.json").write_text(json.dumps({"status": "running"}))
     broken = shutil.copytree(newer, runs / "20991231-000001-broken")
@@ -51,7 +51,7 @@ def test_only_finished_or_stopped_runs_are_listed_newest_first(tmp_path, tiny_re
 
 def test_all_models_puts_shipped_models_before_runs(models_dir, tmp_path, monkeypatch, tiny_residual_model):
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
-    write_fake_run(tmp_path / "runs", tiny_residual_model)
+    write_run(tmp_path / "runs", model=tiny_residual_model)
     entries, _ = all_models()
     assert [e.source for e in entries] == ["shipped", "shipped", "run"]
 
@@ -71,7 +71,7 @@ def test_models_load_only_from_the_apps_folders_with_safe_mode(models_dir, tmp_p
 
 
 def test_entries_say_how_they_were_built_and_on_which_split(models_dir, tmp_path, tiny_residual_model):
-    run = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    run = write_run(tmp_path / "runs", model=tiny_residual_model)
     (run / "split.csv").write_text("path,split\na.jpg,train\n")
     (run_entry,), _ = run_models(tmp_path / "runs")
     assert run_entry.model_config["arch"] == "residual_cnn" and run_entry.split_file == run / "split.csv"
@@ -86,14 +86,14 @@ def test_entries_say_how_they_were_built_and_on_which_split(models_dir, tmp_path
 
 
 def test_entries_name_the_tflite_file_the_app_predicts_with(models_dir, tmp_path, tiny_residual_model):
-    run = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    run = write_run(tmp_path / "runs", model=tiny_residual_model)
     (run_entry,), _ = run_models(tmp_path / "runs")
     assert run_entry.tflite_path == run / "model.tflite"
     assert shipped_models()[0].tflite_path == models_dir / f"{DEFAULT_MODEL_NAME}.tflite"
 
 
 def _run_with(runs, tiny_residual_model, name: str, metrics: dict | None, history_rows: int | None = None):
-    run = shutil.copytree(write_fake_run(runs, tiny_residual_model), runs / name)
+    run = shutil.copytree(write_run(runs, model=tiny_residual_model), runs / name)
     if metrics is None:
         (run / "metrics.json").unlink()
     else:

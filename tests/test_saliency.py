@@ -1,9 +1,7 @@
 """Saliency maps (core.saliency): every architecture and head, correctness on a toy model that only sees one half
-of the image, layer choice and overrides, overlays and figures, input handling, and `python -m core saliency`."""
+of the image, layer choice and overrides, and `python -m core saliency`."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
@@ -14,12 +12,9 @@ from core.__main__ import main
 from core.labels import RACES
 from core.models import ARCHITECTURES, ModelConfig, build_model
 from core.saliency import CAM_METHODS, HEADS, METHODS, Explainer, SaliencyError
+from tests.support import noise_crop
 
 FAST_SCORECAM = 8  # Score-CAM channels in tests: the method is the same, the model runs 8 times instead of 32
-
-
-def noise_crop(size: int = 32, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -185,91 +180,10 @@ def test_a_model_without_our_heads_is_refused():
         Explainer(keras.Model(image, keras.layers.Dense(1, name="score")(keras.layers.Flatten()(image))))
 
 
-# ---------------------------------------------------------------------------------- overlays and figures
-
-def test_overlay_blends_crop_and_colormap_by_opacity():
-    from matplotlib import colormaps
-    crop = noise_crop()
-    heatmap = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
-    np.testing.assert_array_equal(saliency.overlay(crop, heatmap, alpha=0.0), crop)
-    colours = (colormaps["jet"](heatmap)[..., :3] * 255).astype(np.uint8)
-    assert np.abs(saliency.overlay(crop, heatmap, alpha=1.0).astype(int) - colours).max() <= 1
-    half = saliency.overlay(crop, heatmap, alpha=0.5).astype(int)
-    assert np.abs(half - (crop.astype(int) + colours) / 2).max() <= 1
-    with pytest.raises(SaliencyError, match="Opacity"):
-        saliency.overlay(crop, heatmap, alpha=1.5)
-
-
-def test_figure_has_a_row_per_head_and_a_column_per_method(explainers):
-    explainer, crop = explainers["custom_cnn"], noise_crop()
-    prediction = explainer.predict(crop)
-    maps = [explainer.explain(crop, head, method, prediction=prediction)
-            for head in ("age", "race") for method in ("saliency", "gradcam")]
-    fig = saliency.figure(crop, maps, prediction, alpha=0.4)
-    assert len(fig.axes) == 2 * 3
-    assert fig._suptitle.get_text() == saliency.prediction_text(prediction)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0].startswith("age: ") and titles[0].endswith(" y") and titles[3].startswith("race: ")
-    assert titles[1].startswith("Saliency (") and titles[5].startswith("Grad-CAM (")
-    png = saliency.figure_png(fig)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(png)).size[0] > 300
-
-
-def test_a_blank_map_is_labelled_as_such():
-    blank = saliency.SaliencyMap("gradcam", "age", "30.0 y", np.zeros((32, 32), np.float32), 0.1, "conv3")
-    fine = saliency.SaliencyMap("gradcam", "race", "Asian (50%)", np.eye(32, dtype=np.float32), 0.1, "conv3")
-    assert blank.empty and not fine.empty
-    titles = [ax.get_title() for ax in saliency.figure(noise_crop(), [blank, fine]).axes]
-    assert "blank" in titles[1] and "blank" not in titles[3]
-
-
 def test_normalise_is_finite_and_blank_for_flat_maps():
     assert not saliency.normalise(np.full((4, 4), 3.0)).any()
     values = saliency.normalise(np.array([[np.nan, 1.0], [2.0, np.inf]]))
     assert np.isfinite(values).all() and values.max() == 1.0 and values.min() == 0.0
-
-
-# ------------------------------------------------------------------------------------------------ input
-
-@pytest.fixture(scope="module")
-def predictor(tiny_models):
-    from core.predict import KerasPredictor
-    from core.registry import load_model
-    return KerasPredictor(load_model(tiny_models["custom_cnn"], allow_anywhere=True))
-
-
-def test_an_upload_goes_through_face_detection_or_is_taken_whole(predictor):
-    sample = sorted(settings.SAMPLE_DIR.glob("*.jpg"))[0].read_bytes()
-    crop, note = saliency.face_crop_from_bytes(sample, predictor)
-    assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
-    assert note is None or "No face" in note
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((120, 80, 3), 200, np.uint8)).save(buffer, format="PNG")  # nothing to detect
-    crop, note = saliency.face_crop_from_bytes(buffer.getvalue(), predictor)
-    assert crop.shape == (32, 32, 3) and "No face was detected" in note
-
-
-def test_an_upload_that_is_not_an_image_is_an_image_error(predictor):
-    from core.images import ImageError
-    with pytest.raises(ImageError):
-        saliency.face_crop_from_bytes(b"not an image at all", predictor)
-
-
-def test_face_crops_reads_what_the_predict_page_keeps():
-    from types import SimpleNamespace
-    crop = noise_crop()
-    analysis = SimpleNamespace(faces=[SimpleNamespace(crop=crop), SimpleNamespace(crop=crop[::-1])])
-    assert len(saliency.face_crops(analysis)) == 2 and len(saliency.face_crops([analysis, analysis])) == 4
-    assert saliency.face_crops([crop])[0] is not None and saliency.face_crops(crop[None])[0].shape == crop.shape
-    assert saliency.face_crops(None) == [] and saliency.face_crops("nonsense") == []
-
-
-def test_sample_faces_are_labelled():
-    faces = saliency.sample_faces(settings.SAMPLE_DIR)
-    assert len(faces) == len(list(settings.SAMPLE_DIR.glob("*.jpg")))
-    path, label = next(iter(faces.items()))
-    age, race, gender = label.split(" — ")[0].split(" · ")
-    assert age.endswith(" y") and race in RACES and gender in ("male", "female")
 
 
 # -------------------------------------------------------------------------------------------------- CLI
@@ -298,12 +212,13 @@ def test_cli_reports_errors_without_a_traceback(tiny_models, tmp_path, capsys):
 
 
 def test_the_module_imports_without_tensorflow():
-    """The server imports core.saliency for its figures and face crops; TensorFlow lives in the saliency worker."""
+    """The server imports core.saliency for its constants and errors, and the modules that draw the maps and cut the
+    face; TensorFlow lives in the saliency worker."""
     import subprocess
     import sys
 
-    from tests.conftest import PROJECT_ROOT
-    code = ("import sys, core.saliency; "
+    from tests.support import PROJECT_ROOT
+    code = ("import sys, core.saliency, core.saliency_figures, core.saliency_faces; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]

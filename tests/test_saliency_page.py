@@ -4,8 +4,6 @@ saliency worker process (core/workers.py); the page cuts faces with its LiteRT p
 from __future__ import annotations
 
 import io
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import open_app_page
+from tests.support import open_app_page, write_run
 
 RUN = "20250101-000000-multitask_cnn"
 TIMEOUT = 600  # seconds: the model's first TFLite export and the worker's TensorFlow start, on a busy 2-core machine
@@ -23,11 +21,8 @@ TIMEOUT = 600  # seconds: the model's first TFLite export and the worker's Tenso
 @pytest.fixture
 def run(tmp_path, monkeypatch, tiny_models):
     """One finished fake run (multitask_cnn: each head has its own branch) and no shipped model."""
-    folder = tmp_path / "runs" / RUN
-    folder.mkdir(parents=True)
-    shutil.copy(tiny_models["multitask_cnn"], folder / "model.keras")
-    (folder / "config.json").write_text(json.dumps({"dataset": "utkface", "data_dir": ""}))
-    (folder / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    folder = write_run(tmp_path / "runs", RUN, tiny_models["multitask_cnn"],
+                       config={"dataset": "utkface", "data_dir": ""}, metrics={"status": "finished"})
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     st.cache_resource.clear()
@@ -128,16 +123,16 @@ def test_without_any_model_the_page_says_so(tmp_path, monkeypatch):
 def test_an_upload_while_the_server_is_busy_is_a_warning(run, monkeypatch):
     import contextlib
 
-    from core import access
+    from core import slots
 
     @contextlib.contextmanager
     def busy(timeout_s=0):
-        raise access.Busy("The server is busy analysing other photos: try again in a moment.")
+        raise slots.Busy("The server is busy analysing other photos: try again in a moment.")
         yield
 
     at = open_page()
     at.radio(key="saliency.source").set_value("Upload").run()
-    monkeypatch.setattr(access, "photo_analysis_slot", busy)
+    monkeypatch.setattr(slots, "photo_analysis_slot", busy)
     at.file_uploader(key="saliency.upload").set_value(("face.png", b"not read: no slot", "image/png")).run()
     assert not at.exception and not at.error
     assert any("busy analysing other photos" in w.value for w in at.warning)

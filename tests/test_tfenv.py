@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from core import tfenv
-from tests.conftest import PROJECT_ROOT
+from tests.support import PROJECT_ROOT
 
 ONEDNN_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
 

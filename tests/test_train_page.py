@@ -3,7 +3,6 @@ in a child process (core/jobs.py); the page itself never imports TensorFlow."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -11,35 +10,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from streamlit.testing.v1 import AppTest
 
 from core import jobs, workers
-from tests.conftest import PROJECT_ROOT, open_app_page
+from pages import train as page
+from tests.support import PROJECT_ROOT, open_app_page
 
-
-def _page_constants(path: Path) -> SimpleNamespace:
-    """The page's module-level literal constants (widget keys…), read from its source: importing a page would
-    run it as a script."""
-    constants = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if not isinstance(node, ast.Assign):
-            continue
-        try:
-            value = ast.literal_eval(node.value)
-        except ValueError:
-            continue
-        for target in node.targets:
-            if isinstance(target, ast.Name):
-                constants[target.id] = value
-            elif isinstance(target, ast.Tuple):
-                constants.update({t.id: v for t, v in zip(target.elts, value, strict=True)})
-    return SimpleNamespace(**constants)
-
-
-ROOT = Path(__file__).resolve().parent.parent
-page = _page_constants(ROOT / "pages" / "train.py")
 TIMEOUT = 600  # seconds; generous: TensorFlow's first import and tracing crawl on a busy, shared CPU
 
 
@@ -61,9 +38,9 @@ def _wait_for(condition, what: str) -> None:
 
 def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, training_gate):
     assert jobs.current_job() is None or jobs.current_job().progress.done
-    workers.training_environment(wait=True)  # the device probe (a child process) has answered
+    device, _ = workers.training_environment(wait=True)  # the device probe (a child process) has answered
     at = _train_page()
-    assert "CPU" in at.caption[0].value  # the device in use
+    assert device in at.caption[0].value  # the device in use (test_workers checks it is device_name())
     at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
     at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
     at.number_input(key=page.KEY_EPOCHS).set_value(2)
@@ -140,10 +117,10 @@ def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, 
 
     from core.datasets import load_dataset
     from core.splits import split_table
-    from tests.conftest import write_fake_run
+    from tests.support import write_run
 
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
-    earlier = write_fake_run(tmp_path / "runs", tiny_residual_model)
+    earlier = write_run(tmp_path / "runs", model=tiny_residual_model)
     table = load_dataset("utkface", synthetic_utkface).table
     listed = pd.DataFrame({"path": table["path"], "split": split_table(table, (0.6, 0.2, 0.2), seed=5)})
     listed.to_csv(earlier / "split.csv", index=False)

@@ -1,5 +1,5 @@
 """The worker processes of core/workers.py, for real: the saliency worker explains a tiny model, comes back after its
-child is killed, and spares the server TensorFlow; one-off calls and the device probe."""
+child is killed, and spares the server TensorFlow; the device probe."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pytest
 from core import settings, workers
 from core.registry import ModelError
 from core.saliency import SaliencyError, SaliencyMap
-from core.workers import SaliencyWorker, WorkerError, exit_reason, run_in_child
-from tests.conftest import PROJECT_ROOT
+from core.workers import SaliencyWorker, WorkerError
+from tests.support import PROJECT_ROOT, noise_crop
 
 TIMEOUT = 600  # seconds: a child's TensorFlow import and first trace on a busy 2-core machine
 
@@ -42,32 +42,28 @@ def _wait(condition, what: str, timeout: float = TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-def _crop(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-
-
 def test_the_worker_explains_a_tiny_model(model_path):
     layers = workers.cam_layers(model_path, ["gender", "race"])
     assert layers and all(name.endswith("relu") for name in layers)
-    result = workers.explain(model_path, _crop(), ["gender", "race"], ["saliency", "gradcam"], max_n=8)
+    result = workers.explain(model_path, noise_crop(), ["gender", "race"], ["saliency", "gradcam"], max_n=8)
     maps = result["maps"]
     assert [(m.head, m.method) for m in maps] == [("gender", "saliency"), ("gender", "gradcam"),
                                                   ("race", "saliency"), ("race", "gradcam")]
     assert all(isinstance(m, SaliencyMap) and m.heatmap.shape == (32, 32) for m in maps)
     assert {m.layer for m in maps if m.method == "gradcam"} == {"gender_branch1_relu", "race_branch1_relu"}
-    prediction = workers.predict(model_path, _crop())
+    prediction = workers.predict(model_path, noise_crop())
     assert prediction == result["prediction"] and maps[0].target.startswith(prediction.gender)
-    chosen = workers.explain(model_path, _crop(), ["race"], ["gradcam"], race_class="Black", layer=layers[0])
+    chosen = workers.explain(model_path, noise_crop(), ["race"], ["gradcam"], race_class="Black", layer=layers[0])
     assert chosen["maps"][0].target.startswith("Black") and chosen["maps"][0].layer == layers[0]
 
 
 def test_the_workers_errors_arrive_as_the_errors_pages_handle(model_path, tmp_path):
     with pytest.raises(SaliencyError, match="Unknown method"):
-        workers.explain(model_path, _crop(), ["age"], ["no-such-method"])
+        workers.explain(model_path, noise_crop(), ["age"], ["no-such-method"])
     with pytest.raises(ModelError, match="only from models/ and runs/"):
-        workers.predict(str(tmp_path / "elsewhere.keras"), _crop())  # refused in the server, before the worker
+        workers.predict(str(tmp_path / "elsewhere.keras"), noise_crop())  # refused in the server, before the worker
     with pytest.raises(ModelError, match="is gone"):
-        workers.predict(str(settings.runs_dir() / "run" / "missing.keras"), _crop())
+        workers.predict(str(settings.runs_dir() / "run" / "missing.keras"), noise_crop())
 
 
 @pytest.mark.parametrize(("sig", "name"), [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGKILL, "SIGKILL")])
@@ -107,7 +103,7 @@ def test_a_request_that_outlives_its_timeout_is_stopped(model_path):
     try:
         worker.call("cam_layers", model_path, 0, ["age"])  # started and loaded
         with pytest.raises(WorkerError, match="took longer than"):
-            worker.call("explain", model_path, 0, _crop(), ["race"], ["scorecam"], None, None, None, timeout=0.01)
+            worker.call("explain", model_path, 0, noise_crop(), ["race"], ["scorecam"], None, None, None, timeout=0.01)
         assert worker.call("cam_layers", model_path, 0, ["age"])
     finally:
         worker.close()
@@ -133,23 +129,9 @@ def test_a_server_using_the_worker_never_imports_tensorflow(model_path):
     assert result["maps"] == 1 and np.isfinite(result["age"]) and result["heavy_modules"] == []
 
 
-# ------------------------------------------------------------------------------------------ one-off children
-
-def _die(sig: int) -> None:
-    """Run in a child: it kills itself (by its own pid), as the kernel's OOM killer would."""
-    os.kill(os.getpid(), sig)
-
-def test_one_off_calls_return_values_and_name_failures():
-    assert run_in_child(os.getpid) != os.getpid()  # it ran elsewhere
-    with pytest.raises(WorkerError, match="ValueError"):
-        run_in_child(int, "not a number")
-    with pytest.raises(WorkerError, match=r"stopped unexpectedly \(SIGKILL, killed, perhaps out of memory\)"):
-        run_in_child(_die, signal.SIGKILL)
-    assert exit_reason(-signal.SIGABRT) == "SIGABRT, a native crash in TensorFlow" and exit_reason(3) == "exit code 3"
-
-
 def test_the_training_environment_is_probed_once_in_a_child():
+    from core.training import device_name  # imports TensorFlow: not at the top
     device, note = workers.training_environment(wait=True)
-    assert device == "CPU" and (note is None or "ResNet-50" in note)
+    assert device == device_name() and (note is None or "ResNet-50" in note)
     assert workers.training_environment() == (device, note)  # cached: no second probe
 

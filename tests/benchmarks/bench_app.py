@@ -27,17 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.conftest import start_app, stop_app, write_fake_run  # noqa: E402
-from tests.test_browser_e2e import (  # noqa: E402
+from tests.support import (  # noqa: E402
     AGE,
     CHROMIUM_ARGS,
     PAGE_S,
     PAGES,
     finished_runs,
     open_page,
+    start_app,
+    stop_app,
     title,
     wait_idle,
     watch,
+    write_run,
 )
 
 GOALS = {"first paint": "≤ 3 s", "warm switch": "≤ 1 s", "resident": "≤ 400 MB", "train paint": "painted ≤ 1.5 s"}
@@ -87,7 +89,7 @@ def model_setup(workdir: Path) -> tuple[dict, str]:
     from core.models import ModelConfig, build_model
     model, _ = build_model(ModelConfig.tiny("residual_cnn", age_head="distribution"))
     model.save(workdir / "tiny.keras")
-    write_fake_run(workdir / "runs", workdir / "tiny.keras")
+    write_run(workdir / "runs", model=workdir / "tiny.keras")
     return env, "NO SHIPPED MODEL YET: tiny fake run (residual_cnn, 32 px)"
 
 

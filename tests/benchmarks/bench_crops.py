@@ -28,7 +28,8 @@ def jitter(paths: list[str], seed: int = 0) -> dict[str, float]:
     from PIL import Image
 
     from core import crops
-    from core.faces import crop_geometry, shared_detector
+    from core.alignment import crop_geometry
+    from core.faces import shared_detector
     detector, rng = shared_detector(), np.random.default_rng(seed)
     sides, shifts, angles = [], [], []
     for path in paths:

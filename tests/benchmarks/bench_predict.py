@@ -53,8 +53,9 @@ def rss_mb() -> float:
 def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
     """The app's path (LiteRT on the model's .tflite, no TensorFlow in the process) end to end and by stage, then
     the Keras tf.function predictor it replaced, for the ratio (that part imports TensorFlow)."""
+    from core.alignment import align_crop
     from core.export import tflite_is_current
-    from core.faces import FaceDetector, align_crop
+    from core.faces import FaceDetector
     from core.images import load_photo
     from core.predict import DRAFT_SIDE, Predictor, analyze_bytes
 
@@ -229,9 +230,10 @@ def bench_margin(data_dir: Path, count: int, model_path: str | None) -> None:
     """Re-find held-out UTKFace faces pasted into scenes at random sizes and tilts, crop them with each framing,
     and compare with the original picture (what the model was trained on): mean absolute pixel difference at
     96 px, and, with --model, the model's own errors on each framing."""
+    from core.alignment import CROP_SIDE_PER_KEYPOINT_SPAN as CHOSEN
+    from core.alignment import align_crop
     from core.datasets import parse_utkface_name
-    from core.faces import CROP_SIDE_PER_KEYPOINT_SPAN as CHOSEN
-    from core.faces import FaceDetector, align_crop
+    from core.faces import FaceDetector
     rng = np.random.default_rng(5)
     variants = {f"×{f:.2f} of calibrated side" + (" (chosen)" if f == 1 else ""): {"side_factor": CHOSEN * f}
                 for f in (0.8, 0.9, 1.0, 1.1, 1.25, 1.5)}

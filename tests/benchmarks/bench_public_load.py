@@ -24,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.bench_app import upload_selfie  # noqa: E402
-from tests.conftest import start_app, stop_app  # noqa: E402
-from tests.test_browser_e2e import AGE, CHROMIUM_ARGS, title, wait_idle, watch  # noqa: E402
+from tests.support import AGE, CHROMIUM_ARGS, start_app, stop_app, title, wait_idle, watch  # noqa: E402
 
 GOAL_MB = 2500
 BUSY = re.compile(r"busy|try again", re.IGNORECASE)
