@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import PROJECT_ROOT, SAMPLE_DIR
+from core.settings import SAMPLE_DIR
 from tests.photos import Placed, compose
+from tests.support import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from core.datasets import RACES
 from core.faces import Face
 from core.live import ConnectionWatch, LiveAnalyzer, LiveConfig, LiveConfigError, RateMeter, ice_configuration
 from core.predict import FacePrediction
-from tests.conftest import SAMPLE_DIR
+from core.settings import SAMPLE_DIR
 from tests.photos import Placed, compose
 
 FRAME = (480, 640, 3)
@@ -87,7 +87,7 @@ def test_the_readme_example_is_a_valid_configuration():
     import re
     import tomllib
 
-    from tests.conftest import PROJECT_ROOT
+    from tests.support import PROJECT_ROOT
     example = re.search(r"```toml\n(\[webrtc\].*?)```", (PROJECT_ROOT / "README.md").read_text(), re.S).group(1)
     servers = ice_configuration(tomllib.loads(example))["iceServers"]
     assert any(url.startswith("turn:") for server in servers for url in server["urls"])

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tests.conftest import SAMPLE_DIR  # noqa: E402
+from core.settings import SAMPLE_DIR  # noqa: E402
 from tests.photos import Placed, compose  # noqa: E402
 
 SIZE = (640, 480)
