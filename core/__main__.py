@@ -44,6 +44,12 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="runs folder (default: $FACE_RUNS_DIR or ./runs)")
     p.add_argument("--folds", type=int, default=0,
                    help="k-fold cross-validation: K runs, each testing on its held-out fold; prints mean ± std")
+    # Distributed training (core/distribute.py): cluster options, not settings of the run, so not in TrainConfig.
+    p.add_argument("--workers", help="host:port of every worker, comma-separated, the same on each (worker 0 is the "
+                                     "chief); sets TF_CONFIG for MultiWorkerMirroredStrategy")
+    p.add_argument("--worker-index", type=int, help="with --workers: which of them this process is")
+    p.add_argument("--fixed-lr", action="store_true", default=None,
+                   help="keep --lr on several replicas (default: scaled with the global batch, linear scaling rule)")
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -63,12 +69,15 @@ _RENAMED_OPTIONS = {"data": "data_dir", "lr": "learning_rate", "out": "out_dir"}
 def _train_config(args):
     """TrainConfig from the options given on the command line; the rest keep the config's defaults."""
     from core.training import TrainConfig
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "folds")}
+    given = {k: v for k, v in vars(args).items()
+             if v is not None and k not in ("command", "folds", "workers", "worker_index")}
     model = {k: given.pop(k) for k in _MODEL_OPTIONS if k in given}
     if given.pop("no_imagenet", False):
         model["imagenet"] = False
     if given.pop("no_augment", False):
         given["augment"] = False
+    if given.pop("fixed_lr", False):
+        given["scale_learning_rate"] = False
     return TrainConfig(model=ModelConfig(**model), **{_RENAMED_OPTIONS.get(k, k): v for k, v in given.items()})
 
 
@@ -80,6 +89,7 @@ class _ProgressPrinter:
         self.progress, self.label = None, ""
         self.epochs_shown = self.notes_shown = 0
         self.drawn, self.line_open = "", False  # the last bar text, and whether the cursor sits on it
+        self.distribution_shown = False
 
     def watch(self, progress, label: str = "") -> None:
         self.draw()
@@ -95,6 +105,10 @@ class _ProgressPrinter:
         if self.progress is None:
             return
         s = self.progress.snapshot()
+        if s["distribution"] and not self.distribution_shown:
+            from core.distribute import describe
+            self.print_line(describe(s["distribution"]))
+            self.distribution_shown = True
         for note in s["notes"][self.notes_shown:]:
             self.print_line(f"note: {note}")
         self.notes_shown = len(s["notes"])
@@ -163,11 +177,14 @@ def _run_in_background(work, printer: _ProgressPrinter):
 
 
 def cmd_train(args) -> int:
+    from core import distribute
     from core.training import HEADLINE_METRICS, Progress, TrainingError, cross_validate, train
     cfg = _train_config(args)
     printer = _ProgressPrinter()
     started = time.time()
     try:
+        if args.workers:  # before TensorFlow starts: the strategy reads TF_CONFIG once
+            distribute.use_workers(distribute.parse_workers(args.workers), args.worker_index)
         if args.folds:
             work = lambda: cross_validate(
                 cfg, args.folds, on_fold=lambda i, p: printer.watch(p, f"fold {i + 1}/{args.folds} "))
@@ -190,7 +207,8 @@ def cmd_train(args) -> int:
     print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
           + (", ".join(f"{k}={test[k]:.4f}" for k in HEADLINE_METRICS if test.get(k) is not None) or "not scored"),
           file=sys.stderr)
-    print(result.run_dir)
+    if result.distribution.get("chief", True):  # another worker's folder was scratch, deleted
+        print(result.run_dir)
     return 0
 
 
