@@ -10,7 +10,8 @@ scaling rule) unless `TrainConfig.scale_learning_rate` is off.
 A cluster trains like the Keras multi-worker guide says: every worker runs the same program and writes the same
 files, the chief into the run folder, the others into a scratch folder of their own that they delete at the end;
 `keras.callbacks.BackupAndRestore` keeps one backup per worker, so a cluster whose workers are killed and
-restarted (a failed worker takes the others down with it) resumes after the last finished epoch. Both live in
+restarted (a failed worker takes the others down with it) resumes after the last finished epoch, and a Stop on
+any worker stops them all after the same batch. Scratch and backups live in
 `<runs>/.distributed/<key>/`, the key a digest of the config and the cluster: a restart with the same command
 finds them, a different run never does. Cross-validation stays on one process.
 
@@ -233,6 +234,27 @@ class Distribution:
     def callbacks(self) -> list:
         """The Keras callbacks training on this distribution needs (none on one device)."""
         return [] if self.name == "default" else [_moving_statistics_sync(self.strategy)]
+
+    def stop_requested(self, stop_event) -> Callable[[], bool]:
+        """Whether to stop now, for a check made at the same batch on every worker: alone, whether `stop_event`
+        (Stop, Ctrl-C) is set; in a cluster, whether it is set on any worker (then it is set on all). A worker
+        leaving alone would leave the others waiting for it until they fail, with backups of different epochs.
+        One all-reduce of a flag per check: milliseconds beside a training step."""
+        if self.task is None:
+            return stop_event.is_set
+        import tensorflow as tf
+        strategy = self.strategy
+
+        @tf.function
+        def anyone(flag):
+            return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(flag)))
+
+        def agreed() -> bool:
+            votes = anyone(tf.constant(1.0 if stop_event.is_set() else 0.0))
+            if float(strategy.experimental_local_results(votes)[0]) > 0:
+                stop_event.set()
+            return stop_event.is_set()
+        return agreed
 
     def run_info(self, cfg: TrainConfig) -> dict:
         """What config.json, metrics.json, the page and the CLI record about this run's distribution."""

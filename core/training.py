@@ -109,6 +109,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             self.best = np.inf
             self.step = 0
             self.interrupted = False
+            self.stop_requested = progress.stop_event.is_set  # a cluster's workers agree on it (core/distribute.py)
 
         def on_epoch_begin(self, epoch, logs=None):
             progress.update(epoch=epoch + 1, batch=0)
@@ -125,7 +126,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             self._check_stop()
 
         def _check_stop(self):
-            if progress.stop_event.is_set():
+            if self.stop_requested():
                 self.interrupted = True
                 self.model.stop_training = True
                 self.model.stop_evaluating = True
@@ -330,6 +331,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
                 progress.update(notes=[*progress.notes, note])
             progress_callback = _make_callback(progress, run_dir, monitor="val_loss")
             progress_callback.best = min((row.get("val_loss", np.inf) for row in resumed), default=np.inf)
+            progress_callback.stop_requested = distribution.stop_requested(progress.stop_event)
             callbacks = [*distribution.callbacks(), progress_callback,
                          keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, monitor="val_loss")]
             if cfg.schedule == "plateau":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -47,6 +48,19 @@ def test_options_left_out_keep_the_config_defaults():
     assert (cfg.learning_rate, cfg.augment, cfg.split, cfg.gender_class_weights) == (0.01, False, (0.8, 0.1, 0.1),
                                                                                      True)
     assert cfg.epochs == TrainConfig().epochs
+
+
+def test_distribution_options_fix_the_learning_rate_and_stay_out_of_the_config():
+    args = _parse("--fixed-lr", "--workers", "127.0.0.1:2222,127.0.0.1:2223", "--worker-index", "1")
+    assert _train_config(args) == TrainConfig(scale_learning_rate=False)  # the cluster is no setting of the run
+    assert (args.workers, args.worker_index) == ("127.0.0.1:2222,127.0.0.1:2223", 1)
+
+
+def test_a_worker_list_without_an_index_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert main(["train", "--workers", "127.0.0.1:2222,127.0.0.1:2223"]) == 2
+    assert "error: --workers needs --worker-index" in capsys.readouterr().err
+    assert "TF_CONFIG" not in os.environ  # nothing set, nothing trained
 
 
 def test_a_malformed_split_is_an_argument_error(capsys):

@@ -192,7 +192,8 @@ def test_cross_validation_refuses_a_cluster(monkeypatch):
 # ------------------------------------------------------------------------------ real training, in processes
 
 # Trains TrainConfig.from_dict(argv[1]) and prints each epoch start and batch, then one JSON result line.
-# HOLD: sleep through the batches of epoch 2 and later (so a test can kill it there); LOGICAL_CPUS: split the
+# HOLD: sleep through the batches of epoch 2 and later (so a test can kill it there); STOP_AT "epoch batch": press
+# Stop after that batch; LOGICAL_CPUS: split the
 # CPU into two logical devices and mirror over them, and report what each replica receives of a batch.
 DRIVER = '''
 import json, os, sys, time
@@ -210,6 +211,8 @@ class Watched(Progress):
         print("batch", self.epoch, batch, flush=True)
         if os.environ.get("HOLD") and self.epoch >= 2:
             time.sleep(2)
+        if os.environ.get("STOP_AT") == f"{self.epoch} {batch}":
+            self.stop_event.set()  # what Ctrl-C does
 
 replica_batches = []
 if os.environ.get("LOGICAL_CPUS"):
@@ -390,3 +393,16 @@ def test_a_killed_worker_restarted_with_its_cluster_resumes_after_the_last_epoch
     assert result["status"] == "finished" and "Resumed from the backup after epoch 1." in result["metrics"]["notes"]
     assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2, 3]
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 3
+
+
+@pytest.mark.slow
+def test_a_stop_on_one_worker_stops_every_worker_after_the_same_batch(tmp_path):
+    runs, workers = tmp_path / "runs", _cluster()
+    cfg = _tiny(runs, epochs=3, batch_size=8)
+    processes = [_driver(cfg, tmp_path / f"worker{i}", TF_CONFIG=distribute.tf_config(workers, i),
+                         **({"STOP_AT": "2 1"} if i == 1 else {})) for i in (0, 1)]
+    chief, other = (_result(_finished(p, tmp_path / f"worker{i}")) for i, p in enumerate(processes))
+    assert chief["status"] == other["status"] == "stopped"
+    assert chief["steps"] == other["steps"] == chief["batches_per_epoch"] + 1  # epoch 1, then one batch of epoch 2
+    assert _folders(runs) == [Path(chief["run_dir"]).name]  # a run that ended: no backup kept to resume
+    assert json.loads((Path(chief["run_dir"]) / "metrics.json").read_text())["status"] == "stopped"
