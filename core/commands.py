@@ -59,12 +59,19 @@ def add_train(sub) -> None:
     add_train_options(p)
     p.add_argument("--folds", type=int, default=0,
                    help="k-fold cross-validation: K runs, each testing on its held-out fold; prints mean ± std")
+    # Distributed training (core/distribute.py): cluster options, not settings of the run, so not in TrainConfig.
+    p.add_argument("--workers", help="host:port of every worker, comma-separated, the same on each (worker 0 is the "
+                                     "chief); sets TF_CONFIG for MultiWorkerMirroredStrategy")
+    p.add_argument("--worker-index", type=int, help="with --workers: which of them this process is")
 
 
 def cmd_train(args) -> int:
+    from core import distribute
     from core.console import ProgressPrinter, run_in_background
-    from core.training import Progress, cross_validate, train
     cfg, printer, started = config_from_args(args), ProgressPrinter(), time.time()
+    if args.workers:  # before TensorFlow starts: the strategy reads TF_CONFIG once
+        distribute.use_workers(distribute.parse_workers(args.workers), args.worker_index)
+    from core.training import Progress, cross_validate, train
     if args.folds:
         result = run_in_background(lambda: cross_validate(
             cfg, args.folds, on_fold=lambda i, p: printer.watch(p, f"fold {i + 1}/{args.folds} ")), printer)
@@ -81,7 +88,8 @@ def cmd_train(args) -> int:
     print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
           + (", ".join(f"{k}={test[k]:.4f}" for k in RUN_METRICS if test.get(k) is not None) or "not scored"),
           file=sys.stderr)
-    print(result.run_dir)
+    if result.distribution.get("chief", True):  # another worker's folder was scratch, deleted
+        print(result.run_dir)
     return 0
 
 

@@ -31,6 +31,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
+    # batch_size is per replica; on several replicas (core/distribute.py) the global batch grows with them, and the
+    # learning rate with it (the linear scaling rule) unless this is off: then learning_rate is used as it is.
+    scale_learning_rate: bool = True
     # Regression head only; the distribution head trains on cross-entropy over years plus L1 on its mean.
     age_loss: str = "mse"
     # The reference weighting: age in years (squared, for MSE) dwarfs the class losses, 0.1 tempers it.
@@ -115,6 +118,7 @@ class Progress:
     batch: int = 0
     batches_per_epoch: int = 0
     device: str = ""
+    distribution: dict = field(default_factory=dict)  # strategy, replicas, devices, global batch (core/distribute.py)
     message: str = ""
     notes: list[str] = field(default_factory=list)
     batch_log: list[dict] = field(default_factory=list)  # intra-epoch points: step, epoch (fractional), logs

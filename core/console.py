@@ -15,6 +15,7 @@ class ProgressPrinter:
         self.progress, self.label = None, ""
         self.epochs_shown = self.notes_shown = 0
         self.drawn, self.line_open = "", False  # the last bar text, and whether the cursor sits on it
+        self.distribution_shown = False
 
     def watch(self, progress, label: str = "") -> None:
         self.draw()
@@ -30,6 +31,10 @@ class ProgressPrinter:
         if self.progress is None:
             return
         s = self.progress.snapshot()
+        if s["distribution"] and not self.distribution_shown:
+            from core.distribute import describe
+            self.print_line(describe(s["distribution"]))
+            self.distribution_shown = True
         for note in s["notes"][self.notes_shown:]:
             self.print_line(f"note: {note}")
         self.notes_shown = len(s["notes"])

@@ -147,16 +147,21 @@ def augment_batch(images, seed, rotation: float = ROTATION, zoom: float = ZOOM, 
 
 
 def make_dataset(images: np.ndarray, targets: dict, weights: dict, batch_size: int, training: bool,
-                 augment: bool = True, seed: int = 42):
+                 augment: bool = True, seed: int = 42, shard: tuple[int, int] = (1, 0)):
     """Batches of (images, targets, sample weights). Training batches are shuffled and augmented.
 
     The decoded images already sit in memory (`load_images`), so the pipeline shuffles row indices — a full
     permutation per epoch, no shuffle buffer holding a second copy of the images — gathers each batch in one
     op and augments whole batches in parallel with training. Augmentation seeds come from a seeded stream that
-    differs every epoch, so runs are reproducible and epochs are not."""
+    differs every epoch, so runs are reproducible and epochs are not.
+
+    `shard` (count, index): this worker's rows of a cluster, every count-th from index (core/distribute.py), taken
+    before anything is gathered or augmented."""
     import tensorflow as tf
     tensors = tf.nest.map_structure(tf.convert_to_tensor, (images, targets, weights))
     ds = tf.data.Dataset.range(len(images))
+    if shard[0] > 1:
+        ds = ds.shard(*shard)
     if training:
         ds = ds.shuffle(max(1, len(images)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)

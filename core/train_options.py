@@ -48,6 +48,8 @@ HELP = {
     "init_from": "a .keras model of the same architecture to start from (warm restart)",
     "split_file": "reuse a run's split.csv: its images keep their split (continue that run honestly)",
     "seed": "random seed",
+    "scale_learning_rate": "keep --lr as given on several replicas (default: scaled with the global batch, the "
+                           "linear scaling rule)",
     "out_dir": "runs folder (default: $FACE_RUNS_DIR or ./runs)",
 }
 

@@ -12,6 +12,8 @@ Every run folder is written atomically: runs/<time>-<arch>/ config.json, split.c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import housekeeping, settings
+from core import distribute, housekeeping, settings
 from core.atomic import atomic_save_model, atomic_write_text
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
@@ -102,6 +104,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             self.best = np.inf
             self.step = 0
             self.interrupted = False
+            self.stop_requested = progress.stop_event.is_set  # a cluster's workers agree on it (core/distribute.py)
 
         def on_epoch_begin(self, epoch, logs=None):
             progress.update(epoch=epoch + 1, batch=0)
@@ -118,7 +121,7 @@ def _make_callback(progress: Progress, run_dir: Path, monitor: str):
             self._check_stop()
 
         def _check_stop(self):
-            if progress.stop_event.is_set():
+            if self.stop_requested():
                 self.interrupted = True
                 self.model.stop_training = True
                 self.model.stop_evaluating = True
@@ -208,15 +211,18 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     try:
         cfg.validate()
         table, split = _prepare_data(cfg)
-        run_dir = _new_run_dir(_runs_root(cfg), cfg.model.arch)
+        # In a cluster, only the chief writes a run folder (core/distribute.py).
+        run_dir = distribute.run_folder(cfg, _runs_root(cfg), lambda: _new_run_dir(_runs_root(cfg), cfg.model.arch))
     except UserError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
     lock = housekeeping.hold_run_lock(run_dir)  # the run is in progress while this process holds it
     try:
-        return train_on_split(cfg, table, split, run_dir, progress, export_tflite)
+        train_on_split(cfg, table, split, run_dir, progress, export_tflite)
     finally:
         _release(lock)
+    distribute.clean_up(cfg, _runs_root(cfg))  # a run that ended needs no backup (a failed one keeps it to resume)
+    return progress
 
 
 def _release(lock) -> None:
@@ -248,9 +254,10 @@ def _class_weights(cfg: TrainConfig, train_rows: pd.DataFrame) -> dict:
 
 
 def _fit_phases(model, cfg: TrainConfig, datasets: dict, callbacks: list, steps: int, progress: Progress,
-                pretrained: bool) -> None:
+                pretrained: bool, backup: Path | None = None) -> None:
     """Plain fit, or for a backbone model with freeze_backbone_epochs: heads first, then everything at a
     lower learning rate. Each phase gets its own schedule over its own epochs."""
+    import keras
     losses, weights, metrics = _losses(cfg)
     backbone = backbone_layer(model)
     frozen = min(cfg.freeze_backbone_epochs, cfg.epochs) if backbone is not None else 0
@@ -270,8 +277,11 @@ def _fit_phases(model, cfg: TrainConfig, datasets: dict, callbacks: list, steps:
         progress.update(message=f"{stage} on {progress.device}…")
         model.compile(_optimizer(cfg, steps, last - first, learning_rate), losses, loss_weights=weights,
                       weighted_metrics=metrics)
+        # A cluster's worker keeps a backup of each phase (their optimizers differ), resumed after a restart.
+        restore = [] if backup is None else [
+            keras.callbacks.BackupAndRestore(backup / f"phase-{first}", delete_checkpoint=False)]
         model.fit(datasets["train"], validation_data=datasets["val"], initial_epoch=first, epochs=last,
-                  callbacks=callbacks, verbose=0, shuffle=False)  # the dataset shuffles itself
+                  callbacks=[*callbacks, *restore], verbose=0, shuffle=False)  # the dataset shuffles itself
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, progress: Progress,
@@ -279,9 +289,11 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     import keras
 
     progress.update(message="Starting TensorFlow…")
+    distribution = distribute.pick()  # before any other TensorFlow work: a cluster's strategy must come first
     device = device_name()
-    progress.update(device=device)
-    _write_json(run_dir / "config.json", cfg.to_dict())
+    shared = distribution.run_info(cfg)
+    progress.update(device=device, distribution=shared)
+    _write_json(run_dir / "config.json", {**cfg.to_dict(), "distribution": shared})
     write_split_file(run_dir / "split.csv", table["path"], split)
 
     images = _input_images(cfg, table, progress)
@@ -290,24 +302,34 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     datasets = {}
     for name in ("train", "val"):
         y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights)
-        datasets[name] = make_dataset(images[parts[name]], y, w, cfg.batch_size, training=name == "train",
-                                      augment=cfg.augment, seed=cfg.seed)
-    steps = int(np.ceil(parts["train"].sum() / cfg.batch_size))
+        build = functools.partial(make_dataset, images[parts[name]], y, w, cfg.batch_size, training=name == "train",
+                                  augment=cfg.augment)
+        datasets[name] = distribution.dataset(build, cfg.seed)
+    steps = distribution.steps_per_epoch(int(parts["train"].sum()), cfg.batch_size)
+    backup = distribute.backup_dir(cfg, _runs_root(cfg))
+    if resumed := distribute.resumed_history(run_dir, backup):
+        progress.update(history=resumed, notes=[*progress.notes, f"Resumed from the backup after epoch "
+                                                                 f"{int(resumed[-1]['epoch'])}."])
 
     with _precision_for(device):
         keras.utils.set_random_seed(cfg.seed)
-        model, note = build_model(cfg.model)
-        if cfg.init_from:
-            note = _warm_start(model, Path(cfg.init_from).expanduser())
-        if note:
-            progress.update(notes=[*progress.notes, note])
-        callbacks = [_make_callback(progress, run_dir, monitor="val_loss"),
-                     keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, monitor="val_loss")]
-        if cfg.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, monitor="val_loss"))
-        progress.update(batches_per_epoch=steps, started=time.time())
-        pretrained = cfg.model.arch == "resnet50" and note is None
-        _fit_phases(model, cfg, datasets, callbacks, steps, progress, pretrained)
+        with distribution.scope():  # the model, its optimizer and metrics: variables mirrored on every replica
+            model, note = build_model(cfg.model)
+            if cfg.init_from:
+                note = _warm_start(model, Path(cfg.init_from).expanduser())
+            if note:
+                progress.update(notes=[*progress.notes, note])
+            progress_callback = _make_callback(progress, run_dir, monitor="val_loss")
+            progress_callback.best = min((row.get("val_loss", np.inf) for row in resumed), default=np.inf)
+            progress_callback.stop_requested = distribution.stop_requested(progress.stop_event)
+            callbacks = [*distribution.callbacks(), progress_callback,
+                         keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, monitor="val_loss")]
+            if cfg.schedule == "plateau":
+                callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, monitor="val_loss"))
+            progress.update(batches_per_epoch=steps, started=time.time())
+            pretrained = cfg.model.arch == "resnet50" and note is None
+            scaled = dataclasses.replace(cfg, learning_rate=shared["learning_rate"])
+            _fit_phases(model, scaled, datasets, callbacks, steps, progress, pretrained, backup)
 
         stopped = progress.stop_event.is_set()
         model_path = run_dir / "model.keras"
@@ -317,11 +339,11 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         test_metrics = {}
         if stopped:
             progress.update(notes=[*progress.notes, "Stopped by the user: the test split was not scored."])
-        elif parts["test"].any():
+        elif parts["test"].any() and distribution.is_chief:  # the others' run folders are scratch
             progress.update(message="Scoring the held-out test split…")
             best = keras.saving.load_model(model_path, safe_mode=True, compile=False)
             test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]])
-    if export_tflite and not stopped:
+    if export_tflite and not stopped and distribution.is_chief:
         _export_for_litert(model_path, progress)
 
     history = progress.snapshot()["history"]
@@ -332,11 +354,12 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         "best": {k: v for k, v in best_row.items() if k.startswith("val_")},
         "seconds": round(time.time() - progress.started, 1),
         "n_train": int(parts["train"].sum()), "n_val": int(parts["val"].sum()), "n_test": int(parts["test"].sum()),
-        "test": test_metrics,
+        "test": test_metrics, "distribution": shared,
     }
     _write_json(run_dir / "metrics.json", metrics_doc)
-    progress.update(status=metrics_doc["status"], metrics=metrics_doc,
-                    message=f"{metrics_doc['status'].capitalize()}; saved to {run_dir}")
+    where = f"saved to {run_dir}" if distribution.is_chief else "the chief saved the run"
+    progress.update(status=metrics_doc["status"], metrics=metrics_doc, message=f"{metrics_doc['status'].capitalize()}; "
+                                                                               f"{where}")
 
 
 def _export_for_litert(model_path: Path, progress: Progress) -> None:
@@ -409,6 +432,8 @@ def cross_validate(cfg: TrainConfig, folds: int,
     config's val : train ratio) is its validation set. `on_fold(i, progress)` is called as each fold starts
     (the CLI points its progress bar there). Returns and writes cv.json: per-fold test metrics, mean ± std."""
     cfg.validate()
+    if distribute.cluster_task() is not None:
+        raise TrainingError("Cross-validation trains on one process: run it without TF_CONFIG or --workers.")
     table = _load_table(cfg)
     assignment = kfold_assignment(table, folds, cfg.seed)
     root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")

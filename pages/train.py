@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import access, charts, housekeeping, jobs, policy, public_runs, runs, settings, workers
+from core import access, charts, distribute, housekeeping, jobs, policy, public_runs, runs, settings, workers
 from core.config import TrainConfig
 from core.datasets import KINDS
 from core.errors import UserError
@@ -113,6 +113,8 @@ def training_form():
 def draw_progress(job) -> None:
     """Status, Stop, notes and the curves; for a finished job its test metrics and run folder."""
     s = job.progress.snapshot()
+    if s["distribution"]:  # known once the job's TensorFlow has started
+        st.caption(distribute.describe(s["distribution"]))
     for note in s["notes"]:
         st.info(access.public_text(note, profile))
     if s["status"] == "failed":

@@ -71,3 +71,16 @@ def test_only_a_user_error_becomes_a_message_and_exit_2(tmp_path, capsys, monkey
     monkeypatch.setitem(commands.COMMANDS, "ship", (commands.add_ship, a_bug))
     with pytest.raises(KeyError):  # with its traceback
         main(["ship", "--run", str(tmp_path), "--data", str(tmp_path)])
+
+
+def test_a_fixed_learning_rate_is_a_setting_of_the_run():
+    from core.train_options import config_args, parse_config
+    fixed = TrainConfig(scale_learning_rate=False)
+    assert parse_config(["--no-scale-learning-rate"]) == fixed and config_args(fixed) == ["--no-scale-learning-rate"]
+
+
+def test_a_worker_list_without_an_index_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert main(["train", "--workers", "127.0.0.1:2222,127.0.0.1:2223"]) == 2
+    assert "error: --workers needs --worker-index" in capsys.readouterr().err
+    assert "TF_CONFIG" not in os.environ  # nothing set, nothing trained

@@ -105,6 +105,18 @@ def test_training_batches_are_reproducible_from_the_seed(small_images):
         np.testing.assert_array_equal(y1["age"], y2["age"])
 
 
+def test_each_workers_shard_holds_its_own_rows_and_together_every_row_once(small_images):
+    table, images = small_images
+    y, w = targets_and_weights(table, "regression")
+    y["row"] = np.arange(len(table))
+    shards = [np.concatenate([b[1]["row"] for b in _batches(make_dataset(images, y, w, 8, training=True,
+                                                                          seed=index, shard=(3, index)))])
+              for index in range(3)]
+    assert [len(rows) for rows in shards] == [16, 16, 16]
+    assert sorted(np.concatenate(shards)) == list(range(len(table)))  # disjoint, and nothing left out
+    np.testing.assert_array_equal(np.sort(shards[1]), np.arange(1, len(table), 3))
+
+
 def _pixels(n: int = 16, size: int = 24) -> np.ndarray:
     return np.random.default_rng(4).integers(0, 256, (n, size, size, 3)).astype(np.float32)
 

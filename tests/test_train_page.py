@@ -55,6 +55,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, tra
     at.run()
     assert not at.exception and not job.progress.done
     assert len(_charts(at)) == 1 and at.button(key=page.KEY_STOP)  # the live curves, after one batch
+    assert any(c.value.startswith("Strategy: default, 1 replica on CPU:0; global batch 16;") for c in at.caption)
 
     at.button(key=page.KEY_START).click()  # a second Start while the job runs
     at.run()

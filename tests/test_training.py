@@ -39,6 +39,10 @@ def test_a_run_writes_a_complete_loadable_run_folder(finished_run):
     assert config.epochs == 2 and config.model.age_head == "distribution"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["device"] == device_name() and metrics["epochs_run"] == 2
+    # One device: the default strategy, the batch and learning rate as asked (core/distribute.py).
+    alone = {"strategy": "default", "replicas": 1, "global_batch_size": 8, "learning_rate": config.learning_rate}
+    assert alone.items() <= metrics["distribution"].items()
+    assert json.loads((run_dir / "config.json").read_text())["distribution"] == metrics["distribution"]
     assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 48 and metrics["n_test"] > 0
     assert {"age_mae", "gender_accuracy", "race_accuracy", "age_within_1std"} <= metrics["test"].keys()
     assert "val_loss" in metrics["best"] and metrics["best_epoch"] in (1, 2)
