@@ -71,7 +71,8 @@ def cmd_train(args) -> int:
     cfg, printer, started = config_from_args(args), ProgressPrinter(), time.time()
     if args.workers:  # before TensorFlow starts: the strategy reads TF_CONFIG once
         distribute.use_workers(distribute.parse_workers(args.workers), args.worker_index)
-    from core.training import Progress, cross_validate, train
+    from core.crossval import cross_validate
+    from core.training import Progress, train
     if args.folds:
         result = run_in_background(lambda: cross_validate(
             cfg, args.folds, on_fold=lambda i, p: printer.watch(p, f"fold {i + 1}/{args.folds} ")), printer)

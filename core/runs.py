@@ -1,14 +1,17 @@
-"""Past training runs on disk, read from their small JSON and CSV files only: the Train page lists them without
-TensorFlow."""
+"""Run folders on disk: past runs read from their small JSON and CSV files only (the Train page lists them without
+TensorFlow), and a new run's folder made, never shared by two runs."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from core import settings
-from core.atomic import read_json_object
+from core.atomic import atomic_write_text, read_json_object
+from core.config import TrainConfig, TrainingError
 from core.metrics import RUN_METRICS
 
 COLUMNS = ["run", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
@@ -44,3 +47,26 @@ def read_history(run_dir: str | Path) -> list[dict]:
         return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
     except (OSError, ValueError, pd.errors.EmptyDataError):
         return []
+
+
+# ------------------------------------------------------------------------------- writing a new run
+
+def new_run_dir(root: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 1000):
+        run_dir = root / (f"{stamp}-{name}" if suffix == 1 else f"{stamp}-{name}-{suffix}")
+        try:
+            run_dir.mkdir()  # not exist_ok: two runs started in the same second must not share a folder
+            return run_dir
+        except FileExistsError:
+            continue
+    raise TrainingError(f"Cannot create a run folder in {root}.")
+
+
+def runs_root(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir or settings.runs_dir()).expanduser()
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=float))

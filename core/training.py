@@ -6,7 +6,7 @@ by the page) and honours `progress.stop_event` within one batch. The app runs it
 Every run folder is written atomically: runs/<time>-<arch>/ config.json, split.csv (path, split), history.csv
 (one row per epoch, rewritten after each), the best model.keras (lowest validation loss) and metrics.json
 {status, device, notes, best, test, …}.
-`cross_validate` repeats that once per fold under runs/<time>-<arch>-cv<k>/fold<i>/ and adds cv.json.
+Cross-validation (core/crossval.py) repeats that once per fold.
 """
 
 from __future__ import annotations
@@ -14,29 +14,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import distribute, housekeeping, settings
+from core import distribute, housekeeping
 from core.atomic import atomic_save_model, atomic_write_text
+from core.callbacks import progress_callback as make_progress_callback
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
 from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
 from core.crops import load_app_crops
-from core.datasets import load_dataset
 from core.errors import UserError
-from core.metrics import RUN_METRICS
 from core.models import backbone_layer, build_model
 from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
 from core.registry import ModelError, load_model
-from core.runs import list_runs, read_history  # noqa: F401  (moved: listing runs needs no TensorFlow)
-from core.splits import fold_split, kfold_assignment, split_from_file, split_table, write_split_file
+from core.runs import list_runs, new_run_dir, read_history, runs_root, write_json  # noqa: F401  (list_runs, read_history: moved, they need no TensorFlow)
+from core.splits import write_split_file
+from core.training_data import prepare_data
 
 log = logging.getLogger(__name__)
 
@@ -92,112 +91,6 @@ def _optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, learning_rat
     return keras.optimizers.Adam(learning_rate=lr)
 
 
-def _make_callback(progress: Progress, run_dir: Path, monitor: str):
-    import keras
-
-    class ProgressCallback(keras.callbacks.Callback):
-        """Feeds the Progress object, keeps history.csv and the best model.keras current, and stops training
-        (and the validation pass that would follow) within one batch of the stop event."""
-
-        def __init__(self):
-            super().__init__()
-            self.best = np.inf
-            self.step = 0
-            self.interrupted = False
-            self.stop_requested = progress.stop_event.is_set  # a cluster's workers agree on it (core/distribute.py)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            progress.update(epoch=epoch + 1, batch=0)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            point = {"step": self.step,
-                     "epoch": progress.epoch - 1 + (batch + 1) / max(1, progress.batches_per_epoch)}
-            point.update({k: float(v) for k, v in (logs or {}).items()})
-            progress.record_batch(batch + 1, point)
-            self._check_stop()
-
-        def on_test_batch_begin(self, batch, logs=None):
-            self._check_stop()
-
-        def _check_stop(self):
-            if self.stop_requested():
-                self.interrupted = True
-                self.model.stop_training = True
-                self.model.stop_evaluating = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.interrupted:  # a partial epoch or validation pass would make a misleading point and "best"
-                return
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            progress.record_epoch(row)
-            atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
-            value = row.get(monitor, row.get("loss", np.inf))
-            if np.isfinite(value) and value < self.best:
-                self.best = value
-                atomic_save_model(self.model, run_dir / "model.keras")
-
-    return ProgressCallback()
-
-
-# ------------------------------------------------------------------------------------------------- data
-
-def _load_table(cfg: TrainConfig) -> pd.DataFrame:
-    folder = cfg.data_dir or str(settings.data_dir())
-    table = load_dataset(cfg.dataset, folder).table  # a folder that cannot be read is a DatasetError, a UserError
-    if cfg.limit:
-        table = table.sample(n=min(cfg.limit, len(table)), random_state=cfg.seed)
-    table = table.reset_index(drop=True)
-    if len(table) < MIN_ROWS:
-        raise TrainingError(f"Only {len(table)} labelled images in {folder}: need at least {MIN_ROWS} to train.")
-    return table
-
-
-def _ensure_validation(split: pd.Series) -> pd.Series:
-    """A split with no validation rows (tiny sets, val fraction 0) borrows a few training rows, so early
-    stopping and the validation curves have something to watch."""
-    if (split == "val").any():
-        return split
-    split = split.copy()
-    train_rows = split.index[split == "train"]
-    split.loc[train_rows[: max(1, len(train_rows) // 8)]] = "val"
-    if not (split == "train").any():
-        raise TrainingError("The split leaves no training rows; use more images or a larger train fraction.")
-    return split
-
-
-def _prepare_data(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
-    table = _load_table(cfg)
-    split = split_table(table, cfg.split, cfg.seed)
-    if cfg.split_file:
-        listed = split_from_file(table, Path(cfg.split_file).expanduser())  # a SplitError is the user's to fix
-        # Listed images keep their split exactly (a model never trained on its own validation or test images);
-        # images the file does not know, e.g. another dataset to fine-tune on, get the fresh seeded split.
-        split = listed.fillna(split).astype(object)
-    return table, _ensure_validation(split)
-
-
-def _new_run_dir(root: Path, name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    root.mkdir(parents=True, exist_ok=True)
-    for suffix in range(1, 1000):
-        run_dir = root / (f"{stamp}-{name}" if suffix == 1 else f"{stamp}-{name}-{suffix}")
-        try:
-            run_dir.mkdir()  # not exist_ok: two runs started in the same second must not share a folder
-            return run_dir
-        except FileExistsError:
-            continue
-    raise TrainingError(f"Cannot create a run folder in {root}.")
-
-
-def _runs_root(cfg: TrainConfig) -> Path:
-    return Path(cfg.out_dir or settings.runs_dir()).expanduser()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=float))
-
-
 # ---------------------------------------------------------------------------------------------- engine
 
 def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: bool = False) -> Progress:
@@ -210,9 +103,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     progress.update(status="running", epochs=cfg.epochs, message="Reading the dataset…")
     try:
         cfg.validate()
-        table, split = _prepare_data(cfg)
+        table, split = prepare_data(cfg)
         # In a cluster, only the chief writes a run folder (core/distribute.py).
-        run_dir = distribute.run_folder(cfg, _runs_root(cfg), lambda: _new_run_dir(_runs_root(cfg), cfg.model.arch))
+        run_dir = distribute.run_folder(cfg, runs_root(cfg), lambda: new_run_dir(runs_root(cfg), cfg.model.arch))
     except UserError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
@@ -220,13 +113,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     try:
         train_on_split(cfg, table, split, run_dir, progress, export_tflite)
     finally:
-        _release(lock)
-    distribute.clean_up(cfg, _runs_root(cfg))  # a run that ended needs no backup (a failed one keeps it to resume)
+        housekeeping.release_run_lock(lock)
+    distribute.clean_up(cfg, runs_root(cfg))  # a run that ended needs no backup (a failed one keeps it to resume)
     return progress
-
-
-def _release(lock) -> None:
-    housekeeping.release_run_lock(lock)
 
 
 def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_dir: Path,
@@ -238,7 +127,7 @@ def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_
     except Exception as error:  # recorded for the page and the run folder, then raised again with its traceback
         shown = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         progress.update(status="failed", error=shown, message="Training failed.")
-        _write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
                                                "device": progress.device, "notes": progress.notes})
         raise
     return progress
@@ -293,7 +182,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     device = device_name()
     shared = distribution.run_info(cfg)
     progress.update(device=device, distribution=shared)
-    _write_json(run_dir / "config.json", {**cfg.to_dict(), "distribution": shared})
+    write_json(run_dir / "config.json", {**cfg.to_dict(), "distribution": shared})
     write_split_file(run_dir / "split.csv", table["path"], split)
 
     images = _input_images(cfg, table, progress)
@@ -306,7 +195,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
                                   augment=cfg.augment)
         datasets[name] = distribution.dataset(build, cfg.seed)
     steps = distribution.steps_per_epoch(int(parts["train"].sum()), cfg.batch_size)
-    backup = distribute.backup_dir(cfg, _runs_root(cfg))
+    backup = distribute.backup_dir(cfg, runs_root(cfg))
     if resumed := distribute.resumed_history(run_dir, backup):
         progress.update(history=resumed, notes=[*progress.notes, f"Resumed from the backup after epoch "
                                                                  f"{int(resumed[-1]['epoch'])}."])
@@ -319,7 +208,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
                 note = _warm_start(model, Path(cfg.init_from).expanduser())
             if note:
                 progress.update(notes=[*progress.notes, note])
-            progress_callback = _make_callback(progress, run_dir, monitor="val_loss")
+            progress_callback = make_progress_callback(progress, run_dir, monitor="val_loss")
             progress_callback.best = min((row.get("val_loss", np.inf) for row in resumed), default=np.inf)
             progress_callback.stop_requested = distribution.stop_requested(progress.stop_event)
             callbacks = [*distribution.callbacks(), progress_callback,
@@ -356,7 +245,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         "n_train": int(parts["train"].sum()), "n_val": int(parts["val"].sum()), "n_test": int(parts["test"].sum()),
         "test": test_metrics, "distribution": shared,
     }
-    _write_json(run_dir / "metrics.json", metrics_doc)
+    write_json(run_dir / "metrics.json", metrics_doc)
     where = f"saved to {run_dir}" if distribution.is_chief else "the chief saved the run"
     progress.update(status=metrics_doc["status"], metrics=metrics_doc, message=f"{metrics_doc['status'].capitalize()}; "
                                                                                f"{where}")
@@ -411,62 +300,3 @@ def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
     from core.evaluation import summary_metrics
     outputs = model.predict(images, batch_size=256, verbose=0)
     return summary_metrics(table, outputs)
-
-
-# ------------------------------------------------------------------------------------- cross-validation
-
-def summarize_folds(fold_metrics: list[dict]) -> dict:
-    """Mean and sample standard deviation (ddof=1) of each headline test metric across folds."""
-    summary = {}
-    for key in RUN_METRICS:
-        values = np.array([m[key] for m in fold_metrics if m.get(key) is not None], dtype=float)
-        if len(values):
-            summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
-                            else 0.0, "n": int(len(values))}
-    return summary
-
-
-def cross_validate(cfg: TrainConfig, folds: int,
-                   on_fold: Callable[[int, Progress], None] | None = None) -> dict:
-    """k-fold cross-validation: fold i is the test set of run i; a stratified share of the rest (the
-    config's val : train ratio) is its validation set. `on_fold(i, progress)` is called as each fold starts
-    (the CLI points its progress bar there). Returns and writes cv.json: per-fold test metrics, mean ± std."""
-    cfg.validate()
-    if distribute.cluster_task() is not None:
-        raise TrainingError("Cross-validation trains on one process: run it without TF_CONFIG or --workers.")
-    table = _load_table(cfg)
-    assignment = kfold_assignment(table, folds, cfg.seed)
-    root = _new_run_dir(_runs_root(cfg), f"{cfg.model.arch}-cv{folds}")
-    root_lock = housekeeping.hold_run_lock(root)
-    try:
-        return _cross_validate_in(root, cfg, folds, table, assignment, on_fold)
-    finally:
-        _release(root_lock)
-
-
-def _cross_validate_in(root: Path, cfg: TrainConfig, folds: int, table: pd.DataFrame, assignment,
-                       on_fold: Callable[[int, Progress], None] | None) -> dict:
-    _write_json(root / "config.json", {**cfg.to_dict(), "folds": folds})
-    val_share = cfg.split[1] / (cfg.split[0] + cfg.split[1])
-    per_fold, status = [], "finished"
-    for fold in range(folds):
-        progress = Progress(epochs=cfg.epochs)
-        if on_fold:
-            on_fold(fold, progress)
-        split = _ensure_validation(fold_split(assignment, fold, val_share, cfg.seed, table))
-        fold_dir = root / f"fold{fold + 1}"
-        fold_dir.mkdir()
-        fold_lock = housekeeping.hold_run_lock(fold_dir)
-        try:
-            train_on_split(cfg, table, split, fold_dir, progress)
-        finally:
-            _release(fold_lock)
-        per_fold.append({"fold": fold + 1, "run_dir": str(fold_dir),
-                         **{k: progress.metrics.get("test", {}).get(k) for k in RUN_METRICS}})
-        if progress.status == "stopped":
-            status = "stopped"
-            break
-    result = {"status": status, "folds": folds, "completed": len(per_fold), "run_dir": str(root),
-              "per_fold": per_fold, "summary": summarize_folds(per_fold)}
-    _write_json(root / "cv.json", result)
-    return result

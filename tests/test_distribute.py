@@ -184,7 +184,7 @@ def test_a_restart_keeps_the_history_of_the_epochs_its_backup_holds(tmp_path):
 
 
 def test_cross_validation_refuses_a_cluster(monkeypatch):
-    from core.training import cross_validate
+    from core.crossval import cross_validate
     _as_worker(monkeypatch, 0)
     with pytest.raises(TrainingError, match="Cross-validation trains on one process"):
         cross_validate(TrainConfig.tiny(), 2)
@@ -246,12 +246,12 @@ from pathlib import Path
 import core
 import keras
 import pandas as pd
-from core import training
+from core import training, training_data
 from core.config import TrainConfig
 from core.pipeline import load_images, make_dataset, targets_and_weights
 run = Path(sys.argv[1])
 cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-table = training._load_table(cfg)
+table = training_data.load_table(cfg)
 val = table[(pd.read_csv(run / "split.csv")["split"] == "val").to_numpy()]
 y, w = targets_and_weights(val, cfg.model.age_head, cfg.age_sigma)
 model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import runs, training
+from core import runs, training, training_data
+from core.callbacks import progress_callback
+from core.crossval import cross_validate
 from core.datasets import DatasetError
 from core.models import build_model
 from core.pipeline import targets_and_weights
-from core.training import Progress, TrainConfig, TrainingError, cross_validate, device_name, train
+from core.training import Progress, TrainConfig, TrainingError, device_name, train
 
 
 def _cfg(folder, out, arch: str = "custom_cnn", **overrides) -> TrainConfig:
@@ -149,7 +151,7 @@ def test_the_stop_event_stops_fit_within_one_batch(synthetic_utkface, tmp_path):
 
 def test_a_stop_during_validation_ends_it_within_one_batch(tmp_path):
     progress = Progress()
-    stop = training._make_callback(progress, tmp_path, "val_loss")
+    stop = progress_callback(progress, tmp_path, "val_loss")
     seen = []
     counter = keras.callbacks.LambdaCallback(on_test_batch_end=lambda batch, logs: seen.append(batch))
     model = _compiled(TrainConfig.tiny())
@@ -179,7 +181,7 @@ def test_impossible_requests_fail_before_training_with_a_clear_message(synthetic
 def test_a_bug_keeps_its_own_type_and_a_user_error_in_a_run_is_recorded_as_its_message(synthetic_utkface, tmp_path,
                                                                                      monkeypatch):
     with monkeypatch.context() as patched:
-        patched.setattr(training, "load_dataset", lambda kind, folder: {}["table"])  # a bug, not a bad folder
+        patched.setattr(training_data, "load_dataset", lambda kind, folder: {}["table"])  # a bug, not a bad folder
         with pytest.raises(KeyError):
             train(_cfg(synthetic_utkface, tmp_path))
     progress = Progress()
