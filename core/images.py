@@ -30,7 +30,10 @@ EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")  # for upload widgets; the co
 # picture, and they decode to up to 4 bytes a pixel (RGBA), plus a flattened copy: capped lower.
 MAX_PIXELS = {"JPEG": 40_000_000, "MPO": 40_000_000, "PNG": 24_000_000, "WEBP": 24_000_000, "BMP": 24_000_000}
 MAX_FILES_PER_UPLOAD = 4  # photos analysed per upload; each may cost a few hundred MB while it is processed
-DISPLAY_MAX_SIDE = 1600  # long side of an image worth keeping for display (e.g. in a session's state)
+DISPLAY_MAX_SIDE = 1600  # long side of an image worth keeping for display
+# What a session keeps of each analysed photo beside its face crops: a 1600×1200 photo is 5.8 MB decoded, most of
+# the server's memory growth per visitor when sessions kept it.
+SESSION_PREVIEW_SIDE = 256
 MIN_SIDE = 32  # a face smaller than this holds nothing a 96 px model can use
 
 # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that. Warnings filters are process-wide and

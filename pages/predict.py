@@ -23,7 +23,6 @@ KEY_MODEL, KEY_FILES, KEY_CAMERA = "predict.model", "predict.files", "predict.ca
 KEY_SMALL_FACES = "predict.small_faces"
 KEY_WHOLE_IMAGE = "predict.whole_image"  # one per upload: f"{KEY_WHOLE_IMAGE}.{index}"
 CROP_PX = 128
-SESSION_PREVIEW_SIDE = 256
 
 
 def options_ui():
@@ -69,8 +68,7 @@ def analyze(index: int, name: str, data: bytes, predictor, small_faces: bool) ->
 
 
 def _shrunk(analysis: Analysis, side: int = images.DISPLAY_MAX_SIDE) -> Analysis:
-    """The analysis with its photo cut to `side` (boxes refer to `full_size`). The session keeps crops and a
-    SESSION_PREVIEW_SIDE preview: a 1600×1200 photo is 5.8 MB decoded, most of the server's growth per visitor."""
+    """The analysis with its photo cut to `side` (boxes refer to `full_size`); the session keeps a preview."""
     return dataclasses.replace(analysis, image=images.shrink_for_display(analysis.image, side))
 
 
@@ -110,7 +108,7 @@ if entry is not None and photos:
         analysis = analyze(index, name, data, predictor, small_faces)
         if analysis is not None:
             draw_analysis(index, name, analysis)
-            analyses.append(_shrunk(analysis, SESSION_PREVIEW_SIDE))
+            analyses.append(_shrunk(analysis, images.SESSION_PREVIEW_SIDE))
     if analyses:
         st.session_state[KEY_LAST_ANALYSES] = analyses
         st.page_link("pages/saliency.py", label="Explain these faces on the Saliency page", icon="🔥")

@@ -203,7 +203,7 @@ def test_an_upload_beyond_the_cap_is_cut_with_a_note(model_run):
 
 
 def test_the_session_keeps_the_crops_and_only_a_preview_of_the_photo(model_run):
-    from pages.predict import SESSION_PREVIEW_SIDE
+    from core.images import SESSION_PREVIEW_SIDE  # not from the page: importing it would run its script
     from tests.photos import background
     at = _page()
     at.file_uploader(key="predict.files").set_value(("big.png", encode(background((2400, 1800), seed=1), "PNG"),
