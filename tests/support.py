@@ -218,6 +218,18 @@ def open_page(page, label: str, timeout_s: float = PAGE_S) -> None:
     wait_idle(page, since, timeout_s)
 
 
+def open_tab(browser, url: str, label: str = "Home", path: str = "", timeout_s: float = PAGE_S,
+             viewport: dict | None = None):
+    """A new browser tab on the app's `path` (e.g. "/predict"), watched, once the `label` page is drawn and idle."""
+    tab = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
+    tab.set_default_timeout(timeout_s * 1000)
+    watch(tab)
+    tab.goto(f"{url}{path}")
+    title(tab, label).wait_for()
+    wait_idle(tab, 0, timeout_s)
+    return tab
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:2000]
 

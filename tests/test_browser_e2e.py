@@ -13,15 +13,13 @@ from tests.fuzz.make_corpus import encode, selfie
 from tests.support import (
     AGE,
     ARTIFACTS,
-    PAGE_S,
     PAGES,
     finished_runs,
     launch,
     no_exception,
     open_page,
-    title,
+    open_tab,
     wait_idle,
-    watch,
 )
 
 pytestmark = pytest.mark.browser
@@ -46,12 +44,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, app_url):
-    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-    tab.set_default_timeout(PAGE_S * 1000)
-    watch(tab)
-    tab.goto(app_url)
-    title(tab, "Home").wait_for()
-    wait_idle(tab, 0)
+    tab = open_tab(browser, app_url)
     yield tab
     tab.close()
 

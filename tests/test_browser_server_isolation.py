@@ -31,11 +31,10 @@ from tests.support import (
     launch,
     no_exception,
     open_page,
+    open_tab,
     start_app,
     stop_app,
-    title,
     wait_idle,
-    watch,
 )
 
 pytestmark = pytest.mark.browser
@@ -231,12 +230,7 @@ def served(browser, tmp_path):
 def test_the_server_holds_no_tensorflow_and_outlives_a_crashed_training_process(browser, served):
     server, url, runs = served
     shipped = _fingerprint(MODELS_DIR)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(PAGE_S * 1000)
-    watch(page)
-    page.goto(url)
-    title(page, "Home").wait_for()
-    wait_idle(page, 0)
+    page = open_tab(browser, url)
     for label in PAGES:
         open_page(page, label)
         no_exception(page)

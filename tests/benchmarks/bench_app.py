@@ -34,6 +34,7 @@ from tests.support import (  # noqa: E402
     PAGES,
     finished_runs,
     open_page,
+    open_tab,
     start_app,
     stop_app,
     title,
@@ -148,13 +149,7 @@ def run(sessions: int, rounds: int) -> list[tuple[str, str, str]]:
             rows.append(("predict a selfie (first, loads the model)", f"{time.perf_counter() - clicked:.2f} s", ""))
             rows.append(("memory with the default model predicting", _memory(process.pid), GOALS["resident"]))
 
-            tabs = [browser.new_page() for _ in range(sessions)]
-            for tab in tabs:
-                tab.set_default_timeout(600_000)
-                watch(tab)
-                tab.goto(f"{url}/predict")
-                title(tab, "Predict").wait_for()
-                wait_idle(tab, 0)
+            tabs = [open_tab(browser, url, "Predict", "/predict", timeout_s=600) for _ in range(sessions)]
             clicked = time.perf_counter()
             for tab in tabs:  # uploads go out back to back; the server works on all sessions at once
                 upload_selfie(tab, photo)

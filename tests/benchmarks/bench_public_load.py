@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.bench_app import upload_selfie  # noqa: E402
-from tests.support import AGE, CHROMIUM_ARGS, start_app, stop_app, title, wait_idle, watch  # noqa: E402
+from tests.support import AGE, CHROMIUM_ARGS, open_tab, start_app, stop_app  # noqa: E402
 
 GOAL_MB = 2500
 BUSY = re.compile(r"busy|try again", re.IGNORECASE)
@@ -83,14 +83,10 @@ def run(sessions: int) -> list[str]:
         sampler.start()
         try:
             lines.append(f"server tree at rest: {tree_rss_mb(process.pid):.0f} MB")
-            tabs = {name: browser.new_page() for name in ("train", "evaluate", *[f"p{i}" for i in range(sessions)])}
-            for name, tab in tabs.items():
-                tab.set_default_timeout(600_000)
-                watch(tab)
+            tabs = {}
+            for name in ("train", "evaluate", *[f"p{i}" for i in range(sessions)]):
                 page = {"train": "train", "evaluate": "evaluate"}.get(name, "predict")
-                tab.goto(f"{url}/{page}")
-                title(tab, page.capitalize()).wait_for()
-                wait_idle(tab, 0)
+                tabs[name] = open_tab(browser, url, page.capitalize(), f"/{page}", timeout_s=600)
             started = time.perf_counter()
             tabs["train"].get_by_role("button", name="Start training").click()
             tabs["evaluate"].get_by_role("button", name="Evaluate").click()
