@@ -253,12 +253,15 @@ def _same_face(a: Face, b: Face) -> bool:
     """Boxes of one face from two passes: they overlap mostly, measured on the smaller box (a half-face find
     inside a whole face is the same face, where plain IoU would keep both), and are of similar size (a small
     face inside a large false alarm's box is not swallowed by it)."""
-    ax, ay, aw, ah = a.box
-    bx, by, bw, bh = b.box
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    smaller, larger = sorted((aw * ah, bw * bh))
-    return smaller > 0 and iw * ih / smaller > 0.5 and smaller / larger > 0.2
+    smaller, larger = sorted((a.box[2] * a.box[3], b.box[2] * b.box[3]))
+    return smaller > 0 and intersection(a.box, b.box) / smaller > 0.5 and smaller / larger > 0.2
+
+
+def intersection(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The area two (x, y, width, height) boxes share; 0 when they do not meet."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
 
 
 def _deduplicate(faces: list[Face]) -> list[tuple[Face, list[Face]]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 
 MALLOC_ARENAS = 2
@@ -25,6 +26,7 @@ _M_ARENA_MAX = -8
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.cache  # find_library runs `ldconfig -p`: once per process, not once per setting
 def _libc():
     name = ctypes.util.find_library("c")
     if not name:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from core.faces import Face
+from core.faces import Face, intersection
 from core.predict import FacePrediction
 
 Box = tuple[float, float, float, float]  # x, y, width, height, as Face.box
@@ -55,12 +55,9 @@ class Track:
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes; 0 when either is empty."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - iw * ih
-    return iw * ih / union if union > 0 else 0.0
+    shared = intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - shared
+    return shared / union if union > 0 else 0.0
 
 
 def blend(old: FacePrediction, new: FacePrediction, weight: float) -> FacePrediction:

@@ -101,11 +101,12 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     metrics.json says "finished", so a listed run has it."""
     progress = progress or Progress(epochs=cfg.epochs)
     progress.update(status="running", epochs=cfg.epochs, message="Reading the dataset…")
+    root = runs_root(cfg)
     try:
         cfg.validate()
         table, split = prepare_data(cfg)
         # In a cluster, only the chief writes a run folder (core/distribute.py).
-        run_dir = distribute.run_folder(cfg, runs_root(cfg), lambda: new_run_dir(runs_root(cfg), cfg.model.arch))
+        run_dir = distribute.run_folder(cfg, root, lambda: new_run_dir(root, cfg.model.arch))
     except UserError as error:
         progress.update(status="failed", error=str(error), message=str(error))
         raise
@@ -114,7 +115,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
         train_on_split(cfg, table, split, run_dir, progress, export_tflite)
     finally:
         housekeeping.release_run_lock(lock)
-    distribute.clean_up(cfg, runs_root(cfg))  # a run that ended needs no backup (a failed one keeps it to resume)
+    distribute.clean_up(cfg, root)  # a run that ended needs no backup (a failed one keeps it to resume)
     return progress
 
 
