@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from core.atomic import atomic_save_model, atomic_write_text
+from core.atomic import atomic_save_model
 from core.config import Progress
+from core.runs import Run
 
 
 def progress_callback(progress: Progress, run_dir: Path, monitor: str):
@@ -51,10 +51,10 @@ def progress_callback(progress: Progress, run_dir: Path, monitor: str):
                 return
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             progress.record_epoch(row)
-            atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
+            Run(run_dir).write_history(progress.snapshot()["history"])
             value = row.get(monitor, row.get("loss", np.inf))
             if np.isfinite(value) and value < self.best:
                 self.best = value
-                atomic_save_model(self.model, run_dir / "model.keras")
+                atomic_save_model(self.model, Run(run_dir).model_file)
 
     return ProgressCallback()

@@ -14,6 +14,7 @@ from core.crops import CROP_MODES
 from core.datasets import KINDS
 from core.metrics import RUN_METRICS
 from core.registry import DEFAULT_MODEL_NAME, ModelError, default_model
+from core.runs import Run
 from core.train_options import add_train_options, config_from_args
 
 DEFAULTS = TrainConfig()  # the crop path and seed that evaluation shares with training
@@ -199,6 +200,7 @@ def cmd_predict(args) -> int:
 def add_saliency(sub) -> None:
     from core.labels import RACES
     from core.saliency import HEADS, METHODS, SCORECAM_MAX_N
+    from core.saliency_figures import DEFAULT_ALPHA
     p = _parser(sub, "saliency", "explain one prediction as a saliency map PNG")
     p.add_argument("image", help="a photo (its first face is explained) or an already-cropped face")
     p.add_argument("--head", choices=HEADS, default="gender", help="the output to explain")
@@ -208,7 +210,7 @@ def add_saliency(sub) -> None:
     p.add_argument("--layer", default="", help="feature map for CAM methods (default: chosen per architecture)")
     p.add_argument("--race-class", choices=RACES, help="race class to explain (default: the predicted one)")
     p.add_argument("--max-n", type=int, default=SCORECAM_MAX_N, help="Score-CAM channels (0 = all)")
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity 0-1")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="heatmap opacity 0-1")
 
 
 def cmd_saliency(args) -> int:
@@ -285,7 +287,7 @@ def add_ship(sub) -> None:
 
 def cmd_ship(args) -> int:
     from core.modelcard import ship_run
-    if not (Path(args.run) / "model.keras").is_file():
+    if not Run(args.run).model_file.is_file():
         raise ModelError(f"{args.run} has no model.keras")
     card = ship_run(args.run, args.data, args.name, Path(args.models_dir) if args.models_dir else None)
     m = card["metrics"]

@@ -12,7 +12,7 @@ import pandas as pd
 from core import distribute, housekeeping
 from core.config import Progress, TrainConfig, TrainingError
 from core.metrics import RUN_METRICS
-from core.runs import new_run_dir, runs_root, write_json
+from core.runs import Run, new_run_dir, runs_root
 from core.splits import fold_split, kfold_assignment
 from core.training import train_on_split
 from core.training_data import ensure_validation, load_table
@@ -49,7 +49,7 @@ def cross_validate(cfg: TrainConfig, folds: int,
 
 def _cross_validate_in(root: Path, cfg: TrainConfig, folds: int, table: pd.DataFrame, assignment,
                        on_fold: Callable[[int, Progress], None] | None) -> dict:
-    write_json(root / "config.json", {**cfg.to_dict(), "folds": folds})
+    Run(root).write_config({**cfg.to_dict(), "folds": folds})
     val_share = cfg.split[1] / (cfg.split[0] + cfg.split[1])
     per_fold, status = [], "finished"
     for fold in range(folds):
@@ -71,5 +71,5 @@ def _cross_validate_in(root: Path, cfg: TrainConfig, folds: int, table: pd.DataF
             break
     result = {"status": status, "folds": folds, "completed": len(per_fold), "run_dir": str(root),
               "per_fold": per_fold, "summary": summarize_folds(per_fold)}
-    write_json(root / "cv.json", result)
+    Run(root).write_cv(result)
     return result

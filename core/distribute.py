@@ -38,7 +38,7 @@ from typing import Any
 from core.atomic import atomic_write_text, read_json_object
 from core.config import TrainConfig, TrainingError
 from core.keras_distributed import moving_statistics_sync, work_around_keras_distributed_fit
-from core.runs import read_history
+from core.runs import Run, read_history
 
 TASK_TYPES = ("chief", "worker")  # what MultiWorkerMirroredStrategy trains with (no parameter servers)
 SCRATCH = ".distributed"  # under the runs folder: a dot-folder without config.json, which no run listing shows
@@ -147,9 +147,9 @@ def run_folder(cfg: TrainConfig, runs_root: Path, new_run_dir: Callable[[], Path
         return folder
     pointer = read_json_object(scratch / RUN_POINTER) or {}
     previous = runs_root / str(pointer.get("run", ""))
-    if pointer.get("run") and (previous / "config.json").is_file():
+    if pointer.get("run") and Run(previous).config_file.is_file():
         # A sweep may have marked it interrupted meanwhile: it is running again and says so at the end.
-        (previous / "metrics.json").unlink(missing_ok=True)
+        Run(previous).metrics_file.unlink(missing_ok=True)
         return previous
     folder = new_run_dir()
     scratch.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from core.metrics import (
 )
 from core.pipeline import load_images
 from core.predict import age_mean_std
+from core.runs import Run
 from core.splits import select_split
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -117,13 +118,12 @@ def load_rows(kind: str | None, folder: str | Path, split_file: str | Path | Non
 def run_sources(run_dir: str | Path) -> dict:
     """What evaluating a training run needs: its model, its split.csv (None if absent) and the dataset kind and
     folder it was trained on (None: the default folder)."""
-    run_dir = Path(run_dir).expanduser()
+    run = Run(Path(run_dir).expanduser())
     try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(run.config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise EvaluationError(f"{run_dir} is not a readable run folder (config.json: {error}).") from error
-    split_file = run_dir / "split.csv"
-    return {"model": run_dir / "model.keras", "split_file": split_file if split_file.is_file() else None,
+        raise EvaluationError(f"{run.path} is not a readable run folder ({run.config_file.name}: {error}).") from error
+    return {"model": run.model_file, "split_file": run.split_file if run.split_file.is_file() else None,
             "dataset": config.get("dataset") or None, "data": config.get("data_dir") or None}
 
 

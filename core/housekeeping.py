@@ -12,7 +12,6 @@ files have all been quiet for RUN_QUIET_SECONDS counts as dead: long enough for 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import stat
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import settings
-from core.atomic import atomic_write_text, is_atomic_temp, read_json_object
+from core.atomic import is_atomic_temp
+from core.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _writer_alive(run_dir: Path, now: float, quiet_s: float) -> bool:
 
 
 def _final_status(run_dir: Path) -> str | None:
-    metrics = read_json_object(run_dir / "metrics.json")
+    metrics = Run(run_dir).metrics()
     status = metrics.get("status") if metrics else None
     return status if status and status not in UNFINISHED else None
 
@@ -140,16 +140,17 @@ def run_in_progress(run_dir: str | Path, now: float | None = None, quiet_s: floa
     """Whether some process may still be writing this run: it has no final status, and its lock is held or (for
     a run without a lock file) one of its files changed within `quiet_s` seconds."""
     run_dir = Path(run_dir)
-    if _final_status(run_dir) is not None or (run_dir / "cv.json").exists():
+    if _final_status(run_dir) is not None or Run(run_dir).is_cross_validation:
         return False
     return _writer_alive(run_dir, time.time() if now is None else now, quiet_s)
 
 
 def _unfinished(run_dir: Path) -> dict | None:
     """The run's metrics (possibly {}) when it never finished, else None (also for a folder that is no run)."""
-    if not (run_dir / "config.json").is_file() or (run_dir / "cv.json").exists():
+    run = Run(run_dir)
+    if not run.config_file.is_file() or run.is_cross_validation:
         return None
-    metrics = read_json_object(run_dir / "metrics.json")
+    metrics = run.metrics()
     if metrics is None:  # absent, or half-written by a process killed mid-save
         return {}
     return metrics if metrics.get("status") in UNFINISHED else None
@@ -176,7 +177,7 @@ def mark_interrupted_runs(runs_dir: str | Path | None = None, now: float | None 
         doc = {**metrics, "status": INTERRUPTED, "previous_status": metrics.get("status"),
                "interrupted_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),
                "error": "The process training this run stopped before it finished (server restart or crash)."}
-        atomic_write_text(run_dir / "metrics.json", json.dumps(doc, indent=2, default=str))
+        Run(run_dir).write_metrics(doc)
         marked.append(run_dir)
     return marked
 

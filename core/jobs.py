@@ -14,7 +14,6 @@ and its run folder's metrics.json written with the reason, unless the child wrot
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -22,9 +21,9 @@ import time
 from pathlib import Path
 
 from core import access, policy, public_runs
-from core.atomic import atomic_write_text, read_json_object
 from core.children import SPAWN, SharedFlag, end_process, exit_reason
 from core.config import Progress, TrainConfig, TrainingError
+from core.runs import Run
 from core.training_child import run_training_child
 
 log = logging.getLogger(__name__)
@@ -181,13 +180,13 @@ class Job:
         if error:
             doc["error"] = error
         if snapshot["run_dir"] and Path(snapshot["run_dir"]).is_dir():
-            atomic_write_text(Path(snapshot["run_dir"]) / "metrics.json", json.dumps(doc, indent=2, default=float))
+            Run(snapshot["run_dir"]).write_metrics(doc)
         message = error or self._final_message(status, snapshot["run_dir"])
         self.progress.update(status=status, notes=notes, metrics=doc, error=error, message=message)
 
     @staticmethod
     def _final_metrics_on_disk(run_dir: str) -> dict | None:
-        metrics = read_json_object(Path(run_dir) / "metrics.json") if run_dir else None
+        metrics = Run(run_dir).metrics() if run_dir else None
         return metrics if metrics is not None and metrics.get("status") in FINAL_STATUSES else None
 
     @staticmethod

@@ -15,6 +15,7 @@ from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_table
 from core.metrics import HEADLINE
 from core.registry import DEFAULT_MODEL_NAME
 from core.reports import to_json
+from core.runs import Run
 from core.splits import read_split_file, write_split_file
 from core.train_options import config_args
 
@@ -107,18 +108,18 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     """Copy a run's best model into models/ as `<name>.keras`, with `<name>.tflite` (its float32 export, what the
     app predicts with), `<name>.json` (the card) and `<name>.split.csv` (which UTKFace file went to
     train/val/test, by name). Returns the card."""
-    run_dir, models_dir = Path(run_dir), Path(models_dir or settings.MODELS_DIR)
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    metrics_file = run_dir / "metrics.json"  # absent when shipping the best checkpoint of an unfinished run
-    run_metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    run, models_dir = Run(run_dir), Path(models_dir or settings.MODELS_DIR)
+    config = json.loads(run.config_file.read_text(encoding="utf-8"))
+    # metrics.json is absent when shipping the best checkpoint of an unfinished run
+    run_metrics = json.loads(run.metrics_file.read_text(encoding="utf-8")) if run.metrics_file.is_file() else {}
     started_from = _started_from(config)  # before the old card is replaced
-    split = read_split_file(run_dir / "split.csv")
+    split = read_split_file(run.split_file)
 
-    test_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv")
-    dataset_crops_report = evaluate_model(run_dir / "model.keras", data_dir, run_dir / "split.csv", "dataset")
-    sample_report = evaluate_model(run_dir / "model.keras", settings.SAMPLE_DIR)
+    test_report = evaluate_model(run.model_file, data_dir, run.split_file)
+    dataset_crops_report = evaluate_model(run.model_file, data_dir, run.split_file, "dataset")
+    sample_report = evaluate_model(run.model_file, settings.SAMPLE_DIR)
     model_path = models_dir / f"{name}.keras"
-    _save_for_inference(run_dir / "model.keras", model_path)
+    _save_for_inference(run.model_file, model_path)
     tflite = _export_for_the_app(model_path)
     # names only: no machine paths in the repo
     write_split_file(models_dir / f"{name}.split.csv", split["path"].map(lambda p: Path(p).name), split["split"])

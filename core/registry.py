@@ -14,6 +14,7 @@ from pathlib import Path
 from core import settings
 from core.atomic import read_json_object
 from core.errors import UserError
+from core.runs import Run
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "face_insight_v1"
@@ -60,7 +61,7 @@ class ModelEntry:
     def split_file(self) -> Path | None:
         """Which images it trained, validated and was tested on (split.csv beside a run's model, or
         `<name>.split.csv` beside a shipped one): continuing its training must keep that split."""
-        path = self.path.parent / "split.csv" if self.source == "run" else self.path.with_suffix(".split.csv")
+        path = Run(self.path.parent).split_file if self.source == "run" else self.path.with_suffix(".split.csv")
         return path if path.is_file() else None
 
 
@@ -85,19 +86,19 @@ def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str
     entries, warnings = [], []
     if not runs_dir.is_dir():
         return entries, warnings
-    for run in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True):
-        config, model_path = read_json_object(run / "config.json"), run / "model.keras"
-        metrics = read_json_object(run / "metrics.json") or {}
+    for folder in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True):
+        run = Run(folder)
+        config, model_path, metrics = run.config(), run.model_file, run.metrics() or {}
         if config is None or not model_path.is_file():
-            if (run / "config.json").exists() and metrics.get("status") not in (None, "failed"):
+            if run.config_file.exists() and metrics.get("status") not in (None, "failed"):
                 warnings.append(f"Skipped run folder {run.name}: its config or model is missing or unreadable.")
             continue
-        if (run / "metrics.json").exists() and not metrics:
+        if run.metrics_file.exists() and not metrics:
             warnings.append(f"Skipped run folder {run.name}: its metrics.json is unreadable.")
             continue
         if metrics.get("status") not in OFFERED_STATUSES:
             continue  # still training or failed: its model.keras may be a mid-run checkpoint
-        if not _trained(run, metrics):
+        if not _trained(run.path, metrics):
             log.info("Not offering %s: stopped before its first epoch ended (untrained weights)", run.name)
             continue
         entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics}))
@@ -111,7 +112,7 @@ def epochs_completed(run: Path, metrics: dict) -> int | None:
     if isinstance(epochs, int) and not isinstance(epochs, bool):
         return epochs
     try:
-        with (run / "history.csv").open(newline="", encoding="utf-8") as handle:
+        with Run(run).history_file.open(newline="", encoding="utf-8") as handle:
             return max(0, sum(1 for row in csv.reader(handle) if row) - 1)  # less the header
     except (OSError, UnicodeDecodeError, csv.Error):
         return None

@@ -1,10 +1,12 @@
-"""Run folders on disk: past runs read from their small JSON and CSV files only (the Train page lists them without
-TensorFlow), and a new run's folder made, never shared by two runs."""
+"""Run folders on disk: `Run`, the one place that names the files a run folder holds; past runs read from their
+small JSON and CSV files only (the Train page lists them without TensorFlow); a new run's folder made, never
+shared by two runs."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,83 @@ from core.config import TrainConfig, TrainingError
 from core.metrics import RUN_METRICS
 
 COLUMNS = ["run", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
+
+
+def _plain(value):
+    """JSON for what metrics hold besides plain numbers: numpy scalars as floats, anything else as its text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder's layout. Training writes config.json, split.csv and history.csv as it goes, model.keras (the
+    best epoch so far), then metrics.json with the final status; a cross-validation root holds cv.json instead."""
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def split_file(self) -> Path:
+        return self.path / "split.csv"
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def cv_file(self) -> Path:
+        return self.path / "cv.json"
+
+    @property
+    def is_cross_validation(self) -> bool:
+        return self.cv_file.exists()
+
+    def config(self) -> dict | None:
+        """config.json, or None when absent or unreadable."""
+        return read_json_object(self.config_file)
+
+    def metrics(self) -> dict | None:
+        """metrics.json, or None when absent (still training) or half-written by a killed process."""
+        return read_json_object(self.metrics_file)
+
+    def history(self) -> list[dict]:
+        """Per-epoch history rows ([] when there are none yet or the file is unreadable)."""
+        try:
+            return pd.read_csv(self.history_file).to_dict("records")
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            return []
+
+    def write_config(self, doc: dict) -> None:
+        write_json(self.config_file, doc)
+
+    def write_metrics(self, doc: dict) -> None:
+        write_json(self.metrics_file, doc)
+
+    def write_history(self, rows: list[dict]) -> None:
+        atomic_write_text(self.history_file, pd.DataFrame(rows).to_csv(index=False))
+
+    def write_cv(self, doc: dict) -> None:
+        write_json(self.cv_file, doc)
 
 
 def _running_dir() -> str | None:
@@ -28,25 +107,23 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     root = Path(root or settings.runs_dir())
     rows = []
     running_dir = _running_dir()
-    for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
-        config, metrics = read_json_object(run / "config.json"), read_json_object(run / "metrics.json")
-        if config is None or (run / "cv.json").exists():
+    for folder in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        run = Run(folder)
+        config, metrics = run.config(), run.metrics()
+        if config is None or run.is_cross_validation:
             continue
-        status = metrics.get("status") if metrics else ("running" if str(run) == running_dir else "incomplete")
+        status = metrics.get("status") if metrics else ("running" if str(run.path) == running_dir else "incomplete")
         test = (metrics or {}).get("test", {})
         rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
                      "img_size": config.get("model", {}).get("img_size"), "status": status,
                      "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in RUN_METRICS},
-                     "device": (metrics or {}).get("device"), "path": str(run)})
+                     "device": (metrics or {}).get("device"), "path": str(run.path)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
     """A run's per-epoch history rows ([] when it has none yet or the file is unreadable)."""
-    try:
-        return pd.read_csv(Path(run_dir) / "history.csv").to_dict("records")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return []
+    return Run(run_dir).history()
 
 
 # ------------------------------------------------------------------------------- writing a new run
@@ -69,4 +146,4 @@ def runs_root(cfg: TrainConfig) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=float))
+    atomic_write_text(path, json.dumps(data, indent=2, default=_plain))

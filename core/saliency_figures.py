@@ -11,8 +11,10 @@ import numpy as np
 
 from core.saliency import SaliencyError, SaliencyMap, as_crop
 
+DEFAULT_ALPHA = 0.5  # heatmap opacity: the crop stays recognisable under the colours
 
-def overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+
+def overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, cmap: str = "jet") -> np.ndarray:
     """The heatmap in colour laid over the crop with opacity `alpha` (0: crop only, 1: heatmap only)."""
     from matplotlib import colormaps
     if not 0.0 <= alpha <= 1.0:
@@ -27,7 +29,7 @@ def prediction_text(prediction) -> str:
             f"{prediction.race} {prediction.race_probs[prediction.race]:.0%}")
 
 
-def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: float = 0.5, cmap: str = "jet"):
+def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: float = DEFAULT_ALPHA, cmap: str = "jet"):
     """A grid: one row per head (the crop, then one overlay per method), titled with the prediction. A
     matplotlib Figure built without pyplot, so it is safe in Streamlit's threads."""
     from matplotlib.figure import Figure

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core import distribute, housekeeping
-from core.atomic import atomic_save_model, atomic_write_text
+from core.atomic import atomic_save_model
 from core.callbacks import progress_callback as make_progress_callback
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
@@ -33,7 +33,7 @@ from core.errors import UserError
 from core.models import backbone_layer, build_model
 from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
 from core.registry import ModelError, load_model
-from core.runs import list_runs, new_run_dir, read_history, runs_root, write_json  # noqa: F401  (list_runs, read_history: moved, they need no TensorFlow)
+from core.runs import Run, list_runs, new_run_dir, read_history, runs_root  # noqa: F401  (list_runs, read_history: moved, they need no TensorFlow)
 from core.splits import write_split_file
 from core.training_data import prepare_data
 
@@ -128,7 +128,7 @@ def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_
     except Exception as error:  # recorded for the page and the run folder, then raised again with its traceback
         shown = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         progress.update(status="failed", error=shown, message="Training failed.")
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": progress.error,
+        Run(run_dir).write_metrics({"status": "failed", "error": progress.error,
                                                "device": progress.device, "notes": progress.notes})
         raise
     return progress
@@ -183,8 +183,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     device = device_name()
     shared = distribution.run_info(cfg)
     progress.update(device=device, distribution=shared)
-    write_json(run_dir / "config.json", {**cfg.to_dict(), "distribution": shared})
-    write_split_file(run_dir / "split.csv", table["path"], split)
+    Run(run_dir).write_config({**cfg.to_dict(), "distribution": shared})
+    write_split_file(Run(run_dir).split_file, table["path"], split)
 
     images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
@@ -222,10 +222,10 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
             _fit_phases(model, scaled, datasets, callbacks, steps, progress, pretrained, backup)
 
         stopped = progress.stop_event.is_set()
-        model_path = run_dir / "model.keras"
+        model_path = Run(run_dir).model_file
         if not model_path.exists():  # stopped before the first epoch ended: keep what we have
             atomic_save_model(model, model_path)
-        atomic_write_text(run_dir / "history.csv", pd.DataFrame(progress.snapshot()["history"]).to_csv(index=False))
+        Run(run_dir).write_history(progress.snapshot()["history"])
         test_metrics = {}
         if stopped:
             progress.update(notes=[*progress.notes, "Stopped by the user: the test split was not scored."])
@@ -246,7 +246,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         "n_train": int(parts["train"].sum()), "n_val": int(parts["val"].sum()), "n_test": int(parts["test"].sum()),
         "test": test_metrics, "distribution": shared,
     }
-    write_json(run_dir / "metrics.json", metrics_doc)
+    Run(run_dir).write_metrics(metrics_doc)
     where = f"saved to {run_dir}" if distribution.is_chief else "the chief saved the run"
     progress.update(status=metrics_doc["status"], metrics=metrics_doc, message=f"{metrics_doc['status'].capitalize()}; "
                                                                                f"{where}")

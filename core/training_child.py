@@ -8,19 +8,17 @@ Nothing here imports TensorFlow until the child has started: `train` is imported
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from core import policy, public_runs
-from core.atomic import atomic_write_text, read_json_object
 from core.config import Progress, TrainConfig
 from core.errors import UserError
+from core.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +152,9 @@ def _report_memory_limit(progress: Progress, memory_bytes: int) -> None:
              "of address space): choose a smaller image size, batch size or model.")
     progress.update(status="failed", error=error, message="Training failed.")
     run_dir = progress.snapshot()["run_dir"]
-    metrics = read_json_object(Path(run_dir) / "metrics.json") if run_dir else None
+    metrics = Run(run_dir).metrics() if run_dir else None
     if metrics is not None:
-        atomic_write_text(Path(run_dir) / "metrics.json",
-                          json.dumps({**metrics, "status": "failed", "error": error}, indent=2, default=float))
+        Run(run_dir).write_metrics({**metrics, "status": "failed", "error": error})
 
 
 def _leave_at_once() -> None:

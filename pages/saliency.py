@@ -72,7 +72,7 @@ def options_ui(model_path: str) -> dict:
     race = left.selectbox("Race class to explain", [PREDICTED, *RACES], key=KEY_RACE, disabled="race" not in heads)
     methods = middle.multiselect("Methods", saliency.METHODS, default=["saliency", "gradcam"], key=KEY_METHODS,
                                  format_func=saliency.METHOD_LABELS.get)
-    alpha = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=KEY_ALPHA)
+    alpha = right.slider("Heatmap opacity", 0.0, 1.0, saliency_figures.DEFAULT_ALPHA, 0.05, key=KEY_ALPHA)
     with right.expander("CAM settings"):
         layer = st.selectbox("Feature map", [AUTOMATIC, *layers], key=KEY_LAYER,
                              help="Automatic: the deepest one on each head's own path with at least 4×4 cells.")
