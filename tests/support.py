@@ -56,18 +56,20 @@ def write_run(runs_root: Path, name: str = FAKE_RUN_NAME, model: Path | bytes | 
     while training) and model.keras, a copy of the `model` file or the given bytes (for tests that never load it).
     Like a run fresh from training it has no model.tflite (the app exports one, in a child process, on first use),
     unless `with_tflite` copies the model's own."""
-    run = Path(runs_root) / name
-    run.mkdir(parents=True, exist_ok=True)
+    from core.runs import Run
+
+    run = Run(Path(runs_root) / name)
+    run.path.mkdir(parents=True, exist_ok=True)
     if isinstance(model, bytes):
-        (run / "model.keras").write_bytes(model)
+        run.model_file.write_bytes(model)
     elif model is not None and with_tflite:
-        copy_model(model, run / "model.keras")
+        copy_model(model, run.model_file)
     elif model is not None:
-        shutil.copy(model, run / "model.keras")
-    (run / "config.json").write_text(json.dumps(config))
+        shutil.copy(model, run.model_file)
+    run.config_file.write_text(json.dumps(config))
     if metrics is not None:
-        (run / "metrics.json").write_text(json.dumps(metrics))
-    return run
+        run.metrics_file.write_text(json.dumps(metrics))
+    return run.path
 
 
 # ---------------------------------------------------------------- the real app, served (browser tests, benchmarks)
