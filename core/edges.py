@@ -1,0 +1,82 @@
+"""Faces cut by the frame edge: windows along a photo's borders that reach past them, so a face half outside the
+frame sits inside a window, where the detector sees it (core/faces.py runs them; uploads only, see below).
+
+BlazeFace rarely finds a face 30–50 % outside the frame on the whole photo: shrunk to 128 px it is a half face
+pressed against the border. In a group selfie of UTKFace faces (tests/photos `edge_selfie`) both cut faces were
+missed. The short-range model on square windows of half the photo's short side, a third of each window past the
+border, finds them, at lower scores than whole faces (0.5–0.8). The part past the border is filled by repeating
+the border pixels: measured on edge photos and 40 face-free backgrounds (`tests/benchmarks/bench_edges.py`),
+black or grey padding gave more false alarms at the same recall (a flat field beside texture reads as a cheek),
+and mirroring more still (it makes symmetric, face-like patterns). A window find is kept only when the
+short-range model finds it again in a window centred on it (REFINE_WINDOW face sizes, padded the same way) and
+one of the two scores reaches CONFIDENT_SCORE: false alarms on backgrounds scored ≤ 0.65 on either pass.
+
+Costs and where it runs: 3 windows per border, 12 short-range passes (~1–2 ms each) plus a re-detection per
+find. Only the Upload path asks for it (`FaceDetector.detect(edges=True)` from core/predict.py), only on photos
+with a long side of EDGE_MIN_SIDE or more: the Live tab's frames and the dataset path's face crops
+(core/crops.py) are detected as before, so the shipped model's calibration is untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from core.faces import Face
+
+EDGE_WINDOW = 0.5  # window side, as a fraction of the photo's short side: a cut face of ~15–35 % of it fits
+EDGE_OUTSIDE = 0.4  # of each window past the border: a face half outside then sits near the window's middle
+EDGE_OVERLAP = 1 / 3  # of a window shared with the next along a border: a face on one seam is mostly in the next
+EDGE_MIN_SIDE = 480  # below this the photo is a face crop or a small frame, not a scene with cut faces
+PADDING = "reflect"  # numpy.pad mode for outside the frame: the photo mirrored at its border (see the docstring)
+REFINE_PADDINGS = ("constant", "reflect")  # for the re-detection, whose keypoints the crop is cut from: black
+# first (a mirrored half face misplaces the hidden eye), mirrored when black loses the face
+
+Window = tuple[int, int, int, int]  # left, top, width, height, in the photo's pixels (negative past the border)
+
+
+def edge_windows(width: int, height: int) -> list[Window]:
+    """Windows along each border, reaching EDGE_OUTSIDE of their depth past it."""
+    side = round(min(width, height) * EDGE_WINDOW)
+    out = round(side * EDGE_OUTSIDE)
+
+    def along(length: int) -> list[int]:
+        count = max(1, math.ceil((length - side) / (side * (1 - EDGE_OVERLAP)))) + 1
+        return [round(i * (length - side) / (count - 1)) for i in range(count)]
+    windows = []
+    for top in along(height):
+        windows += [(-out, top, side, side), (width - side + out, top, side, side)]
+    for left in along(width):
+        windows += [(left, -out, side, side), (left, height - side + out, side, side)]
+    return windows
+
+
+def centred_window(face: Face, size_factor: float) -> Window:
+    """A square window of `size_factor` face sizes around a face (it may reach past the borders)."""
+    cx, cy = face.center
+    half = max(face.box[2:]) * size_factor / 2
+    return round(cx - half), round(cy - half), round(2 * half), round(2 * half)
+
+
+def padded_window(pixels: np.ndarray, window: Window, mode: str | None = None) -> np.ndarray:
+    """The window's pixels, (height, width, 3), with the parts past the photo's borders filled by PADDING."""
+    left, top, side_x, side_y = window
+    height, width = pixels.shape[:2]
+    inside = pixels[max(0, top):min(height, top + side_y), max(0, left):min(width, left + side_x)]
+    if inside.size == 0:
+        return np.zeros((side_y, side_x, 3), np.uint8)
+    pad = ((max(0, -top), max(0, top + side_y - height)), (max(0, -left), max(0, left + side_x - width)), (0, 0))
+    return np.ascontiguousarray(np.pad(inside, pad, mode=mode or PADDING))
+
+
+def clipped(face: Face, size: tuple[int, int]) -> Face:
+    """The face with its box clipped to the photo (what is drawn and matched); its keypoints are kept as found,
+    past the border too, as alignment (core/alignment.py) needs the whole face's geometry and fills black."""
+    x, y, w, h = face.box
+    left, top = max(0.0, x), max(0.0, y)
+    right, bottom = min(float(size[0]), x + w), min(float(size[1]), y + h)
+    return replace(face, box=(left, top, max(0.0, right - left), max(0.0, bottom - top)))
