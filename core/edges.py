@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 EDGE_WINDOW = 0.5  # window side, as a fraction of the photo's short side: a cut face of ~15–35 % of it fits
 EDGE_OUTSIDE = 0.4  # of each window past the border: a face half outside then sits near the window's middle
 EDGE_OVERLAP = 1 / 3  # of a window shared with the next along a border: a face on one seam is mostly in the next
+MIN_VISIBLE = 0.4  # of a find's box inside the frame: a face 50 % out shows ~half; a mirror image of a face near
+# the border (reflect padding) lies wholly past it
 EDGE_MIN_SIDE = 480  # below this the photo is a face crop or a small frame, not a scene with cut faces
 PADDING = "reflect"  # numpy.pad mode for outside the frame: the photo mirrored at its border (see the docstring)
 REFINE_PADDINGS = ("constant", "reflect")  # for the re-detection, whose keypoints the crop is cut from: black
@@ -71,6 +73,13 @@ def padded_window(pixels: np.ndarray, window: Window, mode: str | None = None) -
         return np.zeros((side_y, side_x, 3), np.uint8)
     pad = ((max(0, -top), max(0, top + side_y - height)), (max(0, -left), max(0, left + side_x - width)), (0, 0))
     return np.ascontiguousarray(np.pad(inside, pad, mode=mode or PADDING))
+
+
+def visible_fraction(face: Face, size: tuple[int, int]) -> float:
+    """How much of the face's box lies inside the photo."""
+    x, y, w, h = face.box
+    inside = max(0.0, min(float(size[0]), x + w) - max(0.0, x)) * max(0.0, min(float(size[1]), y + h) - max(0.0, y))
+    return inside / (w * h) if w * h > 0 else 0.0
 
 
 def clipped(face: Face, size: tuple[int, int]) -> Face:

@@ -30,7 +30,16 @@ import numpy as np
 from PIL import Image
 
 from core import settings
-from core.edges import EDGE_MIN_SIDE, REFINE_PADDINGS, centred_window, clipped, edge_windows, padded_window
+from core.edges import (
+    EDGE_MIN_SIDE,
+    MIN_VISIBLE,
+    REFINE_PADDINGS,
+    centred_window,
+    clipped,
+    edge_windows,
+    padded_window,
+    visible_fraction,
+)
 from core.errors import UserError
 
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
@@ -181,7 +190,7 @@ class FaceDetector:
                     for face in self._run(self._short, padded_window(pixels, window), "edge", window[:2])]
         found = []
         for face, _ in _deduplicate(windowed):
-            if any(_same_face(face, k) for k in known):
+            if visible_fraction(face, size) < MIN_VISIBLE or any(_same_face(face, k) for k in known):
                 continue
             again = centred_window(face, REFINE_WINDOW)
             for padding in REFINE_PADDINGS:
