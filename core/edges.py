@@ -1,20 +1,32 @@
-"""Faces cut by the frame edge: windows along a photo's borders that reach past them, so a face half outside the
-frame sits inside a window, where the detector sees it (core/faces.py runs them; uploads only, see below).
+"""Faces cut by the frame edge: windows along a photo's borders that reach past them, so that a face half outside
+the frame sits inside a window, where the detector sees it (core/faces.py runs them; uploads only, see below).
 
 BlazeFace rarely finds a face 30–50 % outside the frame on the whole photo: shrunk to 128 px it is a half face
-pressed against the border. In a group selfie of UTKFace faces (tests/photos `edge_selfie`) both cut faces were
-missed. The short-range model on square windows of half the photo's short side, a third of each window past the
-border, finds them, at lower scores than whole faces (0.5–0.8). The part past the border is filled by repeating
-the border pixels: measured on edge photos and 40 face-free backgrounds (`tests/benchmarks/bench_edges.py`),
-black or grey padding gave more false alarms at the same recall (a flat field beside texture reads as a cheek),
-and mirroring more still (it makes symmetric, face-like patterns). A window find is kept only when the
-short-range model finds it again in a window centred on it (REFINE_WINDOW face sizes, padded the same way) and
-one of the two scores reaches CONFIDENT_SCORE: false alarms on backgrounds scored ≤ 0.65 on either pass.
+pressed against the border. In the group selfies of tests/photos `edge_selfie` (7 people: a close-up, one face
+half behind it, two cut by the edges) the whole-photo passes find none of the 4 cut faces, and 21 of 36 in
+`cut_scenes` (measured by `tests/benchmarks/bench_edges.py`, which prints every figure quoted here). The
+short-range model on square windows of half the short side, 40 % of each past the border, overlapping by a third,
+finds all 40 once the part past the border is the photo mirrored at it: repeating the border pixels found 35,
+black 26. A mirror image pairs the visible half face with its reflection, which the model takes for a face; it
+also mirrors faces near the border into the space past it, hence MIN_VISIBLE.
 
-Costs and where it runs: 3 windows per border, 12 short-range passes (~1–2 ms each) plus a re-detection per
-find. Only the Upload path asks for it (`FaceDetector.detect(edges=True)` from core/predict.py), only on photos
-with a long side of EDGE_MIN_SIDE or more: the Live tab's frames and the dataset path's face crops
-(core/crops.py) are detected as before, so the shipped model's calibration is untouched.
+False faces: each window find is kept only when the short-range model finds it again in a window centred on it
+(REFINE_WINDOW face sizes) and one of the two scores reaches CONFIDENT_SCORE, the whole-photo rule for a face one
+model saw; on face-free backgrounds window finds score ≤ 0.67 and their re-detections ≤ 0.68, and the
+50 backgrounds of the benchmark (as uploads and at full size) get no new false face. The re-detection pads black
+first, as its keypoints become the crop: a mirrored half face places the hidden eye at the mirror image of the
+visible one, off by the distance from the nose to the border. Against the same faces in a frame widened so they
+are whole, cut faces' crop squares are off by a median 4.9 % of their side at the centre and 6.1 % in side
+(mirror-only re-detection: 9.5 % and 12.4 %). Keypoints past the border stay as found; align_crop fills what lies
+outside the photo with black, as UTKFace pads its own crops. Boxes are clipped to the photo.
+
+Cost and where it runs: 14 windows on an 800×600 upload (the draft decode of a 1600×1200 JPEG), one short-range
+pass each, plus a re-detection for each find that is not a face the whole-photo passes already saw with
+confidence. Strips (one window per border, 4 passes) found as many cut faces but gave 2 new false faces on the
+50 backgrounds; 2 windows per border 3. Only the Upload path asks for it (`FaceDetector.detect(edges=True)` from
+core/predict.py), and only on photos with a long side of EDGE_MIN_SIDE or more: the Live tab's frames and the
+dataset path (core/crops.py `choose_face`, UTKFace crops) are detected as before, so the shipped model's
+calibration and skew figures are untouched.
 """
 
 from __future__ import annotations
@@ -35,8 +47,8 @@ MIN_VISIBLE = 0.4  # of a find's box inside the frame: a face 50 % out shows ~ha
 # the border (reflect padding) lies wholly past it
 EDGE_MIN_SIDE = 480  # below this the photo is a face crop or a small frame, not a scene with cut faces
 PADDING = "reflect"  # numpy.pad mode for outside the frame: the photo mirrored at its border (see the docstring)
-REFINE_PADDINGS = ("constant", "reflect")  # for the re-detection, whose keypoints the crop is cut from: black
-# first (a mirrored half face misplaces the hidden eye), mirrored when black loses the face
+KEYPOINT_PADDING = "constant"  # for a confirmed face's keypoints, which the crop is cut from: black (a mirrored
+# half face misplaces the hidden eye); the mirrored re-detection's when black loses the face
 
 Window = tuple[int, int, int, int]  # left, top, width, height, in the photo's pixels (negative past the border)
 

@@ -29,17 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import edges as frame_edges
 from core import settings
-from core.edges import (
-    EDGE_MIN_SIDE,
-    MIN_VISIBLE,
-    REFINE_PADDINGS,
-    centred_window,
-    clipped,
-    edge_windows,
-    padded_window,
-    visible_fraction,
-)
 from core.errors import UserError
 
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
@@ -145,7 +136,7 @@ class FaceDetector:
             confident = [f for f in found if f.score >= CONFIDENT_SCORE]
             if self._want_tiles(tiles, pixels.shape, confident):
                 found += self._tile_pass(pixels)
-            if edges and max(pixels.shape[:2]) >= EDGE_MIN_SIDE:
+            if edges and max(pixels.shape[:2]) >= frame_edges.EDGE_MIN_SIDE:
                 found += self._edge_pass(pixels, confident)
             faces = []
             for face, duplicates in _deduplicate(found):
@@ -182,25 +173,29 @@ class FaceDetector:
         return faces
 
     def _edge_pass(self, pixels: np.ndarray, known: list[Face]) -> list[Face]:
-        """Short-range finds in the windows past the borders, each kept when found again in a window centred on
-        it, with one of the two scores confident (see core/edges.py); boxes clipped to the photo. Faces `known`
-        with confidence already, and a face seen by two windows, are not re-detected again."""
+        """Short-range finds in the windows past the borders that the frame cuts, each kept when found again in
+        a window centred on it, with one of the two scores confident (see core/edges.py); boxes clipped to the
+        photo. Faces `known` with confidence already, and a face seen by two windows, are not re-detected."""
         size = (pixels.shape[1], pixels.shape[0])
-        windowed = [face for window in edge_windows(*size)
-                    for face in self._run(self._short, padded_window(pixels, window), "edge", window[:2])]
+        windowed = [face for window in frame_edges.edge_windows(*size)
+                    for face in self._run(self._short, frame_edges.padded_window(pixels, window), "edge", window[:2])]
         found = []
         for face, _ in _deduplicate(windowed):
-            if visible_fraction(face, size) < MIN_VISIBLE or any(_same_face(face, k) for k in known):
+            # Not cut by the frame (the whole-photo passes judge it), or a mirror image past the border.
+            cut = frame_edges.MIN_VISIBLE <= frame_edges.visible_fraction(face, size) < 1
+            if not cut or any(_same_face(face, k) for k in known):
                 continue
-            again = centred_window(face, REFINE_WINDOW)
-            for padding in REFINE_PADDINGS:
-                seen = self._run(self._short, padded_window(pixels, again, padding), "edge", again[:2])
-                best = max((f for f in seen if _same_face(f, face)), key=lambda f: f.score, default=None)
-                if best is not None:
-                    break
-            if best is not None and max(best.score, face.score) >= CONFIDENT_SCORE:
-                found.append(clipped(replace(best, score=max(best.score, face.score)), size))
+            again = frame_edges.centred_window(face, REFINE_WINDOW)
+            confirm = self._redetect(pixels, face, again, frame_edges.PADDING)
+            if confirm is not None and max(confirm.score, face.score) >= CONFIDENT_SCORE:
+                best = self._redetect(pixels, face, again, frame_edges.KEYPOINT_PADDING) or confirm
+                score = max(best.score, confirm.score, face.score)
+                found.append(frame_edges.clipped(replace(best, score=score), size))
         return found
+
+    def _redetect(self, pixels: np.ndarray, face: Face, window, padding: str) -> Face | None:
+        seen = self._run(self._short, frame_edges.padded_window(pixels, window, padding), "edge", window[:2])
+        return max((f for f in seen if _same_face(f, face)), key=lambda f: f.score, default=None)
 
     def _refine(self, pixels: np.ndarray, face: Face) -> tuple[Face, bool]:
         """Re-detect a full-range find with the short-range model, whose box and keypoints match the crop
