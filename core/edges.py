@@ -4,26 +4,32 @@ the frame sits inside a window, where the detector sees it (core/faces.py runs t
 BlazeFace rarely finds a face 30–50 % outside the frame on the whole photo: shrunk to 128 px it is a half face
 pressed against the border. In the group selfies of tests/photos `edge_selfie` (7 people: a close-up, one face
 half behind it, two cut by the edges) the whole-photo passes find none of the 4 cut faces, and 21 of 36 in
-`cut_scenes` (measured by `tests/benchmarks/bench_edges.py`, which prints every figure quoted here). The
+`cut_scenes` (`tests/benchmarks/bench_edges.py` prints these figures for the settings below and each padding;
+the window layouts compared were measured with its functions). The
 short-range model on square windows of half the short side, 40 % of each past the border, overlapping by a third,
 finds all 40 once the part past the border is the photo mirrored at it: repeating the border pixels found 35,
-black 26. A mirror image pairs the visible half face with its reflection, which the model takes for a face; it
-also mirrors faces near the border into the space past it, hence MIN_VISIBLE.
+black 25. Faces cut by the top edge (16 at each cut) were found without windows up to 30 % out; at 40 and 50 %
+out 8 and 2 of them, with the windows 13 and 12: the eyes leave the frame first. A mirror image pairs the
+visible half face with its reflection, which the model takes for a face; it also mirrors faces near the border
+into the space past it, hence MIN_VISIBLE.
 
-False faces: each window find is kept only when the short-range model finds it again in a window centred on it
-(REFINE_WINDOW face sizes) and one of the two scores reaches CONFIDENT_SCORE, the whole-photo rule for a face one
-model saw; on face-free backgrounds window finds score ≤ 0.67 and their re-detections ≤ 0.68, and the
-50 backgrounds of the benchmark (as uploads and at full size) get no new false face. The re-detection pads black
-first, as its keypoints become the crop: a mirrored half face places the hidden eye at the mirror image of the
-visible one, off by the distance from the nose to the border. Against the same faces in a frame widened so they
-are whole, cut faces' crop squares are off by a median 4.9 % of their side at the centre and 6.1 % in side
-(mirror-only re-detection: 9.5 % and 12.4 %). Keypoints past the border stay as found; align_crop fills what lies
-outside the photo with black, as UTKFace pads its own crops. Boxes are clipped to the photo.
+False faces: a window find is re-detected only when its box crosses the border (a find wholly inside is the
+whole-photo passes' to judge) and is not a face they already saw with confidence. It is kept when the
+short-range model finds it again in a window centred on it (REFINE_WINDOW face sizes, mirrored too) and one of
+the two scores reaches CONFIDENT_SCORE, the whole-photo rule for a face one model saw; on face-free backgrounds
+window finds score ≤ 0.67 and their re-detections ≤ 0.68, and the 50 backgrounds of the benchmark (as uploads
+and at full size) get no new false face. A confirmed face's keypoints, which the crop is cut from, come from a
+third pass padded black: a mirrored half face places the hidden eye at the mirror image of the visible one.
+Against the same faces in a frame widened so they are whole, cut faces' crop squares are then off by a median
+4.9 % of their side at the centre and 6.1 % in side (with the mirrored keypoints: 9.5 % and 12.4 %). Keypoints
+past the border stay as found; align_crop fills what lies outside the photo with black, as UTKFace pads its own
+crops. Boxes are clipped to the photo.
 
 Cost and where it runs: 14 windows on an 800×600 upload (the draft decode of a 1600×1200 JPEG), one short-range
-pass each, plus a re-detection for each find that is not a face the whole-photo passes already saw with
-confidence. Strips (one window per border, 4 passes) found as many cut faces but gave 2 new false faces on the
-50 backgrounds; 2 windows per border 3. Only the Upload path asks for it (`FaceDetector.detect(edges=True)` from
+pass each, and one or two per find the frame cuts: detector passes per photo go from 2.2 to 18.8 on a one-face
+selfie and from 6.1 to 26.3 on the edge photos. Fewer windows cost recall or false faces: 2 per border (8
+windows, 13.5 passes on the selfie) found 38 of the 40 cut faces; one strip per border (4 windows) all 40 but
+2 new false faces on the 50 backgrounds. Only the Upload path asks for it (`FaceDetector.detect(edges=True)` from
 core/predict.py), and only on photos with a long side of EDGE_MIN_SIDE or more: the Live tab's frames and the
 dataset path (core/crops.py `choose_face`, UTKFace crops) are detected as before, so the shipped model's
 calibration and skew figures are untouched.
