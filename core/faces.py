@@ -175,7 +175,7 @@ class FaceDetector:
     def _edge_pass(self, pixels: np.ndarray, known: list[Face]) -> list[Face]:
         """Short-range finds in the windows past the borders that the frame cuts, each kept when found again in
         a window centred on it, with one of the two scores confident (see core/edges.py); boxes clipped to the
-        photo. Faces `known` with confidence already, and a face seen by two windows, are not re-detected."""
+        photo. Faces `known` with confidence already are not re-detected; a face two windows saw, once."""
         size = (pixels.shape[1], pixels.shape[0])
         windowed = [face for window in frame_edges.edge_windows(*size)
                     for face in self._run(self._short, frame_edges.padded_window(pixels, window), "edge", window[:2])]
