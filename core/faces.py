@@ -13,7 +13,7 @@ alone raises false alarms on textured backgrounds (the short-range model 26 on 4
 scores up to ~0.66), rarely both at one place: a face is kept when both models saw it, or when one saw it with a
 score of at least 0.7 (1 false alarm on the same 40). The tiles are skipped for close-ups (a face spanning a
 quarter of the photo's short side): four more passes, for faces several times smaller than the subject;
-`tiles="always"` searches them too.
+`tiles="always"` searches them too. Faces cut by the frame edge need windows reaching past it: core/edges.py.
 Alignment, the other half of cutting a face out, is in core/alignment.py.
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import edges as frame_edges
 from core import settings
 from core.errors import UserError
 
@@ -42,8 +43,8 @@ TILE_FRACTION = 0.6  # 2×2 tiles of 60% of each side overlap by 20%: any face u
 TILE_MIN_SIDE = 480  # below this, tiles would be smaller than the detector's own 192 px input: nothing to gain
 CLOSE_UP_FRACTION = 0.25  # a face this large (of the short side) makes the photo a close-up: no tiles
 REFINE_WINDOW = 2.5  # re-detection window, in face sizes: puts the face at 40%, the short-range sweet spot
-_PASS_PRIORITY = {"short": 0, "full": 1, "tile": 2}
-_MODEL_OF = {"short": "short", "full": "full", "tile": "full"}
+_PASS_PRIORITY = {"short": 0, "full": 1, "tile": 2, "edge": 3}
+_MODEL_OF = {"short": "short", "full": "full", "tile": "full", "edge": "short"}
 TILE_POLICIES = ("auto", "always", "never")
 
 
@@ -119,9 +120,10 @@ class FaceDetector:
                 self._short.close()
                 self._full.close()
 
-    def detect(self, image: Image.Image | np.ndarray, tiles: str | None = None) -> list[Face]:
+    def detect(self, image: Image.Image | np.ndarray, tiles: str | None = None, edges: bool = False) -> list[Face]:
         """Every face found, left to right, in the image's pixel coordinates. `tiles` overrides the detector's
-        own setting for this call: "auto" (skip for close-ups), "always" or "never"."""
+        own setting for this call: "auto" (skip for close-ups), "always" or "never". `edges` also searches
+        windows past the borders for faces cut by the frame (core/edges.py: uploads, not live frames)."""
         tiles = tiles or self.tiles
         _check_tiles(tiles)
         if isinstance(image, Image.Image) and image.mode != "RGB":
@@ -131,16 +133,23 @@ class FaceDetector:
             if self._closed:
                 raise DetectorError("The face detector was closed.")
             found = self._run(self._short, pixels, "short") + self._run(self._full, pixels, "full")
-            if self._want_tiles(tiles, pixels.shape, [f for f in found if f.score >= CONFIDENT_SCORE]):
+            confident = [f for f in found if f.score >= CONFIDENT_SCORE]
+            if self._want_tiles(tiles, pixels.shape, confident):
                 found += self._tile_pass(pixels)
+            if edges and max(pixels.shape[:2]) >= frame_edges.EDGE_MIN_SIDE:
+                found += self._edge_pass(pixels, confident)
             faces = []
             for face, duplicates in _deduplicate(found):
+                edge_finds = [f for f in duplicates if f.source == "edge"]
+                if edge_finds and face.score < CONFIDENT_SCORE:
+                    # A face cut by the frame: the photo's passes saw half of it, a window past the border all.
+                    face, duplicates = max(edge_finds, key=lambda f: f.score), []
                 models = {_MODEL_OF[f.source] for f in (face, *duplicates)}
-                if face.source != "short":
+                if face.source not in ("short", "edge"):  # edge finds are confirmed in their own pass
                     face, confirmed = self._refine(pixels, face)
                     models |= {"short"} if confirmed else set()
                 # Each model alone has false alarms on textured backgrounds, rarely both at the same place.
-                if len(models) > 1 or face.score >= CONFIDENT_SCORE:
+                if len(models) > 1 or face.score >= CONFIDENT_SCORE or face.source == "edge":
                     faces.append(face)
         return sorted((face for face, _ in _deduplicate(faces)), key=lambda f: f.center[0])
 
@@ -162,6 +171,31 @@ class FaceDetector:
                 inner = _inner_edges(left, top, tile_w, tile_h, width, height)
                 faces += [f for f in self._run(self._full, tile, "tile", (left, top)) if not _touches(f, inner)]
         return faces
+
+    def _edge_pass(self, pixels: np.ndarray, known: list[Face]) -> list[Face]:
+        """Short-range finds in the windows past the borders that the frame cuts, each kept when found again in
+        a window centred on it, with one of the two scores confident (see core/edges.py); boxes clipped to the
+        photo. Faces `known` with confidence already are not re-detected; a face two windows saw, once."""
+        size = (pixels.shape[1], pixels.shape[0])
+        windowed = [face for window in frame_edges.edge_windows(*size)
+                    for face in self._run(self._short, frame_edges.padded_window(pixels, window), "edge", window[:2])]
+        found = []
+        for face, _ in _deduplicate(windowed):
+            # Not cut by the frame (the whole-photo passes judge it), or a mirror image past the border.
+            cut = frame_edges.MIN_VISIBLE <= frame_edges.visible_fraction(face, size) < 1
+            if not cut or any(_same_face(face, k) for k in known):
+                continue
+            again = frame_edges.centred_window(face, REFINE_WINDOW)
+            confirm = self._redetect(pixels, face, again, frame_edges.PADDING)
+            if confirm is not None and max(confirm.score, face.score) >= CONFIDENT_SCORE:
+                best = self._redetect(pixels, face, again, frame_edges.KEYPOINT_PADDING) or confirm
+                score = max(best.score, confirm.score, face.score)
+                found.append(frame_edges.clipped(replace(best, score=score), size))
+        return found
+
+    def _redetect(self, pixels: np.ndarray, face: Face, window, padding: str) -> Face | None:
+        seen = self._run(self._short, frame_edges.padded_window(pixels, window, padding), "edge", window[:2])
+        return max((f for f in seen if _same_face(f, face)), key=lambda f: f.score, default=None)
 
     def _refine(self, pixels: np.ndarray, face: Face) -> tuple[Face, bool]:
         """Re-detect a full-range find with the short-range model, whose box and keypoints match the crop

@@ -283,11 +283,12 @@ def _whole_image_analysis(photo: Photo, predictor: Predictor, note: str | None =
 
 
 def _detect(image: Image.Image, detector: FaceDetector, tiles: str | None) -> list[Face]:
+    # Uploads also search past the frame's borders for faces it cuts (core/edges.py); live frames do not.
     reduction = math.ceil(max(image.size) / DETECT_MAX_SIDE)
     if reduction <= 1:
-        return detector.detect(image, tiles)
+        return detector.detect(image, tiles, edges=True)
     small = image.reduce(reduction)
-    return [face.scaled(image.width / small.width) for face in detector.detect(small, tiles)]
+    return [face.scaled(image.width / small.width) for face in detector.detect(small, tiles, edges=True)]
 
 
 def _needs_full_resolution(face: Face, size: int) -> bool:
