@@ -12,7 +12,7 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.crops import CROP_MODES
 from core.datasets import KINDS
-from core.metrics import RUN_METRICS
+from core.metrics import ANY_RUN_METRICS
 from core.registry import DEFAULT_MODEL_NAME, ModelError, default_model
 from core.train_options import add_train_options, config_from_args
 
@@ -87,7 +87,7 @@ def cmd_train(args) -> int:
     result = run_in_background(lambda: train(cfg, progress), printer)
     test = result.metrics.get("test", {})
     print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
-          + (", ".join(f"{k}={test[k]:.4f}" for k in RUN_METRICS if test.get(k) is not None) or "not scored"),
+          + (", ".join(f"{k}={test[k]:.4f}" for k in ANY_RUN_METRICS if test.get(k) is not None) or "not scored"),
           file=sys.stderr)
     if result.distribution.get("chief", True):  # another worker's folder was scratch, deleted
         print(result.run_dir)
@@ -168,9 +168,10 @@ def _print_predictions(records: list[dict]) -> None:
             continue
         print(f"{record['image']}: {len(record['faces'])} face(s)")
         for number, face in enumerate(record["faces"], start=1):
-            race_prob = face["race_probs"][face["race"]]
-            print(f"  face {number} at {face['box']}: {face['age']:.0f} ± {face['age_std']:.0f} years, "
-                  f"{face['gender']} ({face['gender_prob']:.0%}), {face['race']} ({race_prob:.0%})")
+            age = (f"age group {face['age_group']} ({face['age_group_probs'][face['age_group']]:.0%})"
+                   if "age_group" in face else f"{face['age']:.0f} ± {face['age_std']:.0f} years")
+            race = f", {face['race']} ({face['race_probs'][face['race']]:.0%})" if face["race"] else ", no race head"
+            print(f"  face {number} at {face['box']}: {age}, {face['gender']} ({face['gender_prob']:.0%}){race}")
 
 
 def cmd_predict(args) -> int:

@@ -17,6 +17,7 @@ from core.datasets import KINDS
 from core.errors import UserError
 from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+from core.recipes import architectures_help
 from core.registry import all_models
 from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
 
@@ -81,7 +82,7 @@ def training_form():
             t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
             t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
         c = st.columns(5)
-        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH)
+        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH, help=architectures_help(archs))
         m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
                                            key=KEY_IMG_SIZE)
         t["epochs"] = c[2].number_input("Epochs", 1, most_epochs, min(d.epochs, most_epochs), key=KEY_EPOCHS)

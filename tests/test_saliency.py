@@ -10,7 +10,8 @@ from PIL import Image
 from core import saliency, settings
 from core.__main__ import main
 from core.labels import RACES
-from core.models import ARCHITECTURES, ModelConfig, build_model
+from core.models import IN_HOUSE_ARCHITECTURES as ARCHITECTURES
+from core.models import ModelConfig, build_model
 from core.saliency import CAM_METHODS, HEADS, METHODS, Explainer, SaliencyError
 from tests.support import noise_crop
 
