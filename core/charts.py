@@ -273,5 +273,10 @@ def predict_gender_bars(female_prob: float) -> go.Figure:
 
 
 def predict_race_bars(race_probs: dict[str, float]) -> go.Figure:
-    """All five race probabilities, in the model's order (White, Black, Asian, Indian, Others)."""
+    """Every race probability, in the model's order (UTKFace's 5, or FairFace's 7 for a FairFace model)."""
     return _probability_bars(dict(race_probs), RACE_COLORS, "Race")
+
+
+def predict_age_group_bars(group_probs: dict[str, float]) -> go.Figure:
+    """A group-head model's age groups (FairFace's 9, Adience's 8), youngest first."""
+    return _probability_bars(dict(group_probs), {}, "Age group")

@@ -198,16 +198,18 @@ def cmd_predict(args) -> int:
 # ------------------------------------------------------------------------------------------- saliency
 
 def add_saliency(sub) -> None:
-    from core.labels import RACES
-    from core.saliency import HEADS, METHODS, SCORECAM_MAX_N
+    from core.labels import FAIRFACE_RACES, RACES
+    from core.saliency import ALL_HEADS, METHODS, SCORECAM_MAX_N
     p = _parser(sub, "saliency", "explain one prediction as a saliency map PNG")
     p.add_argument("image", help="a photo (its first face is explained) or an already-cropped face")
-    p.add_argument("--head", choices=HEADS, default="gender", help="the output to explain")
+    p.add_argument("--head", choices=ALL_HEADS, default="gender",
+                   help="the output to explain (age_group: a FairFace or Adience model's age head)")
     p.add_argument("--method", choices=METHODS, default="gradcam", help="how to compute the map")
     p.add_argument("--out", required=True, help="PNG file to write: the face, the overlay and the prediction")
     p.add_argument("--model", default="", help=".keras file (default: the shipped model)")
     p.add_argument("--layer", default="", help="feature map for CAM methods (default: chosen per architecture)")
-    p.add_argument("--race-class", choices=RACES, help="race class to explain (default: the predicted one)")
+    p.add_argument("--race-class", choices=list(dict.fromkeys([*RACES, *FAIRFACE_RACES])),
+                   help="race class to explain, of the model's own races (default: the predicted one)")
     p.add_argument("--max-n", type=int, default=SCORECAM_MAX_N, help="Score-CAM channels (0 = all)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity 0-1")
 

@@ -13,15 +13,19 @@ import numpy as np
 import pandas as pd
 
 from core.label_spaces import (
+    FAIRFACE,
     SPACES,
+    UTKFACE,
     LabelSpace,
     age_comparison,
     predicted_age_groups,
     race_comparison,
     race_probabilities,
+    space_of_outputs,
     true_age_groups,
     true_races,
 )
+from core.labels import AGE_SCHEMES, age_to_group
 from core.metrics import accuracy, confusion_matrix, group_scores, macro_f1, mae
 
 
@@ -82,3 +86,52 @@ def race_confusion(table: pd.DataFrame, outputs: Mapping[str, np.ndarray], model
     pred = race_probabilities(outputs, model, comparison.space).argmax(axis=1)
     races = comparison.space.races
     return confusion_matrix(truth[truth >= 0], pred[truth >= 0], len(races)), races
+
+
+def utkface_terms(outputs: Mapping[str, np.ndarray], data: LabelSpace) -> tuple[dict, dict]:
+    """(a model's outputs as the UTKFace-space report reads them, extra predictions-frame columns in the model's own
+    space). A group-head model's years are its groups' weighted middle (approximate), its race-7 are summed into
+    the race-5 they nest in and an Adience model's race is NaN (no race figure); the extra columns carry what the
+    years lose: `pred_age_group` in the dataset's own groups, `pred_race_label` a race-7 model's own race."""
+    from core.face_prediction import group_years
+    model = space_of_outputs({k: np.shape(v) for k, v in outputs.items() if k in ("age", "age_group", "gender",
+                                                                                 "race")})
+    if model is None or model.age_in_years:
+        return dict(outputs), {}
+    probs = np.asarray(outputs["age_group"], dtype="float64")
+    age, std = group_years(probs, model)
+    terms = {**outputs, "age": age[:, None]}
+    extra = {"pred_age_std": std}
+    if model.races is None:
+        terms["race"] = np.full((len(probs), len(UTKFACE.races)), np.nan)
+    else:
+        terms["race"] = race_probabilities(outputs, model, UTKFACE)
+        if model.races != UTKFACE.races:
+            extra["pred_race_label"] = np.asarray(model.races, dtype=object)[np.asarray(outputs["race"]).argmax(1)]
+    if not data.age_in_years:
+        extra["pred_age_group"] = np.asarray(data.age_groups, dtype=object)[predicted_age_groups(outputs, model,
+                                                                                                 data)]
+    return terms, extra
+
+
+# ------------------------------------------------------------------- predictions frames (core/evaluation.py)
+
+def predicted_groups(frame: pd.DataFrame, rows: np.ndarray, scheme: str) -> np.ndarray:
+    """Predicted group positions in `scheme` (core.labels.AGE_SCHEMES) for a predictions frame's `rows`: a group-head
+    model's own where it speaks the dataset's groups (`pred_age_group`), else the predicted years mapped."""
+    position = {label: i for i, label in enumerate(AGE_SCHEMES[scheme][0])}
+    groups = (frame["pred_age_group"].to_numpy()[rows] if "pred_age_group" in frame
+              else age_to_group(frame["pred_age"].to_numpy()[rows], scheme))
+    return np.array([position[g] for g in groups], dtype=int)
+
+
+def own_race_confusion(frame: pd.DataFrame) -> dict | None:
+    """A race-7 model's confusion matrix on FairFace's race-7 labels, in FairFace's races; None otherwise."""
+    if "pred_race_label" not in frame:
+        return None
+    rows = frame["race_label"].isin(FAIRFACE.races).fillna(False).to_numpy(dtype=bool)
+    if not rows.any():
+        return None
+    index = {name: i for i, name in enumerate(FAIRFACE.races)}
+    truth, pred = ([index[r] for r in frame[c].to_numpy()[rows]] for c in ("race_label", "pred_race_label"))
+    return {"labels": list(FAIRFACE.races), "matrix": confusion_matrix(truth, pred, len(FAIRFACE.races)).tolist()}

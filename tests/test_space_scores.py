@@ -71,3 +71,29 @@ def test_adience_has_no_race_figure():
     assert abs(scores["age_group_accuracy"] - truth) < 1e-9
     assert space_summary(table, {"age_group": np.eye(8)[[0] * len(table)], "gender": np.ones((len(table), 1))},
                          ADIENCE)["mappings"]["age"] == "Adience age groups (its own)"
+
+
+# ------------------------------------------------------------- the Evaluate report of a group-head model
+
+def test_a_fairface_models_report_has_its_confusion_matrices_in_its_own_space():
+    from core.evaluation import evaluate_frame, join_predictions
+    table = _fairface()
+    report = evaluate_frame(join_predictions(table, _perfect_fairface_outputs(table)), min_group=1)
+    for task, labels in (("race", FAIRFACE.races), ("age_group", FAIRFACE.age_groups)):
+        matrix = np.array(report["confusion"][task]["matrix"])
+        assert report["confusion"][task]["labels"] == list(labels)
+        assert matrix.sum() == len(table) and (matrix == np.diag(np.diag(matrix))).all()
+    assert report["age_group_accuracy"] == report["race_accuracy"] == report["gender_accuracy"] == 1.0
+    assert set(report["by_group"]["race"]) == set(table["race_label"])  # per-group fairness in its 7 races
+
+
+def test_an_adience_model_on_utkface_reports_no_race_figure_without_failing():
+    from core.evaluation import evaluate_frame, join_predictions
+    table = load_dataset("utkface", Path(__file__).parents[1] / "data" / "sample" / "utkface").table
+    n = len(table)
+    outputs = {"age_group": np.tile(np.eye(8)[4], (n, 1)), "gender": np.full((n, 1), 0.3)}
+    report = evaluate_frame(join_predictions(table, outputs))
+    assert report["race_accuracy"] is None and "race" not in report["confusion"] and "race" not in report[
+        "reliability"]
+    assert report["age_mae"] is not None  # its groups' middle, (25, 32) → 28.5 years, against true years
+    assert abs(report["age_mae"] - np.abs(table["age"].to_numpy(dtype=float) - 28.5).mean()) < 1e-6
