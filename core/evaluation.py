@@ -43,7 +43,7 @@ from core.metrics import (
 )
 from core.pipeline import load_images
 from core.predict import age_mean_std
-from core.space_scores import data_space, own_race_confusion, predicted_groups, utkface_terms
+from core.space_scores import data_space, mappings, own_race_confusion, predicted_groups, utkface_terms
 from core.splits import select_split
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -282,8 +282,9 @@ def evaluate_frame(frame: pd.DataFrame, kind: str | None = None, min_group: int 
     `min_group`), and the best–worst gaps. `kind` picks the age groups (default: the frame's source)."""
     kind = kind or _kind_of(frame)
     scheme = SCHEME_FOR_KIND.get(kind, "decade")
+    space = str(frame["pred_space"].iloc[0]) if "pred_space" in frame and len(frame) else "utkface"
     report = {"dataset": kind, "age_groups": scheme, "min_group_size": min_group, **scalar_metrics(frame, scheme),
-              "face_detected": face_detected_share(frame)}
+              "face_detected": face_detected_share(frame), "label_space": space, "mappings": mappings(space, kind)}
     known, true = labelled(frame, "age")
     report["age_cs"] = cumulative_scores(true, frame["pred_age"].to_numpy(dtype="float64")[known])
     report["confusion"] = _confusions(frame, scheme)

@@ -97,11 +97,11 @@ def utkface_terms(outputs: Mapping[str, np.ndarray], data: LabelSpace) -> tuple[
     model = space_of_outputs({k: np.shape(v) for k, v in outputs.items() if k in ("age", "age_group", "gender",
                                                                                  "race")})
     if model is None or model.age_in_years:
-        return dict(outputs), {}
+        return dict(outputs), {"pred_space": "utkface"}
     probs = np.asarray(outputs["age_group"], dtype="float64")
     age, std = group_years(probs, model)
     terms = {**outputs, "age": age[:, None]}
-    extra = {"pred_age_std": std}
+    extra = {"pred_age_std": std, "pred_space": model.name}
     if model.races is None:
         terms["race"] = np.full((len(probs), len(UTKFACE.races)), np.nan)
     else:
@@ -135,3 +135,9 @@ def own_race_confusion(frame: pd.DataFrame) -> dict | None:
     index = {name: i for i, name in enumerate(FAIRFACE.races)}
     truth, pred = ([index[r] for r in frame[c].to_numpy()[rows]] for c in ("race_label", "pred_race_label"))
     return {"labels": list(FAIRFACE.races), "matrix": confusion_matrix(truth, pred, len(FAIRFACE.races)).tolist()}
+
+
+def mappings(model_space: str, data_kind: str) -> dict[str, str]:
+    """How a report compared each task: {"age": mapping name, "race": mapping name} (core/label_spaces.py)."""
+    model, data = SPACES[model_space], SPACES.get(data_kind, UTKFACE)
+    return {"age": age_comparison(model, data).mapping, "race": race_comparison(model, data).mapping}

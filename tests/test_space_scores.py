@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from core.datasets import load_dataset
-from core.label_spaces import ADIENCE, FAIRFACE, UTKFACE
+from core.label_spaces import ADIENCE, FAIRFACE, UTKFACE, race_comparison
 from core.space_scores import age_group_confusion, data_space, race_confusion, space_summary
 
 FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
@@ -97,3 +97,16 @@ def test_an_adience_model_on_utkface_reports_no_race_figure_without_failing():
         "reliability"]
     assert report["age_mae"] is not None  # its groups' middle, (25, 32) → 28.5 years, against true years
     assert abs(report["age_mae"] - np.abs(table["age"].to_numpy(dtype=float) - 28.5).mean()) < 1e-6
+
+
+def test_every_report_names_the_mappings_it_used():
+    from core.evaluation import evaluate_frame, join_predictions
+    table = _fairface()
+    report = evaluate_frame(join_predictions(table, _perfect_fairface_outputs(table)))
+    assert report["label_space"] == "fairface" and report["mappings"]["race"] == "FairFace races (its own)"
+    n = len(table)
+    years = {"age": np.full((n, 1), 30.0), "gender": np.zeros((n, 1)), "race": np.full((n, 5), 0.2)}
+    report = evaluate_frame(join_predictions(table, years))
+    assert report["label_space"] == "utkface"
+    assert report["mappings"] == {"age": "predicted years → FairFace age groups",
+                                  "race": race_comparison(UTKFACE, FAIRFACE).mapping}
