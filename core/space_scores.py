@@ -140,4 +140,8 @@ def own_race_confusion(frame: pd.DataFrame) -> dict | None:
 def mappings(model_space: str, data_kind: str) -> dict[str, str]:
     """How a report compared each task: {"age": mapping name, "race": mapping name} (core/label_spaces.py)."""
     model, data = SPACES[model_space], SPACES.get(data_kind, UTKFACE)
-    return {"age": age_comparison(model, data).mapping, "race": race_comparison(model, data).mapping}
+    age = age_comparison(model, data).mapping
+    if not model.age_in_years and data.age_in_years:  # the report scores years: say how a group model got them
+        age = (f"{model.title} groups as years (their middles, approximate), against true years and their "
+               "decades")
+    return {"age": age, "race": race_comparison(model, data).mapping}
