@@ -111,6 +111,14 @@ def training_form():
     return TrainConfig.from_dict({**t, "model": m}) if started else None
 
 
+def test_metrics(test: dict) -> dict[str, str]:
+    """TEST_METRICS, with age-group accuracy in place of age MAE for a model whose age head is groups."""
+    if "age_group_accuracy" not in test or "age_mae" in test:
+        return TEST_METRICS
+    return {("age_group_accuracy" if key == "age_mae" else key):
+            ("Test age-group accuracy" if key == "age_mae" else label) for key, label in TEST_METRICS.items()}
+
+
 def draw_progress(job) -> None:
     """Status, Stop, notes and the curves; for a finished job its test metrics and run folder."""
     s = job.progress.snapshot()
@@ -129,7 +137,7 @@ def draw_progress(job) -> None:
     else:
         st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})
-        for col, (key, label) in zip(st.columns(3), TEST_METRICS.items(), strict=True):
+        for col, (key, label) in zip(st.columns(3), test_metrics(test).items(), strict=True):
             col.metric(label, "—" if test.get(key) is None else f"{test[key]:.3f}")
     if s["batch_log"] or s["history"]:
         st.plotly_chart(charts.training_curves(s["batch_log"], s["history"]), key=KEY_LIVE_CHART)

@@ -204,3 +204,4 @@ def test_a_reference_model_trains_one_epoch_from_the_page_and_refuses_other_data
     assert {"age_group_accuracy", "age_group_one_off", "race_accuracy"} <= test.keys()
     at.run()
     assert not at.exception and any("saved to" in s.value for s in at.success)
+    assert [m.label for m in at.metric] == ["Test age-group accuracy", "Test gender accuracy", "Test race accuracy"]
