@@ -218,6 +218,14 @@ def _thinned(points: list[dict]) -> list[dict]:
     return [p for i, p in enumerate(points) if i in keep]
 
 
+def _training_panels(latest: list[dict]) -> tuple[tuple[str, str], ...]:
+    """TRAINING_PANELS, with age-group accuracy for age MAE when the model's age head is groups (its space's)."""
+    if not any("age_group_accuracy" in row or "val_age_group_accuracy" in row for row in latest):
+        return TRAINING_PANELS
+    return tuple(("age_group_accuracy", EVAL_METRIC_LABELS["age_group_accuracy"]) if key == "age_mae"
+                 else (key, title) for key, title in TRAINING_PANELS)
+
+
 def training_curves(batch_log: list[dict], history: list[dict]) -> go.Figure:
     """One panel per quantity (loss, age MAE, gender and race accuracy), train vs validation on an epoch axis.
 
@@ -227,9 +235,10 @@ def training_curves(batch_log: list[dict], history: list[dict]) -> go.Figure:
     from plotly.subplots import make_subplots
 
     train = _thinned(batch_log) if batch_log else history
-    fig = make_subplots(rows=1, cols=len(TRAINING_PANELS), subplot_titles=[title for _, title in TRAINING_PANELS],
+    panels = _training_panels([*history[-1:], *batch_log[-1:]])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for _, title in panels],
                         horizontal_spacing=0.06)
-    for col, (key, _) in enumerate(TRAINING_PANELS, start=1):
+    for col, (key, _) in enumerate(panels, start=1):
         for name, rows, field_name, mode in (("train", train, key, "lines"),
                                              ("validation", history, f"val_{key}", "lines+markers")):
             rows = [r for r in rows if r.get(field_name) is not None]
@@ -264,5 +273,10 @@ def predict_gender_bars(female_prob: float) -> go.Figure:
 
 
 def predict_race_bars(race_probs: dict[str, float]) -> go.Figure:
-    """All five race probabilities, in the model's order (White, Black, Asian, Indian, Others)."""
+    """Every race probability, in the model's order (UTKFace's 5, or FairFace's 7 for a FairFace model)."""
     return _probability_bars(dict(race_probs), RACE_COLORS, "Race")
+
+
+def predict_age_group_bars(group_probs: dict[str, float]) -> go.Figure:
+    """A group-head model's age groups (FairFace's 9, Adience's 8), youngest first."""
+    return _probability_bars(dict(group_probs), {}, "Age group")

@@ -12,7 +12,7 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.crops import CROP_MODES
 from core.datasets import KINDS
-from core.metrics import RUN_METRICS
+from core.metrics import ANY_RUN_METRICS
 from core.registry import DEFAULT_MODEL_NAME, ModelError, default_model
 from core.runs import Run
 from core.train_options import add_train_options, config_from_args
@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
     result = run_in_background(lambda: train(cfg, progress), printer)
     test = result.metrics.get("test", {})
     print(f"{result.status} on {result.device}; {len(result.history)} epochs in {time.time() - started:.0f} s; test: "
-          + (", ".join(f"{k}={test[k]:.4f}" for k in RUN_METRICS if test.get(k) is not None) or "not scored"),
+          + (", ".join(f"{k}={test[k]:.4f}" for k in ANY_RUN_METRICS if test.get(k) is not None) or "not scored"),
           file=sys.stderr)
     if result.distribution.get("chief", True):  # another worker's folder was scratch, deleted
         print(result.run_dir)
@@ -169,9 +169,10 @@ def _print_predictions(records: list[dict]) -> None:
             continue
         print(f"{record['image']}: {len(record['faces'])} face(s)")
         for number, face in enumerate(record["faces"], start=1):
-            race_prob = face["race_probs"][face["race"]]
-            print(f"  face {number} at {face['box']}: {face['age']:.0f} ± {face['age_std']:.0f} years, "
-                  f"{face['gender']} ({face['gender_prob']:.0%}), {face['race']} ({race_prob:.0%})")
+            age = (f"age group {face['age_group']} ({face['age_group_probs'][face['age_group']]:.0%})"
+                   if "age_group" in face else f"{face['age']:.0f} ± {face['age_std']:.0f} years")
+            race = f", {face['race']} ({face['race_probs'][face['race']]:.0%})" if face["race"] else ", no race head"
+            print(f"  face {number} at {face['box']}: {age}, {face['gender']} ({face['gender_prob']:.0%}){race}")
 
 
 def cmd_predict(args) -> int:
@@ -198,17 +199,19 @@ def cmd_predict(args) -> int:
 # ------------------------------------------------------------------------------------------- saliency
 
 def add_saliency(sub) -> None:
-    from core.labels import RACES
-    from core.saliency import HEADS, METHODS, SCORECAM_MAX_N
+    from core.labels import FAIRFACE_RACES, RACES
+    from core.saliency import ALL_HEADS, METHODS, SCORECAM_MAX_N
     from core.saliency_figures import DEFAULT_ALPHA
     p = _parser(sub, "saliency", "explain one prediction as a saliency map PNG")
     p.add_argument("image", help="a photo (its first face is explained) or an already-cropped face")
-    p.add_argument("--head", choices=HEADS, default="gender", help="the output to explain")
+    p.add_argument("--head", choices=ALL_HEADS, default="gender",
+                   help="the output to explain (age_group: a FairFace or Adience model's age head)")
     p.add_argument("--method", choices=METHODS, default="gradcam", help="how to compute the map")
     p.add_argument("--out", required=True, help="PNG file to write: the face, the overlay and the prediction")
     p.add_argument("--model", default="", help=".keras file (default: the shipped model)")
     p.add_argument("--layer", default="", help="feature map for CAM methods (default: chosen per architecture)")
-    p.add_argument("--race-class", choices=RACES, help="race class to explain (default: the predicted one)")
+    p.add_argument("--race-class", choices=list(dict.fromkeys([*RACES, *FAIRFACE_RACES])),
+                   help="race class to explain, of the model's own races (default: the predicted one)")
     p.add_argument("--max-n", type=int, default=SCORECAM_MAX_N, help="Score-CAM channels (0 = all)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="heatmap opacity 0-1")
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from core.crops import CROP_MODES
 from core.datasets import KINDS
 from core.errors import UserError
-from core.model_config import AGE_LOSSES, ModelConfig
+from core.model_config import AGE_LOSSES, ModelConfig, arch_kinds
 
-SCHEDULES = ("cosine", "plateau")
+SCHEDULES = ("cosine", "plateau", "constant")
+OPTIMIZERS = ("adam", "sgd")
 MIN_ROWS = 8
 
 
@@ -31,6 +32,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
+    optimizer: str = "adam"  # "sgd" (momentum 0.9): the Levi–Hassner recipe (core/recipes.py)
     # batch_size is per replica; on several replicas (core/distribute.py) the global batch grows with them, and the
     # learning rate with it (the linear scaling rule) unless this is off: then learning_rate is used as it is.
     scale_learning_rate: bool = True
@@ -49,7 +51,7 @@ class TrainConfig:
     # "app": faces cut the way the app cuts an upload (detect + align, core/crops.py), so a model learns the
     # inputs it will meet; "dataset": the dataset's own crops, resized.
     crops: str = "app"
-    schedule: str = "cosine"  # "cosine" (with warm-up) or "plateau"
+    schedule: str = "cosine"  # "cosine" (with warm-up), "plateau", or "constant" (a reference report's own)
     warmup_epochs: float = 1.0
     early_stopping_patience: int = 4
     freeze_backbone_epochs: int = 0  # resnet50: train only the heads first, then fine-tune everything
@@ -93,6 +95,11 @@ class TrainConfig:
             (self.schedule not in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
             (self.crops not in CROP_MODES, f"crops {self.crops!r} is not one of {', '.join(CROP_MODES)}"),
             (self.dataset not in KINDS, f"dataset kind {self.dataset!r} is not one of {', '.join(KINDS)}"),
+            (self.optimizer not in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"),
+            (self.dataset in KINDS and self.dataset not in arch_kinds(self.model.arch),
+             f"{self.model.arch} trains on {' or '.join(arch_kinds(self.model.arch))} data only (it learns that "
+             f"dataset's own labels), not on {self.dataset}: choose a {' or '.join(arch_kinds(self.model.arch))} "
+             "folder and dataset kind"),
             (self.epochs < 1, "epochs must be at least 1"),
             (self.batch_size < 1, "batch size must be at least 1"),
             (self.learning_rate <= 0, "learning rate must be positive"),

@@ -58,6 +58,7 @@ class ProgressPrinter:
 
     def _epoch_summary(self, row: dict, epochs: int) -> str:
         shown = [("loss", "loss", 3), ("val_loss", "val loss", 3), ("val_age_mae", "val age MAE", 2),
+                 ("val_age_group_accuracy", "val age group acc", 3),
                  ("val_gender_accuracy", "val gender acc", 3), ("val_race_accuracy", "val race acc", 3)]
         parts = [f"{label} {row[key]:.{digits}f}" for key, label, digits in shown if key in row]
         return f"{self.label}epoch {int(row['epoch'])}/{epochs}: " + ", ".join(parts)

@@ -152,6 +152,23 @@ def load_adience(folder: Path) -> Dataset:
     return Dataset("adience", folder, _frame(rows, "adience"), problems)
 
 
+_FOLD_NUMBER = re.compile(r"^fold_(\d+)_data\.txt$")
+
+
+def adience_folds(folder: Path) -> dict[str, int]:
+    """{image path as the table holds it: number N of the fold_N_data.txt that lists it}: Adience's own
+    cross-validation folds, which keep each subject in one fold."""
+    folder, folds = Path(folder).expanduser().resolve(), {}  # resolved, as load_dataset's table paths are
+    for fold_file in sorted(folder.glob("fold_*_data.txt")):
+        match = _FOLD_NUMBER.match(fold_file.name)
+        if match is None:
+            continue
+        for _, row in _label_rows([fold_file], delimiter="\t"):
+            if row.get("original_image") and row.get("user_id") and (path := _adience_image(folder, row)):
+                folds[str(path)] = int(match.group(1))
+    return folds
+
+
 # ---------------------------------------------------------------------------------------------- FairFace
 
 def load_fairface(folder: Path) -> Dataset:
@@ -288,4 +305,7 @@ def _load_checked(kind: str | None, folder: str | Path, profile) -> Dataset:
 def stratum(table: pd.DataFrame) -> pd.Series:
     """Age decade × gender × race key used to stratify splits and the bundled sample."""
     decade = (table["age"].fillna(-10) // 10).clip(upper=10).astype(int).astype(str)
-    return decade + "_" + table["gender"].astype(str) + "_" + table["race"].astype(str)
+
+    def code(column: str) -> pd.Series:  # a missing label is a stratum of its own: pandas 3 keeps NA through
+        return table[column].fillna(-1).astype(int).astype(str)  # astype(str), and an NA key drops the row
+    return decade + "_" + code("gender") + "_" + code("race")

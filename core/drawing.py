@@ -14,8 +14,11 @@ _BOX_COLORS = ("#E45756", "#4C78A8", "#54A24B", "#F58518", "#B279A2", "#EECA3B",
 
 
 def face_label(number: int, prediction: FacePrediction) -> str:
-    return (f"{number}: {prediction.age:.0f}±{prediction.age_std:.0f} y, {prediction.gender} "
-            f"{prediction.gender_prob:.0%}, {prediction.race}")
+    """A short label in the model's own space: years ± spread, or a group model's most likely age group."""
+    age = (f"{prediction.age:.0f}±{prediction.age_std:.0f} y" if prediction.age_group is None
+           else f"age {prediction.age_group}")
+    race = f", {prediction.race}" if prediction.race else ""
+    return f"{number}: {age}, {prediction.gender} {prediction.gender_prob:.0%}{race}"
 
 
 def annotate(image: Image.Image, faces: list[Face], predictions: list[FacePrediction]) -> Image.Image:

@@ -21,7 +21,7 @@ import pandas as pd
 from core.crops import load_app_crops
 from core.datasets import load_dataset
 from core.errors import UserError
-from core.labels import AGE_SCHEMES, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, SCHEME_FOR_KIND, age_to_group
+from core.labels import AGE_SCHEMES, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, SCHEME_FOR_KIND
 from core.metrics import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
@@ -44,6 +44,7 @@ from core.metrics import (
 from core.pipeline import load_images
 from core.predict import age_mean_std
 from core.runs import Run
+from core.space_scores import data_space, mappings, own_race_confusion, predicted_groups, utkface_terms
 from core.splits import select_split
 
 MIN_GROUP_SIZE = 30  # below this a group's metrics swing too much to compare: flagged and left out of gaps
@@ -60,7 +61,9 @@ class EvaluationError(UserError):
 # ------------------------------------------------------------------------------------ predictions frames
 
 def join_predictions(table: pd.DataFrame, outputs: dict) -> pd.DataFrame:
-    """One row per image: the labels beside the model's raw outputs turned into predictions."""
+    """One row per image: the labels beside the model's raw outputs turned into predictions. A group-head model's
+    (FairFace's, Adience's) are read through the label-space mappings (core/space_scores.py `utkface_terms`)."""
+    outputs, own_space = utkface_terms(outputs, data_space(table))
     age, age_std = age_mean_std(outputs)
     race_probs = np.asarray(outputs["race"], dtype="float64")
     frame = table.reset_index(drop=True).copy()
@@ -71,6 +74,8 @@ def join_predictions(table: pd.DataFrame, outputs: dict) -> pd.DataFrame:
     frame["pred_race"] = race_probs.argmax(axis=1)
     for code, name in enumerate(RACES):
         frame[f"prob_{name}"] = race_probs[:, code]
+    for column, values in own_space.items():
+        frame[column] = values
     return frame
 
 
@@ -102,7 +107,7 @@ def predict_table(predictor, table: pd.DataFrame, on_progress: Callable[[int, in
     frame = join_predictions(table, outputs)
     if detected:
         frame["face_detected"] = np.concatenate(detected)
-    if "age_dist" not in outputs and "age_flip" in outputs:
+    if "age_dist" not in outputs and "age_flip" in outputs and "age_group" not in outputs:
         frame["pred_age_std"] = np.abs(outputs["age_flip"].reshape(-1) - frame["pred_age"].to_numpy())
     return frame
 
@@ -156,7 +161,7 @@ def _age_metrics(frame: pd.DataFrame, scheme: str) -> dict:
     position = {label: i for i, label in enumerate(labels)}
     true_group = frame["age_group"].map(position).to_numpy(dtype="float64", na_value=np.nan)
     has_group = ~np.isnan(true_group)
-    pred_group = np.array([position[g] for g in age_to_group(frame["pred_age"].to_numpy()[has_group], scheme)])
+    pred_group = predicted_groups(frame, has_group, scheme)
     return {
         "age_mae": mae(true, pred), "age_rmse": rmse(true, pred), "age_bias": mean_or_none(pred - true),
         "age_cs5": cumulative_scores(true, pred, (5,))["5"],
@@ -164,6 +169,15 @@ def _age_metrics(frame: pd.DataFrame, scheme: str) -> dict:
         "age_group_accuracy": accuracy(true_group[has_group].astype(int), pred_group),
         "age_group_one_off": one_off_accuracy(true_group[has_group], pred_group),
     }
+
+
+def _race_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows with a race label and a race prediction, their codes, their probabilities): a model without a race
+    head (Adience's) has no race figure."""
+    known, _ = labelled(frame, "race")
+    probs = race_probs(frame)
+    known &= np.isfinite(probs).all(axis=1)
+    return known, frame["race"].to_numpy(dtype="float64", na_value=np.nan)[known], probs[known]
 
 
 def _gender_metrics(frame: pd.DataFrame) -> dict:
@@ -182,8 +196,7 @@ def race_probs(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _race_metrics(frame: pd.DataFrame) -> dict:
-    known, true = labelled(frame, "race")
-    probs = race_probs(frame)[known]
+    _, true, probs = _race_rows(frame)
     pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
     return {
         "race_accuracy": accuracy(true.astype(int), pred),
@@ -235,16 +248,17 @@ def _confusions(frame: pd.DataFrame, scheme: str) -> dict:
     if known.any():
         pred = frame["pred_gender"].to_numpy()[known]
         result["gender"] = {"labels": list(GENDERS), "matrix": confusion_matrix(true, pred, 2).tolist()}
-    known, true = labelled(frame, "race")
+    known, true, probs = _race_rows(frame)
     if known.any():
-        pred = race_probs(frame)[known].argmax(axis=1)
-        result["race"] = {"labels": list(RACES), "matrix": confusion_matrix(true, pred, len(RACES)).tolist()}
+        result["race"] = {"labels": list(RACES), "matrix": confusion_matrix(true, probs.argmax(1), len(RACES)).tolist()}
+    if own := own_race_confusion(frame):  # a race-7 model on race-7 labels: in its own races
+        result["race"] = own
     labels, _ = AGE_SCHEMES[scheme]
     position = {label: i for i, label in enumerate(labels)}
     true_group = frame["age_group"].map(position).to_numpy(dtype="float64", na_value=np.nan)
     has_group = ~np.isnan(true_group)
     if has_group.any():
-        pred = [position[g] for g in age_to_group(frame["pred_age"].to_numpy()[has_group], scheme)]
+        pred = predicted_groups(frame, has_group, scheme)
         result["age_group"] = {"labels": list(labels),
                                "matrix": confusion_matrix(true_group[has_group], pred, len(labels)).tolist()}
     return result
@@ -256,9 +270,8 @@ def _reliability_curves(frame: pd.DataFrame) -> dict:
     if known.any():
         prob = frame["pred_female_prob"].to_numpy(dtype="float64")[known]
         result["gender"] = reliability(np.maximum(prob, 1 - prob), (prob >= 0.5).astype(int) == true)
-    known, true = labelled(frame, "race")
+    known, true, probs = _race_rows(frame)
     if known.any():
-        probs = race_probs(frame)[known]
         result["race"] = reliability(probs.max(axis=1), probs.argmax(axis=1) == true)
     return result
 
@@ -269,8 +282,9 @@ def evaluate_frame(frame: pd.DataFrame, kind: str | None = None, min_group: int 
     `min_group`), and the best–worst gaps. `kind` picks the age groups (default: the frame's source)."""
     kind = kind or _kind_of(frame)
     scheme = SCHEME_FOR_KIND.get(kind, "decade")
+    space = str(frame["pred_space"].iloc[0]) if "pred_space" in frame and len(frame) else "utkface"
     report = {"dataset": kind, "age_groups": scheme, "min_group_size": min_group, **scalar_metrics(frame, scheme),
-              "face_detected": face_detected_share(frame)}
+              "face_detected": face_detected_share(frame), "label_space": space, "mappings": mappings(space, kind)}
     known, true = labelled(frame, "age")
     report["age_cs"] = cumulative_scores(true, frame["pred_age"].to_numpy(dtype="float64")[known])
     report["confusion"] = _confusions(frame, scheme)

@@ -295,7 +295,7 @@ def _signature_runner(interpreter):
 def _names(keys: tuple[str, ...]) -> list[str]:
     """Output names as the model knows them. Files from this exporter keep them; a file whose signature only
     says output_0, output_1… lists them in the order tf.nest flattens the output dict (sorted keys)."""
-    if set(keys) <= set(OUTPUT_NAMES):
+    if set(keys) <= {*OUTPUT_NAMES, "age_group"}:  # age_group: a group-head model's (core/label_spaces.py)
         return list(keys)
     ordered = sorted(keys, key=lambda k: int(k.rsplit("_", 1)[-1]) if k.rsplit("_", 1)[-1].isdigit() else 0)
     expected = [name for name in OUTPUT_NAMES if len(keys) == 4 or name != "age_dist"]

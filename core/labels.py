@@ -22,6 +22,7 @@ FAIRFACE_RACE_TO_CODE = {
     "White": 0, "Black": 1, "East Asian": 2, "Southeast Asian": 2, "Indian": 3,
     "Latino_Hispanic": 4, "Middle Eastern": 4,
 }
+FAIRFACE_RACES = tuple(FAIRFACE_RACE_TO_CODE)  # FairFace's own 7, in its documented order
 
 
 def decade_label(age: float) -> str:

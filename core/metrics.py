@@ -35,6 +35,9 @@ def headline(*names: str) -> tuple[str, ...]:
 PER_TASK = headline("age_mae", "gender_accuracy", "race_accuracy")
 # What a training run reports on its test split: metrics.json, the run table, cross-validation, the CLI.
 RUN_METRICS = headline("age_mae", "age_rmse", "gender_accuracy", "race_accuracy")
+# The same for a model whose age head is groups (FairFace's, Adience's: core/label_spaces.py).
+GROUP_RUN_METRICS = headline("age_group_accuracy", "age_group_one_off", "gender_accuracy", "race_accuracy")
+ANY_RUN_METRICS = headline(*RUN_METRICS, *GROUP_RUN_METRICS)  # what a run of either kind may report
 
 
 def mean_or_none(values) -> float | None:
@@ -71,6 +74,15 @@ def within_std(true, pred, std, k: float = 1.0) -> float | None:
 def one_off_accuracy(true_index, pred_index) -> float | None:
     """Adience's 'one-off' accuracy: a prediction in the neighbouring group still counts."""
     return mean_or_none(np.abs(np.asarray(true_index, dtype=int) - np.asarray(pred_index, dtype=int)) <= 1)
+
+
+def group_scores(true_index, pred_index) -> dict[str, float | None]:
+    """Exact and one-off accuracy of an age-group head, as Adience papers report them; rows whose true group is
+    unknown (index < 0) are left out."""
+    true_index, pred_index = np.asarray(true_index, dtype=int), np.asarray(pred_index, dtype=int)
+    known = true_index >= 0
+    return {"accuracy": accuracy(true_index[known], pred_index[known]),
+            "one_off": one_off_accuracy(true_index[known], pred_index[known])}
 
 
 # -------------------------------------------------------------------------------------- classification

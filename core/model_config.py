@@ -10,7 +10,16 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 
-ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+IN_HOUSE_ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+# Reference systems rebuilt as their reports describe them (core/reference_builders.py, core/recipes.py).
+REFERENCE_ARCHITECTURES = ("vgg16", "levi_hassner", "fairface_cnn")
+ARCHITECTURES = (*IN_HOUSE_ARCHITECTURES, *REFERENCE_ARCHITECTURES)
+DATASET_KINDS = ("utkface", "adience", "fairface")  # core.datasets.KINDS, without importing pandas here
+# The dataset kinds each architecture trains on. A reference model learns its own dataset's labels (its label
+# space, core/label_spaces.py), so it fits that dataset only; the in-house models learn UTKFace's heads from any
+# (a head without labels in a dataset is masked: Adience has no race, FairFace no age in years).
+ARCH_KINDS = {"vgg16": ("utkface",), "levi_hassner": ("adience",), "fairface_cnn": ("fairface",)}
+ARCH_SPACES = {"levi_hassner": "adience", "fairface_cnn": "fairface"}  # any other: "utkface"
 AGE_HEADS = ("regression", "distribution")
 AGE_LOSSES = ("mae", "mse", "huber")
 OUTPUTS = ("age", "gender", "race")
@@ -31,12 +40,17 @@ class ModelConfig:
     width: int = 32  # base filter count for the CNNs built here (custom_cnn's reference is fixed at 32)
     dropout: float = 0.3
     l2: float = 1e-4  # used by the branched / residual models
-    imagenet: bool = True  # resnet50 only: try ImageNet weights, fall back to random init when offline
+    imagenet: bool = True  # resnet50 and vgg16: try ImageNet weights, fall back to random init when offline
 
     @classmethod
     def tiny(cls, arch: str = "custom_cnn", **overrides) -> ModelConfig:
         """Small enough to build and fit in well under a second per step; for tests."""
         return cls(**{"arch": arch, "img_size": 32, "width": 8, "imagenet": False, **overrides})
+
+    @property
+    def label_space(self) -> str:
+        """The label space its heads speak (core/label_spaces.py SPACES key)."""
+        return ARCH_SPACES.get(self.arch, "utkface")
 
     def problems(self) -> list[str]:
         """What cannot be built as set, one phrase each (empty when the model can be built)."""
@@ -44,6 +58,8 @@ class ModelConfig:
             (self.arch not in ARCHITECTURES, f"architecture {self.arch!r} is not one of {', '.join(ARCHITECTURES)}"),
             (self.age_head not in AGE_HEADS, f"age head {self.age_head!r} is not one of {', '.join(AGE_HEADS)}"),
             (self.img_size < MIN_IMG_SIZE, f"image size must be at least {MIN_IMG_SIZE} px"),
+            (self.label_space != "utkface" and self.age_head == "distribution",
+             f"{self.arch} predicts age groups, so it has no distribution-over-years age head"),
         ]
         return [message for failed, message in checks if failed]
 
@@ -54,3 +70,8 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
+
+
+def arch_kinds(arch: str) -> tuple[str, ...]:
+    """The dataset kinds an architecture trains on."""
+    return ARCH_KINDS.get(arch, DATASET_KINDS)

@@ -1,6 +1,7 @@
 """Model builders: functional Keras models with outputs named `age` (years), `gender` (P(female)) and `race`
 (5-way softmax). Models with a distribution age head also output `age_dist`, a softmax over whole years 0–116,
-whose expectation is `age` and whose spread is the age uncertainty.
+whose expectation is `age` and whose spread is the age uncertainty. The reference models of other label spaces
+(`age_group` softmax, race-7 or no race) are built in core/reference_builders.py; `build_model` builds any.
 
 Preprocessing lives inside every model, so callers pass RGB pixels in 0–255, uint8 or float. Output layers are
 pinned to float32, so under a mixed-precision policy (GPU) losses and saved predictions stay float32.
@@ -17,7 +18,12 @@ import numpy as np
 from keras import layers, regularizers
 
 from core.labels import AGE_BINS
-from core.model_config import ARCHITECTURES, OUTPUTS, ModelConfig  # noqa: F401  (ARCHITECTURES: callers' list of builders)
+from core.model_config import (  # noqa: F401  (the architecture lists: callers' lists of builders)
+    ARCHITECTURES,
+    IN_HOUSE_ARCHITECTURES,
+    OUTPUTS,
+    ModelConfig,
+)
 
 # keras.applications' ResNet-50 ImageNet weights were trained on "caffe" inputs: BGR, mean-subtracted, unscaled.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -142,17 +148,22 @@ def _keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
-def resnet50_weights_note(timeout: float = 3.0) -> str | None:
-    """None when ImageNet weights for ResNet-50 are cached or downloadable, else a sentence for the user. A
+def imagenet_weights_note(title: str = "ResNet-50", weights_file: str = RESNET50_WEIGHTS_FILE,
+                          timeout: float = 3.0) -> str | None:
+    """None when a backbone's ImageNet weights are cached or downloadable, else a sentence for the user. A
     short connection probe first: an offline machine must not hang on a download that never starts."""
-    if (_keras_home() / "models" / RESNET50_WEIGHTS_FILE).is_file():
+    if (_keras_home() / "models" / weights_file).is_file():
         return None
     try:
         socket.create_connection((RESNET50_WEIGHTS_HOST, 443), timeout=timeout).close()
         return None
     except OSError:
-        return ("ImageNet weights for ResNet-50 cannot be downloaded here (no internet): it starts from random "
+        return (f"ImageNet weights for {title} cannot be downloaded here (no internet): it starts from random "
                 "weights, so expect it to need far more data and epochs than a pretrained backbone.")
+
+
+def resnet50_weights_note(timeout: float = 3.0) -> str | None:
+    return imagenet_weights_note("ResNet-50", RESNET50_WEIGHTS_FILE, timeout)
 
 
 def _imagenet_preprocess(image):
@@ -199,11 +210,14 @@ def build_resnet50(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
 
 def build_model(cfg: ModelConfig) -> tuple[keras.Model, str | None]:
     """Build any architecture by name. Returns (model, note) where note is a message for the user or None."""
+    from core import reference_builders  # it builds on this module's heads and preprocessing
     builders = {"custom_cnn": build_custom_cnn, "multitask_cnn": build_multitask_cnn,
                 "residual_cnn": build_residual_cnn}
     cfg.validate()
     if cfg.arch == "resnet50":
         return build_resnet50(cfg)
+    if cfg.arch in reference_builders.BUILDERS:
+        return reference_builders.BUILDERS[cfg.arch](cfg)
     return builders[cfg.arch](cfg), None
 
 
@@ -213,3 +227,9 @@ def backbone_layer(model: keras.Model) -> keras.Layer | None:
         return model.get_layer("resnet50_backbone")
     except ValueError:
         return None
+
+
+def model_space(model: keras.Model):
+    """The label space (core/label_spaces.py) a built or loaded model's heads speak, or None."""
+    from core.label_spaces import space_of_outputs
+    return space_of_outputs({name: tuple(t.shape) for name, t in zip(model.output_names, model.outputs, strict=True)})

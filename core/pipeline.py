@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import settings
 from core.atomic import atomic_save_npy
+from core.label_spaces import LabelSpace, true_age_groups, true_races
 from core.labels import AGE_BINS
 
 # ------------------------------------------------------------------------------------------------ images
@@ -70,10 +71,14 @@ def age_distribution(ages: np.ndarray, sigma: float) -> np.ndarray:
 
 def targets_and_weights(table: pd.DataFrame, age_head: str, sigma: float = 2.0,
                         race_class_weights: np.ndarray | None = None,
-                        gender_class_weights: np.ndarray | None = None) -> tuple[dict, dict]:
+                        gender_class_weights: np.ndarray | None = None,
+                        space: LabelSpace | None = None) -> tuple[dict, dict]:
     """Targets per output and per-output sample weights; a missing label gets weight 0, so a head never
     trains on rows that lack its label (Adience has no race, FairFace no age in years). Class weights, when
-    given, multiply that head's weights: Keras' own `class_weight` cannot address one output of several."""
+    given, multiply that head's weights: Keras' own `class_weight` cannot address one output of several.
+    A `space` with age groups (core/label_spaces.py) gets its own heads' targets: `age_group` and its races."""
+    if space is not None and not space.age_in_years:
+        return _group_targets(table, space, race_class_weights, gender_class_weights)
     age = table["age"].to_numpy(dtype="float32", na_value=np.nan)
     gender = table["gender"].to_numpy(dtype="float32", na_value=np.nan)
     race = table["race"].to_numpy(dtype="float32", na_value=np.nan)
@@ -91,6 +96,27 @@ def targets_and_weights(table: pd.DataFrame, age_head: str, sigma: float = 2.0,
     if age_head == "distribution":
         y["age_dist"] = age_distribution(age_filled, sigma)
         w["age_dist"] = w["age"]
+    return y, w
+
+
+def _class_target(index: np.ndarray, class_weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(class index with missing rows at 0, weight: 0 where missing, else its class weight or 1)."""
+    known = index >= 0
+    filled = np.where(known, index, 0).astype("int32")
+    weight = known.astype("float32")
+    if class_weights is not None:
+        weight = weight * np.asarray(class_weights, dtype="float32")[filled]
+    return filled, weight
+
+
+def _group_targets(table: pd.DataFrame, space: LabelSpace, race_class_weights, gender_class_weights):
+    gender = table["gender"].fillna(-1).to_numpy(dtype="int64")
+    groups, group_weight = _class_target(true_age_groups(table, space), None)
+    gender_int, gender_weight = _class_target(gender, gender_class_weights)
+    y = {"age_group": groups, "gender": gender_int.astype("float32")[:, None]}
+    w = {"age_group": group_weight, "gender": gender_weight}
+    if space.races is not None:
+        y["race"], w["race"] = _class_target(true_races(table, space), race_class_weights)
     return y, w
 
 

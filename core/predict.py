@@ -23,9 +23,15 @@ from PIL import Image
 from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
 from core.crops import detect_padded, looks_like_face_crop
 from core.drawing import annotate
+from core.face_prediction import (  # noqa: F401  (FacePrediction, age_mean_std: imported from here by callers)
+    FacePrediction,
+    age_mean_std,
+    predictions,
+    space_of_heads,
+)
 from core.faces import Face, FaceDetector, shared_detector
 from core.images import ImageError, Photo, load_photo
-from core.labels import AGE_BINS, GENDERS, RACES
+from core.label_spaces import LabelSpace
 from core.registry import ModelError
 
 # Batches are padded up to one of these sizes, each with its own interpreter allocated once: no re-allocation per
@@ -35,37 +41,6 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16)
 FACE_CROP_NOTE = "taken as a face crop (no face detected)"
 
 
-def age_mean_std(outputs: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted age and, for distribution heads, its standard deviation (the model's own uncertainty)."""
-    age = np.asarray(outputs["age"], dtype="float64").reshape(-1)
-    if "age_dist" not in outputs:
-        return age, None
-    dist = np.asarray(outputs["age_dist"], dtype="float64")
-    var = (dist * (np.arange(AGE_BINS)[None, :] - age[:, None]) ** 2).sum(axis=1)
-    return age, np.sqrt(np.maximum(var, 0))
-
-
-@dataclass(frozen=True)
-class FacePrediction:
-    age: float
-    age_std: float  # the model's spread (distribution head) or the flip disagreement (regression head)
-    female_prob: float
-    race_probs: dict[str, float]
-
-    @property
-    def gender(self) -> str:
-        return GENDERS[int(self.female_prob >= 0.5)]
-
-    @property
-    def gender_prob(self) -> float:
-        """Probability of the predicted gender."""
-        return self.female_prob if self.female_prob >= 0.5 else 1 - self.female_prob
-
-    @property
-    def race(self) -> str:
-        return max(self.race_probs, key=self.race_probs.get)
-
-
 class _BatchPredictor:
     """What both predictors share: batching, flip averaging and FacePredictions, over a `_run(batch)` that maps a
     float32 (n, size, size, 3) batch to the model's outputs by name."""
@@ -73,6 +48,7 @@ class _BatchPredictor:
     img_size: int
     flip_tta: bool
     output_names: list[str]
+    space: LabelSpace  # the label space its heads speak (core/label_spaces.py)
 
     def raw_outputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs as numpy arrays, for a (n, size, size, 3) uint8/float batch of any n."""
@@ -100,7 +76,8 @@ class _BatchPredictor:
         if self.flip_tta:
             flipped = {k: np.asarray(v[bucket:bucket + n]) for k, v in out.items()}
             result = {k: (v + flipped[k]) / 2 for k, v in result.items()}
-            result["age_flip"] = flipped["age"]
+            if "age" in flipped:  # a years head: the flip disagreement is its spread
+                result["age_flip"] = flipped["age"]
         return result
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -108,19 +85,7 @@ class _BatchPredictor:
 
     def predict(self, crops: np.ndarray) -> list[FacePrediction]:
         outputs = self.raw_outputs(crops)
-        if not outputs:
-            return []
-        age, std = age_mean_std(outputs)
-        if std is None:  # regression head: the flip disagreement is the only spread we have
-            flipped = outputs.get("age_flip", outputs["age"]).reshape(-1)
-            std = np.abs(flipped - age) if self.flip_tta else np.zeros_like(age)
-        female = outputs["gender"].reshape(-1)
-        races = outputs["race"]
-        return [
-            FacePrediction(float(age[i]), float(std[i]), float(female[i]),
-                           {name: float(races[i, j]) for j, name in enumerate(RACES)})
-            for i in range(len(age))
-        ]
+        return predictions(outputs, self.space, self.flip_tta) if outputs else []
 
 
 class Predictor(_BatchPredictor):
@@ -142,6 +107,7 @@ class Predictor(_BatchPredictor):
         self._interpreters_lock = threading.Lock()
         first = self._interpreter_for(2 if flip_tta else 1)  # the one-face call, ready for the first photo
         self.img_size, self.output_names = first.img_size, list(first.outputs)
+        self.space = space_of_heads(first.widths)  # what its heads speak, read from the file itself
 
     def _interpreter_for(self, batch_size: int) -> _FixedBatchInterpreter:
         with self._interpreters_lock:
@@ -166,8 +132,8 @@ class _FixedBatchInterpreter:
             raise ModelError(f"Not a Face Insight model: its input has shape {shape}, not (n, size, size, 3).")
         self.img_size = shape[1]
         self.outputs = {name: int(d["index"]) for name, d in outputs.items()}
-        if missing := {"age", "gender", "race"} - set(self.outputs):
-            raise ModelError(f"Not a Face Insight model: it has no {', '.join(sorted(missing))} output.")
+        self.widths = {name: int(d["shape"][-1]) for name, d in outputs.items()}
+        space_of_heads(self.widths)  # a file whose heads match no label space is refused here
         self._input = int(detail["index"])
         try:
             self._interpreter.resize_tensor_input(self._input, [batch_size, self.img_size, self.img_size, 3],
@@ -194,6 +160,8 @@ class KerasPredictor(_BatchPredictor):
         self.img_size = int(model.input_shape[1])
         self.flip_tta = flip_tta
         self.output_names = list(model.output_names) if hasattr(model, "output_names") else []
+        self.space = space_of_heads({name: int(t.shape[-1]) for name, t in zip(self.output_names, model.outputs,
+                                                                          strict=True)})
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._lock = threading.Lock()  # tf.function tracing is not re-entrant across threads
 
@@ -224,6 +192,8 @@ class FaceResult:
             "age": round(p.age, 2), "age_std": round(p.age_std, 2),
             "gender": p.gender, "gender_prob": round(p.gender_prob, 4),
             "race": p.race, "race_probs": {name: round(v, 4) for name, v in p.race_probs.items()},
+            **({"age_group": p.age_group, "age_group_probs": {g: round(v, 4) for g, v in p.age_group_probs.items()}}
+               if p.age_group_probs else {}),
         }
 
 

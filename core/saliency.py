@@ -39,7 +39,8 @@ METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++", "scorecam")
 METHOD_LABELS = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
                  "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
-HEADS = ("age", "gender", "race")
+HEADS = ("age", "gender", "race")  # a UTKFace-space model's; a group-head model has age_group for age (heads_for)
+ALL_HEADS = ("age", "age_group", "gender", "race")
 
 MIN_CAM_SIDE = 4  # a coarser feature map (ResNet-50's last stage below 128 px) says little more than "the face"
 SMOOTH_SAMPLES = 20  # SmoothGrad's usual setting: enough noisy copies for a stable average
@@ -76,15 +77,20 @@ class SaliencyMap:
         return float(self.heatmap.max()) <= 0.0
 
 
-def race_index(race_class: int | str | None) -> int | None:
+def heads_for(space) -> tuple[str, ...]:
+    """The heads a model of this label space (core/label_spaces.py) has, to explain: its age, gender, its race."""
+    return ("age" if space.age_in_years else "age_group", "gender", *(("race",) if space.races else ()))
+
+
+def race_index(race_class: int | str | None, races: tuple[str, ...] = RACES) -> int | None:
     """A race class given as index or name (case-insensitive) → index; None stays None."""
     if race_class is None or isinstance(race_class, (int, np.integer)):
-        if race_class is not None and not 0 <= int(race_class) < len(RACES):
-            raise SaliencyError(f"Race class {race_class} is out of range 0..{len(RACES) - 1}.")
+        if race_class is not None and not 0 <= int(race_class) < len(races):
+            raise SaliencyError(f"Race class {race_class} is out of range 0..{len(races) - 1}.")
         return None if race_class is None else int(race_class)
-    names = {name.lower(): i for i, name in enumerate(RACES)}
+    names = {name.lower(): i for i, name in enumerate(races)}
     if race_class.lower() not in names:
-        raise SaliencyError(f"Unknown race class {race_class!r}; choose one of {', '.join(RACES)}.")
+        raise SaliencyError(f"Unknown race class {race_class!r}; choose one of {', '.join(races)}.")
     return names[race_class.lower()]
 
 
@@ -120,12 +126,15 @@ class Explainer:
 
     def __init__(self, model):
         from core.predict import KerasPredictor
-        missing = [head for head in HEADS if head not in {layer.name for layer in model.layers}]
-        if missing:
-            raise SaliencyError(f"This model has no {', '.join(missing)} output: it is not a Face Insight model.")
+        from core.registry import ModelError
+        try:
+            self._predictor = KerasPredictor(model, flip_tta=False)  # the maps explain one plain forward pass
+        except ModelError as error:  # outputs of no label space
+            raise SaliencyError(str(error)) from error
+        self.space = self._predictor.space
+        self.heads = heads_for(self.space)
         self.model = model
         self.img_size = int(model.input_shape[1])
-        self._predictor = KerasPredictor(model, flip_tta=False)  # the maps explain one plain forward pass
         self._lock = threading.RLock()
         self._built: dict[tuple, object] = {}  # views per (kind, head, layer): graph building is the slow part
 
@@ -143,22 +152,31 @@ class Explainer:
 
     def target(self, head: str, prediction, race_class: int | str | None = None) -> tuple[int, str]:
         """(class index or sign, label) of what a map for `head` explains, given the prediction."""
-        _check_head(head)
+        self._check_head(head)
         if head == "age":
             return 0, f"{prediction.age:.1f} y"
         if head == "gender":
             female = prediction.female_prob >= 0.5
             return (1 if female else -1), f"{prediction.gender} ({prediction.gender_prob:.0%})"
-        index = race_index(race_class)
-        index = RACES.index(prediction.race) if index is None else index
-        return index, f"{RACES[index]} ({prediction.race_probs[RACES[index]]:.0%})"
+        if head == "age_group":  # the predicted group, as race explains the predicted race
+            groups = self.space.age_groups
+            index = groups.index(prediction.age_group)
+            return index, f"{groups[index]} ({prediction.age_group_probs[groups[index]]:.0%})"
+        races = self.space.races
+        index = race_index(race_class, races)
+        index = races.index(prediction.race) if index is None else index
+        return index, f"{races[index]} ({prediction.race_probs[races[index]]:.0%})"
+
+    def _check_head(self, head: str) -> None:
+        if head not in self.heads:
+            raise SaliencyError(f"Unknown head {head!r} for this model; choose one of {', '.join(self.heads)}.")
 
     # ---- layers
 
-    def cam_layers(self, heads: Iterable[str] = HEADS) -> list[str]:
+    def cam_layers(self, heads: Iterable[str] | None = None) -> list[str]:
         """Rectified feature maps upstream of every given head, input side first: the choices for a CAM layer."""
         per_head = [[layer.name for layer, _ in feature_maps(self._view(head)) if is_rectified(layer)]
-                    for head in heads]
+                    for head in (self.heads if heads is None else heads)]
         return [name for name in per_head[0] if all(name in names for names in per_head[1:])] if per_head else []
 
     def default_layer(self, head: str) -> str:
@@ -177,7 +195,7 @@ class Explainer:
                 max_n: int | None = SCORECAM_MAX_N, prediction=None, seed: int = 0) -> SaliencyMap:
         """One map for one head and method. `layer` overrides the CAM layer, `max_n` the Score-CAM channel count
         (None or 0: every channel, the original Score-CAM)."""
-        _check_head(head)
+        self._check_head(head)
         if method not in METHODS:
             raise SaliencyError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
         crop = as_crop(crop, self.img_size)
@@ -224,7 +242,7 @@ class Explainer:
         zeros = keras.ops.zeros_like(out[:, :1])
         logits = {"age": lambda: keras.ops.concatenate([out / AGE_LOGIT_SCALE, zeros], axis=-1),
                   "gender": lambda: keras.ops.concatenate([zeros, out], axis=-1),
-                  "race": lambda: out}[head]()
+                  "race": lambda: out, "age_group": lambda: out}[head]()
         model = keras.Model(view.inputs, [logits], name=f"{head}_scorecam_view")
         # Score-CAM calls model.predict, whose progress bar would land in the server log once per map.
         model.predict = functools.partial(model.predict, verbose=0)
@@ -263,14 +281,9 @@ class Explainer:
 
 # ---------------------------------------------------------------------------------------------- scores
 
-def _check_head(head: str) -> None:
-    if head not in HEADS:
-        raise SaliencyError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
-
-
 def _gradient_score(head: str, index: int):
     """Score on the linear view's output: the age, the signed gender logit, or one race logit."""
-    if head == "race":
+    if head in ("race", "age_group"):  # one class's logit
         return lambda output: output[:, index]
     sign = float(index) if head == "gender" else 1.0
     return lambda output: sign * output[:, 0]
@@ -282,7 +295,7 @@ def _scorecam_score(head: str, index: int):
     import tensorflow as tf
     if head == "age":
         return lambda q: AGE_LOGIT_SCALE * (tf.math.log(q[:, 0]) - tf.math.log(q[:, 1]))
-    column = (1 if index > 0 else 0) if head == "gender" else index
+    column = (1 if index > 0 else 0) if head == "gender" else index  # race, age_group: the target class
     return lambda q: q[:, column]
 
 

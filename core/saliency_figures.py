@@ -25,8 +25,10 @@ def overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA,
 
 
 def prediction_text(prediction) -> str:
-    return (f"Prediction: {prediction.age:.0f} y, {prediction.gender} {prediction.gender_prob:.0%}, "
-            f"{prediction.race} {prediction.race_probs[prediction.race]:.0%}")
+    """In the model's own space: years or its most likely age group, and its race if it has a race head."""
+    age = f"{prediction.age:.0f} y" if prediction.age_group is None else f"age {prediction.age_group}"
+    race = f", {prediction.race} {prediction.race_probs[prediction.race]:.0%}" if prediction.race else ""
+    return f"Prediction: {age}, {prediction.gender} {prediction.gender_prob:.0%}{race}"
 
 
 def figure(crop: np.ndarray, maps: list[SaliencyMap], prediction=None, alpha: float = DEFAULT_ALPHA, cmap: str = "jet"):

@@ -66,7 +66,8 @@ def blend(old: FacePrediction, new: FacePrediction, weight: float) -> FacePredic
     def mix(a: float, b: float) -> float:
         return a + weight * (b - a)
     return FacePrediction(mix(old.age, new.age), mix(old.age_std, new.age_std), mix(old.female_prob, new.female_prob),
-                          {name: mix(p, new.race_probs[name]) for name, p in old.race_probs.items()})
+                          {name: mix(p, new.race_probs[name]) for name, p in old.race_probs.items()},
+                          {name: mix(p, new.age_group_probs[name]) for name, p in old.age_group_probs.items()})
 
 
 def _step_weight(dt: float, time_constant: float) -> float:

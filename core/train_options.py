@@ -8,27 +8,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.config import SCHEDULES, TrainConfig
+from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from core.crops import CROP_MODES
 from core.datasets import KINDS
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, ModelConfig
 
 CHOICES = {"arch": ARCHITECTURES, "age_head": AGE_HEADS, "age_loss": AGE_LOSSES, "schedule": SCHEDULES,
-           "crops": CROP_MODES, "dataset": KINDS}
+           "optimizer": OPTIMIZERS, "crops": CROP_MODES, "dataset": KINDS}
 RENAMED = {"data_dir": "--data", "learning_rate": "--lr", "out_dir": "--out"}  # shorter than the field's name
 TYPES = {"int": int, "float": float, "str": str}  # a field's annotation (a string here) → the option's type
 # A setting that is on by default is turned off by --no-<name>: its help says what that does.
 HELP = {
-    "arch": "architecture",
+    "arch": "architecture; vgg16, levi_hassner and fairface_cnn are reference models that train on UTKFace, "
+            "Adience and FairFace respectively, with their reports' recipes where settings are left at defaults",
     "img_size": "input size in pixels",
     "age_head": "regression: one number; distribution: a softmax over years, whose spread is the uncertainty",
     "width": "base filter count (multitask_cnn, residual_cnn)",
     "dropout": "dropout rate before the heads",
     "l2": "L2 weight decay (the branched and residual models)",
-    "imagenet": "resnet50: start from random weights instead of ImageNet's",
+    "imagenet": "resnet50, vgg16: start from random weights instead of ImageNet's",
     "dataset": "dataset kind",
     "data_dir": "dataset folder (default: $FACE_DATA_DIR or the bundled sample)",
     "learning_rate": "peak learning rate",
+    "optimizer": "adam, or sgd with momentum 0.9 (levi_hassner's recipe)",
     "age_loss": "regression head loss",
     "age_weight": "age loss weight",
     "gender_weight": "gender loss weight",
@@ -38,7 +40,7 @@ HELP = {
     "gender_class_weights": "balance genders in the loss",
     "augment": "train without augmentation",
     "crops": "app: faces detected and aligned as uploads are; dataset: the dataset's own crops",
-    "schedule": "learning-rate schedule: cosine (with warm-up) or plateau",
+    "schedule": "learning-rate schedule: cosine (with warm-up), plateau or constant",
     "warmup_epochs": "cosine schedule: epochs of warm-up",
     "early_stopping_patience": "epochs without validation gain before stopping",
     "freeze_backbone_epochs": "resnet50: epochs with a frozen backbone first",

@@ -30,8 +30,11 @@ from core.callbacks import progress_callback as make_progress_callback
 from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
 from core.crops import load_app_crops
 from core.errors import UserError
+from core.label_spaces import SPACES, true_races
+from core.metrics import GROUP_RUN_METRICS
 from core.models import backbone_layer, build_model
 from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
+from core.recipes import with_recipe
 from core.registry import ModelError, load_model
 from core.runs import Run, list_runs, new_run_dir, read_history, runs_root  # noqa: F401  (list_runs, read_history: moved, they need no TensorFlow)
 from core.splits import write_split_file
@@ -63,6 +66,9 @@ def _losses(cfg: TrainConfig) -> tuple[dict, dict, dict]:
     """(losses, loss weights, metrics) per output. Metrics are compiled as *weighted* metrics: Keras applies
     sample weights to those only, and the weights are what masks rows that lack a head's label."""
     import keras
+    space = SPACES[cfg.model.label_space]
+    if not space.age_in_years:
+        return _group_losses(cfg, space)
     distribution = cfg.model.age_head == "distribution"
     age_loss = {"mae": "mae", "mse": "mse", "huber": keras.losses.Huber(delta=5.0)}[cfg.age_loss]
     losses = {"age": "mae" if distribution else age_loss, "gender": "binary_crossentropy",
@@ -77,6 +83,20 @@ def _losses(cfg: TrainConfig) -> tuple[dict, dict, dict]:
     return losses, weights, metrics
 
 
+def _group_losses(cfg: TrainConfig, space) -> tuple[dict, dict, dict]:
+    """A group-head model's: cross-entropy over its age groups, at weight 1 (age_weight's 0.1 tempers squared
+    years; a group cross-entropy is on the class losses' own scale), and its races where it has them."""
+    import keras
+    heads = ["age_group", "gender", *(["race"] if space.races is not None else [])]
+    losses = {"age_group": "sparse_categorical_crossentropy", "gender": "binary_crossentropy",
+              "race": "sparse_categorical_crossentropy"}
+    weights = {"age_group": 1.0, "gender": cfg.gender_weight, "race": cfg.race_weight}
+    metrics = {"age_group": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+               "gender": [keras.metrics.BinaryAccuracy(name="accuracy")],
+               "race": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+    return ({h: losses[h] for h in heads}, {h: weights[h] for h in heads}, {h: metrics[h] for h in heads})
+
+
 def _optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, learning_rate: float):
     import keras
     if cfg.schedule == "cosine":
@@ -88,6 +108,8 @@ def _optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, learning_rat
             warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
     else:
         lr = learning_rate
+    if cfg.optimizer == "sgd":  # Levi–Hassner's Caffe solver
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
     return keras.optimizers.Adam(learning_rate=lr)
 
 
@@ -104,6 +126,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, export_tflite: boo
     root = runs_root(cfg)
     try:
         cfg.validate()
+        cfg, recipe_note = with_recipe(cfg)  # a reference model trains as its report did (core/recipes.py)
+        if recipe_note:
+            progress.update(epochs=cfg.epochs, notes=[*progress.notes, recipe_note])
         table, split = prepare_data(cfg)
         # In a cluster, only the chief writes a run folder (core/distribute.py).
         run_dir = distribute.run_folder(cfg, root, lambda: new_run_dir(root, cfg.model.arch))
@@ -135,9 +160,10 @@ def train_on_split(cfg: TrainConfig, table: pd.DataFrame, split: pd.Series, run_
 
 
 def _class_weights(cfg: TrainConfig, train_rows: pd.DataFrame) -> dict:
-    weights = {}
-    if cfg.race_class_weights:
-        weights["race_class_weights"] = balanced_class_weights(train_rows["race"].dropna().to_numpy(), 5)
+    weights, space = {}, SPACES[cfg.model.label_space]
+    if cfg.race_class_weights and space.races is not None:
+        races = true_races(train_rows, space)
+        weights["race_class_weights"] = balanced_class_weights(races[races >= 0], len(space.races))
     if cfg.gender_class_weights:
         weights["gender_class_weights"] = balanced_class_weights(train_rows["gender"].dropna().to_numpy(), 2)
     return weights
@@ -191,7 +217,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     class_weights = _class_weights(cfg, table[parts["train"]])
     datasets = {}
     for name in ("train", "val"):
-        y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights)
+        y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights,
+                                   space=SPACES[cfg.model.label_space])
         build = functools.partial(make_dataset, images[parts[name]], y, w, cfg.batch_size, training=name == "train",
                                   augment=cfg.augment)
         datasets[name] = distribution.dataset(build, cfg.seed)
@@ -217,7 +244,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
             if cfg.schedule == "plateau":
                 callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, monitor="val_loss"))
             progress.update(batches_per_epoch=steps, started=time.time())
-            pretrained = cfg.model.arch == "resnet50" and note is None
+            pretrained = cfg.model.arch in ("resnet50", "vgg16") and note is None
             scaled = dataclasses.replace(cfg, learning_rate=shared["learning_rate"])
             _fit_phases(model, scaled, datasets, callbacks, steps, progress, pretrained, backup)
 
@@ -232,7 +259,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         elif parts["test"].any() and distribution.is_chief:  # the others' run folders are scratch
             progress.update(message="Scoring the held-out test split…")
             best = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-            test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]])
+            test_metrics = _predict_metrics(best, images[parts["test"]], table[parts["test"]], cfg.model.label_space)
     if export_tflite and not stopped and distribution.is_chief:
         _export_for_litert(model_path, progress)
 
@@ -297,7 +324,11 @@ def _warm_start(model, source: Path) -> str:
     return f"Started from the weights of {source.name}."
 
 
-def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
-    from core.evaluation import summary_metrics
+def _predict_metrics(model, images: np.ndarray, table: pd.DataFrame, label_space: str = "utkface") -> dict:
     outputs = model.predict(images, batch_size=256, verbose=0)
+    if label_space != "utkface":  # group heads: scored in their own space (exact and one-off group accuracy)
+        from core.space_scores import space_summary
+        scores = space_summary(table, outputs, SPACES[label_space], SPACES[label_space])
+        return {k: v for k, v in scores.items() if k in GROUP_RUN_METRICS or k == "n"}
+    from core.evaluation import summary_metrics
     return summary_metrics(table, outputs)

@@ -91,6 +91,14 @@ def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], click
     return results
 
 
+def show_mappings(reports: dict) -> None:
+    """How each model's labels were compared with the dataset's, where they are not the same space."""
+    for name, report in reports.items():
+        for task, mapping in report.get("mappings", {}).items():
+            if "its own" not in mapping and mapping != "years (no groups)":
+                st.caption(f"{name}, {task}: {mapping}.")
+
+
 def show_worst(frame: pd.DataFrame) -> None:
     st.caption("Start here to find label errors: a face far from its label is often mislabelled, not mispredicted.")
     for task, rows in worst_errors(frame).items():
@@ -127,6 +135,7 @@ compare, age, classes, fairness, worst, download = st.tabs(
     ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
 with compare:
     st.dataframe(comparison_table(reports), hide_index=True)
+    show_mappings(reports)
     if len(modes) > 1:
         st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
                     "users get less than the dataset crops report)")

@@ -76,12 +76,22 @@ def draw_face(index: int, result: FaceResult) -> None:
     p = result.prediction
     crop_col, text_col, gender_col, race_col = st.columns([1, 1.3, 2, 3])
     crop_col.image(result.crop, caption="as the model saw it", width=CROP_PX)
-    text_col.markdown(f"#### Face {result.number}\n**{p.age:.0f} ± {p.age_std:.0f} years**\n\n"
-                      f"{p.gender} ({p.gender_prob:.0%})  \n{p.race} ({p.race_probs[p.race]:.0%})")
+    text_col.markdown(f"#### Face {result.number}\n**{p.age_text}**\n\n"  # in the model's own label space
+                      f"{p.gender} ({p.gender_prob:.0%})  \n{p.race_text}")
     if result.face.score is not None:
         text_col.caption(f"detector score {result.face.score:.2f}")
     gender_col.plotly_chart(charts.predict_gender_bars(p.female_prob), key=f"predict.gender.{index}.{result.number}")
-    race_col.plotly_chart(charts.predict_race_bars(p.race_probs), key=f"predict.race.{index}.{result.number}")
+    draw_space_bars(race_col, index, result)
+
+
+def draw_space_bars(column, index: int, result: FaceResult) -> None:
+    """The race bars, and a group-head model's age-group bars: whatever the model's label space has."""
+    p = result.prediction
+    if p.age_group_probs:
+        column.plotly_chart(charts.predict_age_group_bars(p.age_group_probs),
+                            key=f"predict.age_group.{index}.{result.number}")
+    if p.race_probs:
+        column.plotly_chart(charts.predict_race_bars(p.race_probs), key=f"predict.race.{index}.{result.number}")
 
 
 def draw_analysis(index: int, name: str, analysis: Analysis) -> None:

@@ -8,7 +8,6 @@ import streamlit as st
 
 from core import browse, saliency, saliency_faces, saliency_figures, settings, slots, workers
 from core.images import EXTENSIONS
-from core.labels import RACES
 from core.pipeline import decode_resize
 from pages.common import (
     KEY_LAST_ANALYSES,
@@ -64,12 +63,14 @@ def image_ui(predictor) -> tuple[object, str] | None:
     return (crops[number - 1], f"face {number} of the Predict page's last photos") if crops else None
 
 
-def options_ui(model_path: str) -> dict:
+def options_ui(model_path: str, space) -> dict:
+    """The map settings; the heads and races offered are the model's own (its label space, from its outputs)."""
     left, middle, right = st.columns(3)
-    heads = left.multiselect("Heads", saliency.HEADS, default=["gender"], key=KEY_HEADS)
+    heads = left.multiselect("Heads", saliency.heads_for(space), default=["gender"], key=KEY_HEADS)
     with st.spinner(WORKER_SPINNER):
         layers = workers.cam_layers(model_path, heads)
-    race = left.selectbox("Race class to explain", [PREDICTED, *RACES], key=KEY_RACE, disabled="race" not in heads)
+    race = left.selectbox("Race class to explain", [PREDICTED, *(space.races or ())], key=KEY_RACE,
+                          disabled="race" not in heads)
     methods = middle.multiselect("Methods", saliency.METHODS, default=["saliency", "gradcam"], key=KEY_METHODS,
                                  format_func=saliency.METHOD_LABELS.get)
     alpha = right.slider("Heatmap opacity", 0.0, 1.0, saliency_figures.DEFAULT_ALPHA, 0.05, key=KEY_ALPHA)
@@ -116,7 +117,7 @@ with user_errors():
         st.stop()
     crop, caption = chosen
     st.image(crop, caption=caption, width=160)
-    options = options_ui(model_path)
+    options = options_ui(model_path, predictor.space)
     signature = (model_path, mtime, hash(crop.tobytes()),
                  *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
     if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):

@@ -17,6 +17,7 @@ from core.datasets import KINDS
 from core.errors import UserError
 from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+from core.recipes import architectures_help
 from core.registry import all_models
 from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
 
@@ -81,7 +82,7 @@ def training_form():
             t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
             t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
         c = st.columns(5)
-        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH)
+        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH, help=architectures_help(archs))
         m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
                                            key=KEY_IMG_SIZE)
         t["epochs"] = c[2].number_input("Epochs", 1, most_epochs, min(d.epochs, most_epochs), key=KEY_EPOCHS)
@@ -110,6 +111,14 @@ def training_form():
     return TrainConfig.from_dict({**t, "model": m}) if started else None
 
 
+def test_metrics(test: dict) -> dict[str, str]:
+    """TEST_METRICS, with age-group accuracy in place of age MAE for a model whose age head is groups."""
+    if "age_group_accuracy" not in test or "age_mae" in test:
+        return TEST_METRICS
+    return {("age_group_accuracy" if key == "age_mae" else key):
+            ("Test age-group accuracy" if key == "age_mae" else label) for key, label in TEST_METRICS.items()}
+
+
 def draw_progress(job) -> None:
     """Status, Stop, notes and the curves; for a finished job its test metrics and run folder."""
     s = job.progress.snapshot()
@@ -128,7 +137,7 @@ def draw_progress(job) -> None:
     else:
         st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})
-        for col, (key, label) in zip(st.columns(3), TEST_METRICS.items(), strict=True):
+        for col, (key, label) in zip(st.columns(3), test_metrics(test).items(), strict=True):
             col.metric(label, "—" if test.get(key) is None else f"{test[key]:.3f}")
     if s["batch_log"] or s["history"]:
         st.plotly_chart(charts.training_curves(s["batch_log"], s["history"]), key=KEY_LIVE_CHART)

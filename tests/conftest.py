@@ -45,12 +45,13 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """Tiny untrained models of each architecture saved as .keras files (32 px), keyed by arch name."""
-    from core.models import ARCHITECTURES, ModelConfig, build_model
+    """Tiny untrained models of each in-house (UTKFace-space) architecture saved as .keras files (32 px), keyed by
+    arch name."""
+    from core.models import IN_HOUSE_ARCHITECTURES, ModelConfig, build_model
 
     folder = tmp_path_factory.mktemp("tiny_models")
     paths = {}
-    for arch in ARCHITECTURES:
+    for arch in IN_HOUSE_ARCHITECTURES:
         head = "distribution" if arch == "residual_cnn" else "regression"
         model, _ = build_model(ModelConfig.tiny(arch, age_head=head))
         paths[arch] = folder / f"{arch}.keras"

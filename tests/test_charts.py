@@ -93,3 +93,13 @@ def test_empty_table_gives_empty_charts(sample):
     assert len(charts.age_histogram(empty).data) == 0
     assert bar_total(charts.gender_bar(empty)) == 0
     assert charts.age_race_heatmap(empty).data[0].z.size == 0
+
+
+def test_training_curves_of_a_group_head_model_show_age_group_accuracy():
+    from core.charts import training_curves
+    history = [{"epoch": 1, "loss": 2.0, "val_loss": 2.1, "age_group_accuracy": 0.3, "val_age_group_accuracy": 0.25,
+                "gender_accuracy": 0.6, "val_gender_accuracy": 0.55}]
+    fig = training_curves([], history)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "Age-group accuracy" in titles and "Age MAE (years)" not in titles
+    assert [0.25] in [list(t.y) for t in fig.data if t.name == "validation"]

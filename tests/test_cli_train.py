@@ -84,3 +84,49 @@ def test_a_worker_list_without_an_index_is_a_clear_error(monkeypatch, capsys):
     assert main(["train", "--workers", "127.0.0.1:2222,127.0.0.1:2223"]) == 2
     assert "error: --workers needs --worker-index" in capsys.readouterr().err
     assert "TF_CONFIG" not in os.environ  # nothing set, nothing trained
+
+
+# ------------------------------------------------------------------------------------ reference models
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(("arch", "kind"), [("vgg16", "adience"), ("levi_hassner", "utkface"),
+                                            ("fairface_cnn", "adience")])
+def test_a_reference_architecture_refuses_other_dataset_kinds(arch, kind, tmp_path, capsys):
+    assert main(["train", "--arch", arch, "--dataset", kind, "--data", str(FIXTURES / "adience"),
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Cannot train: {arch} trains on ") and f"not on {kind}" in err
+    assert "Traceback" not in err
+
+
+def test_fairface_cnn_trains_one_epoch_on_the_fairface_fixture(tmp_path, capsys):
+    code = main(["train", "--arch", "fairface_cnn", "--dataset", "fairface", "--data", str(FIXTURES / "fairface"),
+                 "--img-size", "32", "--width", "8", "--epochs", "1", "--batch-size", "8", "--crops", "dataset",
+                 "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "age_group_accuracy=" in err and "race_accuracy=" in err
+    model = keras.saving.load_model(Path(out.strip().splitlines()[-1]) / "model.keras", safe_mode=True)
+    assert model.name == "fairface_cnn"
+
+
+def test_adience_5_fold_cross_validation_prints_exact_and_one_off_mean_and_std(tmp_path, capsys):
+    code = main(["train", "--arch", "levi_hassner", "--dataset", "adience", "--data", str(FIXTURES / "adience"),
+                 "--img-size", "32", "--epochs", "1", "--crops", "dataset", "--folds", "5", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "5/5 folds finished" in out
+    cv = json.loads((Path(out.strip().splitlines()[-1]) / "cv.json").read_text())
+    for key in ("age_group_accuracy", "age_group_one_off"):
+        stats = cv["summary"][key]
+        assert stats["n"] == 5 and f"{key:<16} {stats['mean']:.4f} ± {stats['std']:.4f}" in out
+
+
+def test_adience_cross_validation_on_the_shared_subset_says_why_it_cannot_run(shared_dir, tmp_path, capsys):
+    # Its 19 images all belong to fold 0 (SOURCE.md): there is no second fold to test on.
+    assert main(["train", "--arch", "levi_hassner", "--dataset", "adience", "--data",
+                 str(shared_dir / "data" / "adience"), "--img-size", "32", "--crops", "dataset", "--folds", "5",
+                 "--out", str(tmp_path)]) == 2
+    assert "only 1 of them (fold 0) has images here" in capsys.readouterr().err

@@ -383,3 +383,21 @@ def test_public_messages_name_no_server_path(public, tmp_path):
     with pytest.raises(DatasetError) as wrong_kind:
         load_dataset("adience", SAMPLE_DIR, public)
     assert "No Adience fold files" in str(wrong_kind.value) and str(SAMPLE_DIR) not in str(wrong_kind.value)
+
+
+# ------------------------------------------------------------------------------------ Adience's own folds
+
+def test_adience_folds_are_its_fold_files_one_subject_each():
+    folder = FIXTURES / "adience"
+    table = load_dataset("adience", folder).table
+    folds = datasets.adience_folds(folder)
+    assert set(table["path"]) == set(folds) and sorted(set(folds.values())) == [0, 1, 2, 3, 4]
+    users = table["path"].map(lambda p: Path(p).parent.name)
+    assert users.groupby(table["path"].map(folds)).nunique().eq(1).all()  # subject-exclusive
+
+
+def test_rows_without_a_race_still_get_a_stratum_and_a_split():
+    from core.splits import split_table
+    table = load_dataset("adience", FIXTURES / "adience").table
+    assert datasets.stratum(table).notna().all()
+    assert set(split_table(table)) == {"train", "val", "test"}

@@ -250,3 +250,26 @@ def test_unexpected_errors_show_a_reference_not_internals(runs, public, monkeypa
     shown = at.error[0].value
     assert re.search(r"reference [0-9a-f]{8}", shown)
     assert "RuntimeError" not in shown and "exploded" not in shown and not ABSOLUTE.search(shown)
+
+
+def test_a_fairface_model_is_scored_on_utkface_through_named_mappings(tmp_path, monkeypatch, sample_rows):
+    """A FairFace-space model (9 age groups, race-7) on the UTKFace sample: no failure, and the page says how its
+    labels were compared with UTKFace's."""
+    from core.models import ModelConfig, build_model
+    model, _ = build_model(ModelConfig.tiny("fairface_cnn"))
+    model.save(tmp_path / "fairface_cnn.keras")
+    export_beside(tmp_path / "fairface_cnn.keras")
+    name = "20250101-000002-fairface_cnn"
+    write_run(tmp_path / "runs", name, tmp_path / "fairface_cnn.keras",
+              config={"dataset": "fairface", "data_dir": "", "model": {"arch": "fairface_cnn", "img_size": 32}},
+              with_tflite=True)
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
+    st.cache_resource.clear()
+    at = evaluate(open_page(), labels=[f"{name} (run)"])
+    assert not at.error, [e.value for e in at.error]
+    captions = " ".join(c.value for c in at.caption)
+    assert "race: predicted race-7 → race-5" in captions
+    assert "age: FairFace groups as years (their middles, approximate)" in captions
+    table = comparison(at)
+    assert table["n"].tolist() == [len(sample_rows)] and table["race_accuracy"].between(0, 1).all()

@@ -102,3 +102,10 @@ def test_every_compared_metric_has_a_direction():
     compared = set(metrics.HEADLINE) - {"n", "age_within_1std"}  # a size, and a check of the spread: no "better"
     assert compared <= set(metrics.HIGHER_IS_BETTER) | set(metrics.LOWER_IS_BETTER)
     assert not set(metrics.HIGHER_IS_BETTER) & set(metrics.LOWER_IS_BETTER)
+
+
+def test_group_scores_count_exact_and_neighbouring_groups_and_skip_unknown_truth():
+    from core.metrics import group_scores
+    scores = group_scores([0, 3, 5, 7, -1], [0, 4, 3, 7, 2])
+    assert scores == {"accuracy": 0.5, "one_off": 0.75}
+    assert group_scores([-1], [0]) == {"accuracy": None, "one_off": None}

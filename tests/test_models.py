@@ -10,7 +10,8 @@ from keras import layers
 from core import models
 from core.errors import UserError
 from core.labels import AGE_BINS
-from core.models import ARCHITECTURES, ModelConfig, backbone_layer, build_model
+from core.models import IN_HOUSE_ARCHITECTURES as ARCHITECTURES  # reference models: test_reference_builders.py
+from core.models import ModelConfig, backbone_layer, build_model
 
 
 def _images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:

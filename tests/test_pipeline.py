@@ -143,3 +143,19 @@ def test_augmentation_rotates_about_the_centre_within_range_and_keeps_the_pixel_
     assert np.unravel_index(out[0, ..., 0].argmax(), (33, 33)) == (16, 16)
     strong = augment_batch(_pixels(), np.array([7, 8]), rotation=0.19).numpy()
     assert strong.min() >= 0 and strong.max() <= 255 and np.abs(strong - _pixels()).mean() > 5
+
+
+def test_group_space_targets_are_class_indices_with_masks():
+    from pathlib import Path
+
+    from core.label_spaces import ADIENCE, FAIRFACE
+    fixtures = Path(__file__).parent / "fixtures"
+    table = load_dataset("fairface", fixtures / "fairface").table
+    y, w = targets_and_weights(table, "regression", space=FAIRFACE, race_class_weights=np.arange(1, 8))
+    assert sorted(y) == ["age_group", "gender", "race"]
+    assert [FAIRFACE.age_groups[i] for i in y["age_group"]] == table["age_group"].tolist()
+    assert [FAIRFACE.races[i] for i in y["race"]] == table["race_label"].tolist()
+    np.testing.assert_array_equal(w["race"], y["race"] + 1)  # each row weighted by its class's weight
+    adience = load_dataset("adience", fixtures / "adience").table
+    y, w = targets_and_weights(adience, "regression", space=ADIENCE)
+    assert sorted(y) == ["age_group", "gender"] and w["age_group"].min() == 1.0

@@ -233,3 +233,35 @@ def test_a_busy_server_is_a_warning_not_a_wait(model_run, monkeypatch):
     at.run()
     assert not at.exception and not at.error
     assert any("busy analysing other photos" in w.value for w in at.warning)
+
+
+@pytest.fixture(scope="module")
+def fairface_model(tmp_path_factory):
+    """A tiny untrained FairFace-space model (9 age groups, race-7) with its .tflite beside it."""
+    from core.models import ModelConfig, build_model
+    from tests.support import export_beside
+
+    model, _ = build_model(ModelConfig.tiny("fairface_cnn"))
+    path = tmp_path_factory.mktemp("fairface_model") / "fairface_cnn.keras"
+    model.save(path)
+    export_beside(path)
+    return path
+
+
+def test_a_fairface_model_shows_its_age_groups_and_seven_races(fairface_model, tmp_path, monkeypatch, photos):
+    from core.labels import FAIRFACE_BINS, FAIRFACE_RACES
+    write_run(tmp_path / "runs", model=fairface_model, with_tflite=True)
+    monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg"))
+    at.run()
+    assert not at.exception and not at.error
+    text = _texts(at)
+    assert "Face 1" in text and "years" not in text
+    assert any(f"**age {group} (" in text for group in FAIRFACE_BINS)
+    assert any(f"\n{race} (" in text for race in FAIRFACE_RACES)
+    (face,) = at.session_state["predict.last_analysis"][0].faces
+    assert list(face.prediction.age_group_probs) == list(FAIRFACE_BINS)
+    assert list(face.prediction.race_probs) == list(FAIRFACE_RACES)
+    assert len(at.get("plotly_chart")) == 3  # gender, age groups and race-7

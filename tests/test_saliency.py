@@ -10,7 +10,8 @@ from PIL import Image
 from core import saliency, settings
 from core.__main__ import main
 from core.labels import RACES
-from core.models import ARCHITECTURES, ModelConfig, build_model
+from core.models import IN_HOUSE_ARCHITECTURES as ARCHITECTURES
+from core.models import ModelConfig, build_model
 from core.saliency import CAM_METHODS, HEADS, METHODS, Explainer, SaliencyError
 from tests.support import noise_crop
 
@@ -176,7 +177,7 @@ def test_bad_requests_raise_saliency_error(explainers, kwargs, message):
 def test_a_model_without_our_heads_is_refused():
     import keras
     image = keras.Input((32, 32, 3))
-    with pytest.raises(SaliencyError, match="no age, gender, race output"):
+    with pytest.raises(SaliencyError, match=r"its outputs score \(1\) match no label space"):
         Explainer(keras.Model(image, keras.layers.Dense(1, name="score")(keras.layers.Flatten()(image))))
 
 
@@ -222,3 +223,25 @@ def test_the_module_imports_without_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------ models of other label spaces
+
+@pytest.mark.parametrize(("arch", "heads"), [("fairface_cnn", ("age_group", "gender", "race")),
+                                             ("levi_hassner", ("age_group", "gender"))])
+def test_a_group_head_model_explains_its_own_heads(arch, heads):
+    model, _ = build_model(ModelConfig.tiny(arch))
+    explainer = Explainer(model)
+    assert explainer.heads == heads
+    crop = noise_crop()
+    prediction = explainer.predict(crop)
+    for head in heads:
+        for method in ("saliency", "gradcam"):
+            result = explainer.explain(crop, head, method, prediction=prediction)
+            assert result.heatmap.shape == (32, 32) and np.isfinite(result.heatmap).all()
+    group = explainer.explain(crop, "age_group", "saliency", prediction=prediction)
+    assert group.target.startswith(prediction.age_group)
+    with pytest.raises(SaliencyError, match="Unknown head 'age'"):
+        explainer.explain(crop, "age", "saliency")
+    if "race" in heads:  # a race-7 model explains any of its own seven races by name
+        assert explainer.explain(crop, "race", "saliency", "Southeast Asian").target.startswith("Southeast Asian")

@@ -168,3 +168,40 @@ def test_the_page_paints_at_once_without_tensorflow(tmp_path):
     assert result["exceptions"] == [] and result["titles"] == ["Train"]
     assert result["heavy_modules"] == []
     assert result["captions"][0].startswith("Training device: checking…")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_the_reference_models_are_listed_with_the_data_they_fit():
+    at = _train_page()
+    picker = at.selectbox(key=page.KEY_ARCH)
+    assert {"vgg16", "levi_hassner", "fairface_cnn"} <= set(picker.options)
+    assert "Levi–Hassner age-group CNN (CVPR 2015 workshop): trains on Adience" in picker.help
+    assert "fairface_cnn" not in picker.help or "trains on FairFace" in picker.help
+
+
+def test_a_reference_model_trains_one_epoch_from_the_page_and_refuses_other_data(synthetic_utkface):
+    at = _train_page()
+    at.selectbox(key=page.KEY_KIND).set_value("utkface")
+    at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
+    at.selectbox(key=page.KEY_ARCH).set_value("fairface_cnn")
+    at.button(key=page.KEY_START).click()
+    at.run()  # refused before any job starts (start_job validates the request)
+    assert not at.exception and any("fairface_cnn trains on fairface data only" in e.value for e in at.error)
+
+    at.selectbox(key=page.KEY_KIND).set_value("fairface")
+    at.text_input(key=page.KEY_FOLDER).set_value(str(FIXTURES / "fairface"))
+    at.select_slider(key=page.KEY_IMG_SIZE).set_value(32)
+    at.number_input(key=page.KEY_EPOCHS).set_value(1)
+    at.select_slider(key=page.KEY_BATCH).set_value(8)
+    at.button(key=page.KEY_START).click()
+    at.run()
+    job = jobs.current_job()
+    job.thread.join(TIMEOUT)
+    assert job.progress.status == "finished", job.progress.error
+    test = job.progress.metrics["test"]
+    assert {"age_group_accuracy", "age_group_one_off", "race_accuracy"} <= test.keys()
+    at.run()
+    assert not at.exception and any("saved to" in s.value for s in at.success)
+    assert [m.label for m in at.metric] == ["Test age-group accuracy", "Test gender accuracy", "Test race accuracy"]

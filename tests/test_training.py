@@ -278,3 +278,42 @@ def test_a_failed_export_is_a_note_not_a_failed_run(synthetic_utkface, tmp_path,
     progress = train(_cfg(synthetic_utkface, tmp_path, epochs=1), export_tflite=True)
     assert progress.status == "finished" and any("converter says no" in note for note in progress.metrics["notes"])
     assert not (Path(progress.run_dir) / "model.tflite").exists()
+
+
+# ------------------------------------------------------------------------------------ reference models
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_fairface_model_trains_and_is_scored_in_its_own_space(tmp_path):
+    result = train(_cfg(FIXTURES / "fairface", tmp_path, "fairface_cnn", dataset="fairface", crops="dataset"))
+    run_dir = Path(result.run_dir)
+    assert result.status == "finished"
+    assert any(note.startswith("fairface_cnn trains with its report's recipe") for note in result.notes)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["race_class_weights"] is True and config["learning_rate"] == 1e-4  # the report's, recorded
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert {"age_group_accuracy", "age_group_one_off", "gender_accuracy", "race_accuracy"} <= test.keys()
+    assert "age_mae" not in test
+    assert {"val_age_group_accuracy", "val_race_accuracy"} <= result.history[-1].keys()
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    out = model.predict(np.zeros((1, 32, 32, 3), "uint8"), verbose=0)
+    assert out["age_group"].shape == (1, 9) and out["race"].shape == (1, 7)
+
+
+def test_a_reference_model_refuses_another_datasets_kind_before_reading_it(synthetic_utkface, tmp_path):
+    with pytest.raises(TrainingError, match="levi_hassner trains on adience data only"):
+        train(_cfg(synthetic_utkface, tmp_path, "levi_hassner"))
+    assert not list(tmp_path.iterdir())  # no run folder for a request that cannot run
+
+
+def test_adience_cross_validation_uses_its_fold_files(tmp_path):
+    cfg = _cfg(FIXTURES / "adience", tmp_path, "levi_hassner", dataset="adience", crops="dataset")
+    result = cross_validate(cfg, 5)
+    assert result["completed"] == 5 and result["status"] == "finished"
+    tested = [pd.read_csv(Path(fold["run_dir"]) / "split.csv").query("split == 'test'") for fold in result["per_fold"]]
+    users = [set(part["path"].map(lambda p: Path(p).parent.name)) for part in tested]
+    assert all(len(u) == 1 for u in users) and len(set.union(*users)) == 5  # one subject per fold, each once
+    assert {"age_group_accuracy", "age_group_one_off", "gender_accuracy"} <= result["summary"].keys()
+    with pytest.raises(TrainingError, match="5 of them have images here .* --folds 5, not 3"):
+        cross_validate(cfg, 3)

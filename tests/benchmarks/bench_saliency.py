@@ -55,7 +55,7 @@ def time_maps(arch: str, size: int, head: str, repeats: int) -> tuple[dict[str, 
 
 
 def main() -> None:
-    from core.models import ARCHITECTURES
+    from core.models import IN_HOUSE_ARCHITECTURES as ARCHITECTURES  # UTKFace heads: gender explains the same way
     from core.saliency import METHOD_LABELS, METHODS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core.models import ARCHITECTURES, ModelConfig, build_model  # noqa: E402
+from core.models import IN_HOUSE_ARCHITECTURES as ARCHITECTURES  # noqa: E402  (UTKFace targets below)
+from core.models import ModelConfig, build_model  # noqa: E402
 from core.pipeline import make_dataset, targets_and_weights  # noqa: E402
 from core.training import TrainConfig, _losses  # noqa: E402
 
