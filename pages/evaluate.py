@@ -7,7 +7,7 @@ from collections import OrderedDict
 import pandas as pd
 import streamlit as st
 
-from core import access, charts, evaluation, housekeeping, policy, settings, slots
+from core import access, charts, evaluation, housekeeping, policy, settings, slots, splits
 from core.browse import thumbnail_jpeg
 from core.datasets import KINDS
 from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
@@ -22,6 +22,7 @@ KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
 KEY_DATASET = "evaluate.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_ROWS = "evaluate.rows"
+KEY_ROWS_CHOSEN = "evaluate.rows_chosen"  # the user picked Rows: from then on the page no longer picks for them
 KEY_CROPS = "evaluate.crops"
 KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
@@ -51,12 +52,32 @@ def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
     else:
         folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
     # A model's own test split first: scoring a model on the images it trained on flatters it.
-    splits = {f"Test split of {e.name}": e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
-    rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
+    row_choices = {test_split_label(e): e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
+    if not st.session_state.get(KEY_ROWS_CHOSEN) or st.session_state.get(KEY_ROWS) not in row_choices:
+        st.session_state[KEY_ROWS] = next(iter(row_choices))  # the fair default follows the models chosen
+    rows = right.selectbox("Rows", list(row_choices), key=KEY_ROWS,
+                           on_change=lambda: st.session_state.update({KEY_ROWS_CHOSEN: True}))
     crops = st.radio("Faces", list(CROP_CHOICES), format_func=CROP_CHOICES.get, horizontal=True, key=KEY_CROPS,
                      help="The app finds and aligns each face the way it does for an upload; the dataset's own "
                           "crops are what most papers report. Both shows the gap between them.")
-    return (None if kind == DETECT else kind), folder, splits[rows], ("app", "dataset") if crops == "both" else (crops,)
+    modes = ("app", "dataset") if crops == "both" else (crops,)
+    return (None if kind == DETECT else kind), folder, row_choices[rows], modes
+
+
+def test_split_label(entry) -> str:
+    return f"Test split of {entry.name}"
+
+
+def warn_about_training_rows(entries, table: pd.DataFrame) -> None:
+    """Say so when the rows include images a chosen model trained on, with the count: its scores flatter it."""
+    for entry in entries:
+        if entry.split_file is None:
+            continue
+        counts = splits.split_counts(table, entry.split_file)
+        if counts["train"]:
+            st.warning(f"{counts['train']:,} of these {len(table):,} images are in {entry.name}'s training split "
+                       f"(and {counts['val']:,} in its validation split): its scores here flatter it. For a fair "
+                       f"score pick **{test_split_label(entry)}** under Rows.")
 
 
 def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool):
@@ -113,6 +134,7 @@ with user_errors("Evaluate"):
     table, capped = policy.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
+    warn_about_training_rows(entries, table)
     results = score(entries, kind, table, modes, clicked)
 if any(result is None for result in results.values()):
     st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
