@@ -121,10 +121,11 @@ def draw_progress(job) -> None:
         st.error(access.public_text(f"Training failed: {s['error'] or s['message']}", profile))
     elif not job.progress.done:
         bar, stop = st.columns([5, 1])
-        bar.progress(job.progress.fraction, job.progress.status_line())
-        if stop.button("Stop", key=KEY_STOP):
+        stopping = job.progress.stop_event.is_set()
+        if stop.button("Stopping…" if stopping else "Stop", key=KEY_STOP, disabled=stopping):
             job.stop()
             st.toast("Stopping after the current batch…")
+        bar.progress(job.progress.fraction, job.progress.status_line())  # after Stop: says "Stopping…" at once
     else:
         st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})

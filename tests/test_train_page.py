@@ -168,3 +168,102 @@ def test_the_page_paints_at_once_without_tensorflow(tmp_path):
     assert result["exceptions"] == [] and result["titles"] == ["Train"]
     assert result["heavy_modules"] == []
     assert result["captions"][0].startswith("Training device: checking…")
+
+
+# ---------------------------------------------- a job's states, driven through the real Keras callback (no training)
+
+class _FakeJob:
+    """What the page reads of a core.jobs.Job: its config, owner, Progress, whether it runs, and Stop."""
+
+    def __init__(self, progress):
+        from core.config import TrainConfig
+        self.cfg, self.owner, self.progress = TrainConfig(epochs=3), None, progress
+
+    @property
+    def running(self) -> bool:
+        return not self.progress.done
+
+    def stop(self) -> None:
+        self.progress.stop_event.set()
+
+
+class _SavedModel:
+    """Stands in for the Keras model the callback saves at a better epoch."""
+
+    def save(self, path) -> None:
+        Path(path).write_bytes(b"model")
+
+
+def _held_job(monkeypatch, tmp_path):
+    """A running job on this server whose Progress is fed by the run's real callback, called by the test."""
+    from core.callbacks import progress_callback
+    from core.config import Progress
+
+    progress = Progress(status="running", epochs=3, batches_per_epoch=20, device="CPU", message="Training on CPU…")
+    callback = progress_callback(progress, tmp_path, monitor="val_loss")
+    callback.set_model(_SavedModel())
+    job = _FakeJob(progress)
+    monkeypatch.setattr(jobs, "_current_job", job)
+    return job, callback
+
+
+def _bar_text(at: AppTest) -> str:
+    return at.get("progress")[0].proto.text
+
+
+def test_the_first_step_says_compiling_and_stop_says_stopping(monkeypatch, tmp_path):
+    """Issue 20 item 4: until the first batch ends (tracing and compiling can take minutes) the bar says so; after
+    Stop it says the job is stopping until it has."""
+    job, callback = _held_job(monkeypatch, tmp_path)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    at = _train_page()
+    assert "compiling the model" in _bar_text(at).lower(), _bar_text(at)
+    callback.on_train_batch_end(0, {"loss": 2.0})
+    at.run()
+    assert "compiling" not in _bar_text(at).lower() and "batch 1/20" in _bar_text(at)
+    at.button(key=page.KEY_STOP).click()
+    at.run()
+    assert job.progress.stop_event.is_set()
+    assert "stopping" in _bar_text(at).lower(), _bar_text(at)
+
+
+def test_the_bar_says_validating_during_validation(monkeypatch, tmp_path):
+    """Issue 20 item 10: the bar at 100 % of an epoch names the validation pass it is waiting for."""
+    _, callback = _held_job(monkeypatch, tmp_path)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    for batch in range(20):
+        callback.on_train_batch_end(batch, {"loss": 1.0})
+    callback.on_test_begin()
+    at = _train_page()
+    assert "validating" in _bar_text(at).lower(), _bar_text(at)
+
+
+def test_live_curves_have_epoch_points_and_a_smooth_batch_line(monkeypatch, tmp_path):
+    """Issue 20 item 10: Keras reports running means that restart each epoch, which drew a jump at every epoch
+    start; the train line is now per-batch values, smoothed, beside one point per finished epoch."""
+    import json
+
+    import numpy as np
+
+    _, callback = _held_job(monkeypatch, tmp_path)
+    rng = np.random.default_rng(0)
+    callback.on_train_begin()
+    step = 0
+    for epoch in range(3):
+        callback.on_epoch_begin(epoch)
+        seen = []
+        for batch in range(20):
+            step += 1
+            seen.append(2.0 - 0.02 * step + rng.normal(0, 0.05))
+            callback.on_train_batch_end(batch, {"loss": float(np.mean(seen))})  # Keras's running mean
+        callback.on_epoch_end(epoch, {"loss": float(np.mean(seen)), "val_loss": float(np.mean(seen)) + 0.1})
+    at = _train_page()
+    figure = json.loads(_charts(at)[0].proto.spec)
+    loss = [t for t in figure["data"] if t.get("xaxis", "x") == "x"]
+    names = {t["name"] for t in loss}
+    line = next(t for t in loss if t["name"].startswith("train") and t["mode"] == "lines")
+    assert max(abs(b - a) for a, b in zip(line["y"], line["y"][1:], strict=False)) < 0.08  # no jump at epoch starts
+    epochs = next(t for t in loss if t["name"].startswith("train") and "markers" in t["mode"])
+    assert epochs["x"] == [1, 2, 3], names
