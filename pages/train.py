@@ -27,6 +27,8 @@ KEY_WEIGHTS = {"age": "train.age_weight", "gender": "train.gender_weight", "race
 KEY_LIMIT, KEY_FREEZE, KEY_FORM, KEY_START = "train.limit", "train.freeze_epochs", "train.form", "train.start"
 KEY_STOP, KEY_RUN, KEY_LIVE_CHART, KEY_RUN_CHART = "train.stop", "train.run", "train.live_chart", "train.run_chart"
 KEY_START_FROM = "train.start_from"
+KEY_MANAGE_RUN, KEY_NEW_NAME, KEY_RENAME = "train.manage_run", "train.new_name", "train.rename"
+KEY_CONFIRM_DELETE, KEY_DELETE, KEY_RUN_NOTICE = "train.confirm_delete", "train.delete", "train.run_notice"
 FRESH = "random weights"
 POLL_SECONDS = 1.0
 IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
@@ -191,12 +193,52 @@ def runs_ui() -> None:
         st.caption("No runs of yours yet." if profile.public else f"No runs yet in {settings.runs_dir()}.")
         return
     st.dataframe(listed.drop(columns="path"), hide_index=True)
-    chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN)
+    names = dict(zip(listed["run"], listed["name"], strict=True))
+    chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN, format_func=names.get)
     history = runs.read_history(listed.set_index("run").loc[chosen, "path"])
     if history:
         st.plotly_chart(charts.training_curves([], history), key=KEY_RUN_CHART)
     else:
         st.caption("This run has no finished epoch yet.")
+    manage_runs(listed)
+
+
+def _act_on_run(action: str, paths: dict) -> None:
+    """A Rename or Delete click, before the page redraws (so the lists above show the change): on the run chosen
+    now (the box may have changed with the click), checked against the session's rights, the outcome kept for the
+    page to show."""
+    path = paths.get(st.session_state.get(KEY_MANAGE_RUN))
+    if path is None or not public_runs.may_manage_run(profile, path, owner):
+        st.session_state[KEY_RUN_NOTICE] = ("error", "You can rename or delete only your own runs.")
+        return
+    try:
+        if action == "rename":
+            title = runs.rename_run(path, st.session_state.get(KEY_NEW_NAME, ""))
+            st.session_state[KEY_RUN_NOTICE] = ("success", f"Renamed to {title!r}.")
+        else:
+            runs.delete_run(path)
+            st.session_state[KEY_CONFIRM_DELETE] = False
+            st.session_state[KEY_RUN_NOTICE] = ("success", "Run deleted.")
+    except UserError as error:
+        st.session_state[KEY_RUN_NOTICE] = ("error", access.public_text(str(error), profile))
+
+
+def manage_runs(listed) -> None:
+    """Rename or delete one of the runs this session may touch (all in the workbench, its own in public)."""
+    mine = listed[[public_runs.may_manage_run(profile, path, owner) for path in listed["path"]]]
+    if mine.empty:
+        return
+    with st.expander("Rename or delete a run", expanded=KEY_RUN_NOTICE in st.session_state):
+        names = dict(zip(mine["run"], mine["name"], strict=True))
+        st.selectbox("Run", list(names), key=KEY_MANAGE_RUN, format_func=names.get)
+        paths = dict(zip(mine["run"], mine["path"], strict=True))
+        left, middle, right = st.columns([3, 1, 2])
+        left.text_input("New name", key=KEY_NEW_NAME, max_chars=runs.MAX_TITLE)
+        middle.button("Rename", key=KEY_RENAME, on_click=_act_on_run, args=("rename", paths))
+        confirmed = right.checkbox("Delete it for good", key=KEY_CONFIRM_DELETE)
+        right.button("Delete", key=KEY_DELETE, disabled=not confirmed, on_click=_act_on_run, args=("delete", paths))
+        if (notice := st.session_state.pop(KEY_RUN_NOTICE, None)) is not None:
+            getattr(st, notice[0])(notice[1])
 
 
 # Streamlit runs a page as "__main__"; a test imports it for its keys without running it.

@@ -14,7 +14,7 @@ from core.datasets import load_dataset
 from tests.support import export_beside, open_app_page, write_run
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
-LABELS = [f"{name} (run)" for name in RUNS]
+LABELS = [f"{name} — UTKFace · 1 epoch · not tested" for name in RUNS]  # how pickers name a run
 
 
 @pytest.fixture(scope="module")

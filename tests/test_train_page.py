@@ -129,7 +129,7 @@ def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, 
     at = _train_page()
     at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
     at.number_input(key=page.KEY_EPOCHS).set_value(1)
-    at.selectbox(key=page.KEY_START_FROM).set_value(f"{earlier.name} (run)")
+    at.selectbox(key=page.KEY_START_FROM).set_value(f"{earlier.name} — UTKFace · residual_cnn · 1 epoch · not tested")
     at.button(key=page.KEY_START).click()
     at.run()
     job = jobs.current_job()
@@ -267,3 +267,66 @@ def test_live_curves_have_epoch_points_and_a_smooth_batch_line(monkeypatch, tmp_
     assert max(abs(b - a) for a, b in zip(line["y"], line["y"][1:], strict=False)) < 0.08  # no jump at epoch starts
     epochs = next(t for t in loss if t["name"].startswith("train") and "markers" in t["mode"])
     assert epochs["x"] == [1, 2, 3], names
+
+
+# ------------------------------------------------------------------- runs: named, renamed, deleted (issue 20 item 5)
+
+def _fake_runs(monkeypatch, tmp_path) -> Path:
+    from tests.support import write_run
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("FACE_RUNS_DIR", str(root))
+    write_run(root, "20250101-000000-residual_cnn", b"unused", metrics={
+        "status": "finished", "epochs_run": 8, "test": {"age_mae": 5.234, "gender_accuracy": 0.9}})
+    write_run(root, "20250101-000001-residual_cnn", b"unused", metrics={"status": "finished", "epochs_run": 2})
+    write_run(root, "20250101-000002-residual_cnn", b"unused", metrics={"status": "stopped", "epochs_run": 0})
+    return root
+
+
+def test_runs_are_named_by_what_they_are_and_can_be_renamed_and_deleted(monkeypatch, tmp_path):
+    root = _fake_runs(monkeypatch, tmp_path)
+    at = _train_page()
+    starts = at.selectbox(key=page.KEY_START_FROM).options
+    assert "20250101-000000-residual_cnn — UTKFace · residual_cnn · 8 epochs · test age MAE 5.23" in starts, starts
+    assert not any(o.startswith("20250101-000002") for o in starts)  # stopped before one epoch: no model to offer
+
+    at.selectbox(key=page.KEY_MANAGE_RUN).set_value("20250101-000000-residual_cnn")
+    at.text_input(key=page.KEY_NEW_NAME).set_value("my first model")
+    at.button(key=page.KEY_RENAME).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "my first model — UTKFace · residual_cnn · 8 epochs · test age MAE 5.23" in \
+        at.selectbox(key=page.KEY_START_FROM).options
+    assert "my first model" in at.dataframe[0].value["name"].tolist()
+
+    at.selectbox(key=page.KEY_MANAGE_RUN).set_value("20250101-000001-residual_cnn")
+    at.text_input(key=page.KEY_NEW_NAME).set_value("my first model")  # taken: refused in words
+    at.button(key=page.KEY_RENAME).click().run()
+    assert any("already" in e.value for e in at.error), [e.value for e in at.error]
+
+    at.checkbox(key=page.KEY_CONFIRM_DELETE).check().run()  # Delete is enabled only once confirmed
+    at.button(key=page.KEY_DELETE).click().run()
+    assert not at.exception
+    assert not (root / "20250101-000001-residual_cnn").exists()
+    assert "20250101-000001-residual_cnn" not in at.dataframe[0].value["run"].tolist()
+    assert not any("000001" in o for o in at.selectbox(key=page.KEY_START_FROM).options)
+
+
+def test_a_public_visitor_renames_and_deletes_only_their_own_runs(monkeypatch, tmp_path):
+    from core import public_runs
+    from core.access import Profile
+
+    root = _fake_runs(monkeypatch, tmp_path)
+    public_runs.mark_public_run(root / "20250101-000000-residual_cnn", "me")
+    public_runs.mark_public_run(root / "20250101-000001-residual_cnn", "someone else")
+    monkeypatch.setenv("FACE_MODE", "public")
+    monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.session_state["session.owner"] = "me"
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key=page.KEY_MANAGE_RUN).options == ["20250101-000000-residual_cnn"]
+    public = Profile("public")
+    assert not public_runs.may_manage_run(public, root / "20250101-000001-residual_cnn", "me")
+    assert not public_runs.may_manage_run(public, root / "20250101-000002-residual_cnn", "me")  # the operator's
+    assert public_runs.may_manage_run(public, root / "20250101-000000-residual_cnn", "me")
