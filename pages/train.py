@@ -18,7 +18,15 @@ from core.errors import UserError
 from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.registry import all_models
-from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
+from pages.common import (
+    enter_through_router,
+    folder_box,
+    keep,
+    owned_runs,
+    session_owner,
+    session_profile,
+    visible_models,
+)
 
 KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
 KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
@@ -81,7 +89,7 @@ def training_form():
         else:
             kind_col, folder_col = st.columns([1, 4])
             t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
-            t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
+            t["data_dir"] = folder_box(folder_col, "Dataset folder", KEY_FOLDER, str(settings.data_dir()))
         c = st.columns(5)
         m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH)
         m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
@@ -102,6 +110,8 @@ def training_form():
         t["limit"] = c[1].number_input("Use at most N images (0 = all)", 0, None, d.limit, key=KEY_LIMIT)
         t["freeze_backbone_epochs"] = c[2].number_input("Frozen-backbone epochs (ResNet-50)", 0, 99, key=KEY_FREEZE)
         starts = {FRESH: None} | {e.label: e for e in visible_models(all_models()[0], profile, owner) if e.model_config}
+        if st.session_state.get(KEY_START_FROM) not in starts:  # a kept choice whose run was renamed or deleted
+            st.session_state.pop(KEY_START_FROM, None)
         start = c[3].selectbox("Start from", list(starts), key=KEY_START_FROM,
                                help="Continue a model's training, or fine-tune it on other data: its architecture, "
                                     "size and age head replace the choices above, and its images keep their split.")
@@ -247,6 +257,8 @@ if __name__ == "__main__":
     housekeeping.startup_once()
     profile = session_profile()
     owner = session_owner()
+    keep(KEY_KIND, KEY_ARCH, KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR, KEY_AGE_LOSS, KEY_AGE_HEAD, KEY_AUGMENT,
+         *KEY_WEIGHTS.values(), KEY_LIMIT, KEY_FREEZE, KEY_START_FROM)  # the form, as last submitted
     limits = policy.public_training_limits()
 
     st.title("Train")

@@ -276,6 +276,7 @@ def _fake_runs(monkeypatch, tmp_path) -> Path:
 
     root = tmp_path / "runs"
     monkeypatch.setenv("FACE_RUNS_DIR", str(root))
+    monkeypatch.setattr(jobs, "_current_job", None)  # no earlier test's job on this server
     write_run(root, "20250101-000000-residual_cnn", b"unused", metrics={
         "status": "finished", "epochs_run": 8, "test": {"age_mae": 5.234, "gender_accuracy": 0.9}})
     write_run(root, "20250101-000001-residual_cnn", b"unused", metrics={"status": "finished", "epochs_run": 2})
@@ -330,3 +331,27 @@ def test_a_public_visitor_renames_and_deletes_only_their_own_runs(monkeypatch, t
     assert not public_runs.may_manage_run(public, root / "20250101-000001-residual_cnn", "me")
     assert not public_runs.may_manage_run(public, root / "20250101-000002-residual_cnn", "me")  # the operator's
     assert public_runs.may_manage_run(public, root / "20250101-000000-residual_cnn", "me")
+
+
+def test_choices_survive_a_page_switch_and_one_folder_is_shared(monkeypatch, tmp_path):
+    """Issue 20 item 2: the Train form as last submitted comes back after a page switch, and the dataset folder
+    typed on one page is the folder on Explore, Train and Evaluate."""
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda cfg, *args: (started.append(cfg), (None, True))[1])
+    folder = str(tmp_path)
+    at = _train_page()
+    at.text_input(key=page.KEY_FOLDER).set_value(folder)
+    at.number_input(key=page.KEY_EPOCHS).set_value(7)
+    at.selectbox(key=page.KEY_ARCH).set_value("custom_cnn")
+    at.button(key=page.KEY_START).click().run()
+    assert [cfg.epochs for cfg in started] == [7]
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.number_input(key=page.KEY_EPOCHS).value == 7 and at.selectbox(key=page.KEY_ARCH).value == "custom_cnn"
+    assert at.text_input(key=page.KEY_FOLDER).value == folder
+    at.switch_page("pages/evaluate.py").run()
+    assert at.text_input(key="evaluate.folder").value == folder
+    at.text_input(key="evaluate.folder").set_value(str(tmp_path / "other")).run()
+    at.switch_page("pages/explore.py").run()
+    assert at.text_input(key="explore.folder").value == str(tmp_path / "other")
