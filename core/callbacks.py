@@ -26,16 +26,31 @@ def progress_callback(progress: Progress, run_dir: Path, monitor: str):
             self.interrupted = False
             self.stop_requested = progress.stop_event.is_set  # a cluster's workers agree on it (core/distribute.py)
 
+        def on_train_begin(self, logs=None):
+            progress.update(stage="compiling")  # each fit traces and compiles its step before the first batch
+
+        def on_train_end(self, logs=None):
+            progress.update(stage="")
+
         def on_epoch_begin(self, epoch, logs=None):
             progress.update(epoch=epoch + 1, batch=0)
 
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
-            point = {"step": self.step,
+            # `batch` (1-based) lets a chart undo Keras's running means, which restart every epoch
+            point = {"step": self.step, "batch": batch + 1,
                      "epoch": progress.epoch - 1 + (batch + 1) / max(1, progress.batches_per_epoch)}
             point.update({k: float(v) for k, v in (logs or {}).items()})
+            if progress.stage != "training":
+                progress.update(stage="training")
             progress.record_batch(batch + 1, point)
             self._check_stop()
+
+        def on_test_begin(self, logs=None):
+            progress.update(stage="validating")
+
+        def on_test_end(self, logs=None):
+            progress.update(stage="training")
 
         def on_test_batch_begin(self, batch, logs=None):
             self._check_stop()

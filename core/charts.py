@@ -226,25 +226,62 @@ def _training_panels(latest: list[dict]) -> tuple[tuple[str, str], ...]:
                  else (key, title) for key, title in TRAINING_PANELS)
 
 
+def _batch_values(points: list[dict], key: str) -> list[tuple[float, float]]:
+    """(epoch, the batch's own value) per logged batch. Keras logs running means that restart every epoch, which
+    drew a jump at each epoch start: mean_k·k − mean_j·j is the mean of batches j+1..k, whatever was skipped."""
+    values, prev_batch, prev_mean = [], 0, 0.0
+    for point in points:
+        batch = point.get("batch")
+        if batch is None:  # a log from before batches were numbered: its running means as they are
+            if point.get(key) is not None:
+                values.append((point["epoch"], point[key]))
+            continue
+        if batch <= prev_batch:
+            prev_batch, prev_mean = 0, 0.0  # a new epoch: its running means start again
+        if point.get(key) is None:
+            continue
+        values.append((point["epoch"], (point[key] * batch - prev_mean * prev_batch) / (batch - prev_batch)))
+        prev_batch, prev_mean = batch, point[key]
+    return values
+
+
+def _smoothed(values: list[tuple[float, float]], span: int) -> list[tuple[float, float]]:
+    """An exponential moving average over batches (bias-corrected, so the first points are not pulled to 0)."""
+    alpha, average, out = 2 / (span + 1), 0.0, []
+    for count, (epoch, value) in enumerate(values, start=1):
+        average = (1 - alpha) * average + alpha * value
+        out.append((epoch, average / (1 - (1 - alpha) ** count)))
+    return out
+
+
 def training_curves(batch_log: list[dict], history: list[dict]) -> go.Figure:
     """One panel per quantity (loss, age MAE, gender and race accuracy), train vs validation on an epoch axis.
 
-    Training points come from the per-batch log when there is one (Keras reports running means within the
-    epoch, so a curve shows after the first batch, and an epoch's last point is its epoch value); a finished
-    run read back from history.csv has only epoch points. Validation exists at epoch ends only."""
+    While training, the train line is each batch's own value (undone from Keras's per-epoch running means),
+    smoothed over about a quarter of an epoch, beside one point per finished epoch; a finished run read back from
+    history.csv has only epoch points. Validation exists at epoch ends only."""
     from plotly.subplots import make_subplots
 
-    train = _thinned(batch_log) if batch_log else history
     panels = _training_panels([*history[-1:], *batch_log[-1:]])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for _, title in panels],
                         horizontal_spacing=0.06)
+    per_epoch = max((p.get("batch") or 0 for p in batch_log), default=0)
+    span = max(3, min(50, per_epoch // 4))
     for col, (key, _) in enumerate(panels, start=1):
-        for name, rows, field_name, mode in (("train", train, key, "lines"),
-                                             ("validation", history, f"val_{key}", "lines+markers")):
-            rows = [r for r in rows if r.get(field_name) is not None]
+        traces = [("validation", [(r["epoch"], r[f"val_{key}"]) for r in history
+                                  if r.get(f"val_{key}") is not None], "lines+markers")]
+        epochs = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+        if batch_log:
+            line = _thinned([{"epoch": e, "y": y} for e, y in _smoothed(_batch_values(batch_log, key), span)])
+            traces = [("train", [(p["epoch"], p["y"]) for p in line], "lines"),
+                      ("train (epoch)", epochs, "markers"), *traces]
+        else:
+            traces = [("train", epochs, "lines+markers"), *traces]
+        for name, xy, mode in traces:
+            color = TRAINING_COLORS["validation" if name == "validation" else "train"]
             fig.add_trace(go.Scatter(
-                x=[r["epoch"] for r in rows], y=[r[field_name] for r in rows], mode=mode, name=name,
-                legendgroup=name, showlegend=col == 1, line={"color": TRAINING_COLORS[name]},
+                x=[x for x, _ in xy], y=[y for _, y in xy], mode=mode, name=name, legendgroup=name,
+                showlegend=col == 1, line={"color": color}, marker={"color": color, "size": 8},
                 hovertemplate=f"{name} · epoch %{{x:.2f}} · %{{y:.4f}}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},

@@ -127,6 +127,8 @@ class Progress:
     device: str = ""
     distribution: dict = field(default_factory=dict)  # strategy, replicas, devices, global batch (core/distribute.py)
     message: str = ""
+    # inside fit: "compiling" until its first batch ends (tracing can take minutes), "training", "validating"
+    stage: str = ""
     notes: list[str] = field(default_factory=list)
     batch_log: list[dict] = field(default_factory=list)  # intra-epoch points: step, epoch (fractional), logs
     history: list[dict] = field(default_factory=list)  # one row per completed epoch, train and val
@@ -173,7 +175,16 @@ class Progress:
         return min(max(done, 0.0), 1.0)
 
     def status_line(self) -> str:
+        """What the job is doing now, in words: a Stop not yet honoured first, since the user waits for it."""
         with self.lock:
+            epoch = f"Epoch {self.epoch}/{self.epochs}"
             if not self.batches_per_epoch:
-                return self.message
-            return f"Epoch {self.epoch}/{self.epochs}, batch {self.batch}/{self.batches_per_epoch}: {self.message}"
+                line = self.message
+            elif self.stage == "compiling":
+                line = f"{epoch}: compiling the model and running its first step (minutes for a large model)…"
+            elif self.stage == "validating":
+                line = f"{epoch}: validating…"
+            else:
+                line = f"{epoch}, batch {self.batch}/{self.batches_per_epoch}: {self.message}"
+            stopping = self.stop_event.is_set() and self.status not in ("finished", "stopped", "failed")
+        return f"Stopping after the current step… ({line})" if stopping else line

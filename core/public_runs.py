@@ -27,6 +27,12 @@ def visible_runs(run_names, profile: Profile, owned: set[str] | frozenset[str] =
     return [name for name in run_names if not profile.public or name in owned]
 
 
+def may_manage_run(profile: Profile, run_dir: str | Path, session_owner: str | None) -> bool:
+    """Whether a session may rename or delete a run: in the workbench any; in public only its own public runs
+    (never the operator's, never another visitor's)."""
+    return not profile.public or (session_owner is not None and run_owner(run_dir) == session_owner)
+
+
 PUBLIC_RUN_MARKER = "public.json"  # written into a run folder started by a public session
 
 

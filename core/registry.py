@@ -14,7 +14,7 @@ from pathlib import Path
 from core import settings
 from core.atomic import read_json_object
 from core.errors import UserError
-from core.runs import Run
+from core.runs import Run, run_summary, run_title
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "face_insight_v1"
@@ -39,7 +39,10 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        return f"{self.name} (stopped)" if self.stopped else f"{self.name} ({self.source})"
+        """How pickers name it: a run by its given name (or folder) and what it is, a shipped model by name."""
+        if self.source != "run":
+            return f"{self.name} ({self.source})"
+        return f"{self.card.get('title') or self.name} — {run_summary(self.card, self.card.get('metrics', {}))}"
 
     @property
     def tflite_path(self) -> Path:
@@ -101,7 +104,8 @@ def run_models(runs_dir: Path | None = None) -> tuple[list[ModelEntry], list[str
         if not _trained(run.path, metrics):
             log.info("Not offering %s: stopped before its first epoch ended (untrained weights)", run.name)
             continue
-        entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics}))
+        entries.append(ModelEntry(run.name, model_path, "run", {**config, "metrics": metrics,
+                                                                "title": run_title(run)}))
     return entries, warnings
 
 

@@ -5,7 +5,10 @@ shared by two runs."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,18 @@ import pandas as pd
 from core import settings
 from core.atomic import atomic_write_text, read_json_object
 from core.config import TrainConfig, TrainingError
+from core.datasets import KIND_TITLES
+from core.errors import UserError
 from core.metrics import RUN_METRICS
 
-COLUMNS = ["run", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
+COLUMNS = ["run", "name", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
+TITLE_FILE = "title.json"  # a name the user gave the run; the folder keeps its own (other runs' configs point to it)
+TRASH = ".trash"  # a deleted run is moved here first (one atomic rename), then removed
+MAX_TITLE = 60
+
+
+class RunError(UserError):
+    """A run that cannot be renamed or deleted as asked; the message says why."""
 
 
 def _plain(value):
@@ -35,6 +47,9 @@ class Run:
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
+
+    def __fspath__(self) -> str:  # a Run goes wherever a folder path does
+        return str(self.path)
 
     @property
     def name(self) -> str:
@@ -63,6 +78,10 @@ class Run:
     @property
     def cv_file(self) -> Path:
         return self.path / "cv.json"
+
+    @property
+    def title_file(self) -> Path:
+        return self.path / TITLE_FILE
 
     @property
     def is_cross_validation(self) -> bool:
@@ -114,7 +133,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             continue
         status = metrics.get("status") if metrics else ("running" if str(run.path) == running_dir else "incomplete")
         test = (metrics or {}).get("test", {})
-        rows.append({"run": run.name, "arch": config.get("model", {}).get("arch"),
+        rows.append({"run": run.name, "name": run_title(run) or run.name, "arch": config.get("model", {}).get("arch"),
                      "img_size": config.get("model", {}).get("img_size"), "status": status,
                      "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in RUN_METRICS},
                      "device": (metrics or {}).get("device"), "path": str(run.path)})
@@ -124,6 +143,57 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
 def read_history(run_dir: str | Path) -> list[dict]:
     """A run's per-epoch history rows ([] when it has none yet or the file is unreadable)."""
     return Run(run_dir).history()
+
+
+def run_title(run_dir: str | Path) -> str | None:
+    """The name the user gave a run (None: it has only its folder name)."""
+    title = (read_json_object(Run(run_dir).title_file) or {}).get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def run_summary(config: dict, metrics: dict) -> str:
+    """What a run is, for every picker: dataset · architecture · epochs · headline metric (· stopped)."""
+    model = config.get("model") or {}
+    epochs = metrics.get("epochs_run")
+    test_mae = (metrics.get("test") or {}).get("age_mae")
+    val_mae = (metrics.get("best") or {}).get("val_age_mae")
+    parts = [KIND_TITLES.get(config.get("dataset"), config.get("dataset")), model.get("arch"),
+             None if epochs is None else f"{epochs} epoch{'' if epochs == 1 else 's'}",
+             f"test age MAE {test_mae:.2f}" if isinstance(test_mae, float | int) else
+             f"validation age MAE {val_mae:.2f}" if isinstance(val_mae, float | int) else "not tested",
+             "stopped" if metrics.get("status") == "stopped" else None]
+    return " · ".join(str(part) for part in parts if part)
+
+
+def rename_run(run_dir: str | Path, title: str) -> str:
+    """Give a run a name (written atomically beside its files); a name another run has already is refused."""
+    run_dir, title = Path(run_dir), " ".join(str(title).split())
+    if not title or len(title) > MAX_TITLE:
+        raise RunError(f"A run's name needs 1 to {MAX_TITLE} characters.")
+    if not Run(run_dir).config_file.is_file():
+        raise RunError(f"There is no run {run_dir.name} any more.")
+    for other in (p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir):
+        if title in (other.name, run_title(other)):
+            raise RunError(f"Another run is already called {title!r}: pick another name.")
+    atomic_write_text(Run(run_dir).title_file, json.dumps({"title": title}) + "\n")
+    return title
+
+
+def delete_run(run_dir: str | Path) -> None:
+    """Delete a run that is not training: first moved out of every listing in one atomic rename, so a reader
+    never sees half a run, then removed."""
+    from core.housekeeping import run_in_progress
+
+    run_dir = Path(run_dir)
+    if not Run(run_dir).config_file.is_file():
+        raise RunError(f"There is no run {run_dir.name} any more.")
+    if str(run_dir) == _running_dir() or run_in_progress(run_dir):
+        raise RunError(f"{run_dir.name} is still training: stop it first.")
+    trash = run_dir.parent / TRASH
+    trash.mkdir(exist_ok=True)
+    target = trash / f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
+    os.replace(run_dir, target)
+    shutil.rmtree(target, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------- writing a new run

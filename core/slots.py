@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from core.errors import UserError
 
@@ -24,15 +24,22 @@ _evaluation_lock = threading.Lock()
 _photo_slots = threading.BoundedSemaphore(PHOTO_ANALYSES_AT_ONCE)
 
 
-@contextlib.contextmanager
-def evaluation_slot() -> Iterator[None]:
-    """Hold the server's one evaluation slot, or raise Busy at once (a visitor should not wait minutes)."""
+def take_evaluation_slot() -> Callable[[], None]:
+    """Take the server's one evaluation slot, or raise Busy at once (a visitor should not wait minutes); returns
+    the function that frees it (a job's thread calls it when it ends)."""
     if not _evaluation_lock.acquire(blocking=False):
         raise Busy("Another evaluation is running on this server: try again when it has finished.")
+    return _evaluation_lock.release
+
+
+@contextlib.contextmanager
+def evaluation_slot() -> Iterator[None]:
+    """Hold the server's one evaluation slot for a `with` block, or raise Busy at once."""
+    release = take_evaluation_slot()
     try:
         yield
     finally:
-        _evaluation_lock.release()
+        release()
 
 
 @contextlib.contextmanager

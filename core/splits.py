@@ -124,3 +124,10 @@ def select_split(table: pd.DataFrame, split_file: str | Path, split: str = "test
         raise SplitError(f"None of the {len(wanted)} {split!r} images of {split_file} are in this dataset "
                          "folder: evaluate the run on the folder it was trained on.")
     return chosen.reset_index(drop=True)
+
+
+def split_counts(table: pd.DataFrame, split_file: str | Path) -> dict[str, int]:
+    """How many rows of `table` a split file puts in each split (by file name, as `split_from_file` matches):
+    scores on rows the model trained on flatter it, so Evaluate says how many there are."""
+    counts = split_from_file(table, split_file).value_counts()
+    return {name: int(counts.get(name, 0)) for name in SPLITS}

@@ -23,6 +23,8 @@ from core.registry import ModelEntry, ModelError, all_models
 KEY_LAST_ANALYSES = "predict.last_analysis"
 KEY_ROUTED = "router.rerouted"  # this session has already been rerun through the router once
 KEY_OWNER = "session.owner"  # this session's id: the owner of the training jobs and runs it starts
+KEY_DATA_FOLDER = "session.data_folder"  # the dataset folder last typed on Explore, Train or Evaluate
+KEY_KEPT = "session.kept"  # the widget keys whose choices this session keeps across pages (see keep)
 
 
 def session_profile() -> access.Profile:
@@ -128,14 +130,40 @@ def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list
     return [by_label[st.selectbox(label, list(by_label), key=key)]]
 
 
+def keep(*keys: str) -> None:
+    """Keep these widgets' choices for the session, across pages. Streamlit forgets a widget's value once a script
+    run does not draw it (another page, or an early st.stop on this one); the router's keep_choices hands each
+    kept value back first. Only for widgets whose options do not change under them."""
+    st.session_state.setdefault(KEY_KEPT, set()).update(keys)
+
+
+def keep_choices() -> None:
+    """Every kept value set again before a page draws its widgets, which Streamlit then keeps as the session's
+    own (its documented way to carry a widget's value across pages). enter_through_router calls it."""
+    for key in st.session_state.get(KEY_KEPT, ()):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def folder_box(container, label: str, key: str, default: str, **kwargs) -> str:
+    """A page's dataset-folder box, sharing one folder across Explore, Train and Evaluate: arriving on a page, its
+    box shows the folder last typed on any of them."""
+    if key not in st.session_state and KEY_DATA_FOLDER in st.session_state:
+        st.session_state[key] = st.session_state[KEY_DATA_FOLDER]
+    folder = container.text_input(label, value=default, key=key, **kwargs)
+    st.session_state[KEY_DATA_FOLDER] = folder
+    return folder
+
+
 def enter_through_router() -> None:
     """Call first on every page. When a fresh server's first visitor opens a page's own address (/explore),
     Streamlit runs that file directly in its legacy `pages/` mode: the sidebar lists every file in pages/ (this one
     too) and the router's wide layout and titles are lost, until someone opens the home page. Leave legacy mode
     for the whole server and rerun through the router, which keeps the page that was asked for. Only on a
     session's first run: a later rerun would drop the click that caused it (AppTest re-enters legacy mode on
-    every run, where the old behaviour is harmless)."""
+    every run, where the old behaviour is harmless). Also hands back the choices kept across pages (`keep`)."""
     from streamlit.runtime.pages_manager import PagesManager  # no public switch exists for this
+    keep_choices()
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         if not st.session_state.get(KEY_ROUTED):

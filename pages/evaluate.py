@@ -2,16 +2,27 @@
 runs at a time per server; a public server offers its own datasets in a list and scores at most a fixed sample of
 rows (core/slots.py, core/policy.py)."""
 
+import time
 from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
-from core import access, charts, evaluation, housekeeping, policy, settings, slots
+from core import access, charts, evaluation, housekeeping, policy, settings, splits
 from core.browse import thumbnail_jpeg
 from core.datasets import KINDS
+from core.eval_jobs import EvaluationJob, Task
 from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
-from pages.common import enter_through_router, model_picker, model_version, predictor_for, session_profile, user_errors
+from pages.common import (
+    enter_through_router,
+    folder_box,
+    keep,
+    model_picker,
+    model_version,
+    predictor_for,
+    session_profile,
+    user_errors,
+)
 
 enter_through_router()
 housekeeping.startup_once()
@@ -22,16 +33,21 @@ KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
 KEY_DATASET = "evaluate.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_ROWS = "evaluate.rows"
+KEY_ROWS_CHOSEN = "evaluate.rows_chosen"  # the user picked Rows: from then on the page no longer picks for them
 KEY_CROPS = "evaluate.crops"
 KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
 KEY_DIMENSION = "evaluate.dimension"
 KEY_METRIC = "evaluate.metric"
+KEY_JOB, KEY_CANCEL = "evaluate.job", "evaluate.cancel"  # this session's evaluation job (core/eval_jobs.py)
+FOLLOW_SECONDS = 0.5
 DETECT, ALL_ROWS = "detect", "All rows"
 # How each face is cut before the model sees it: as the app cuts an upload (what users get), or the dataset's crop.
 CROP_CHOICES = {"app": "As the app cuts uploads (detect + align)", "dataset": "The dataset's own crops",
                 "both": "Both, side by side"}
+keep(KEY_KIND, KEY_CROPS)
 MAX_STORED = 16  # (model version, data) results kept in memory for every session
+MAX_DOWNLOADS = 4  # their CSV files, for the latest result sets (a 21k-row predictions file is megabytes)
 
 
 @st.cache_resource
@@ -49,46 +65,109 @@ def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
         label = middle.selectbox("Data", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
         folder = str(choices[label]) if label is not None else ""
     else:
-        folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
+        folder = folder_box(middle, "Folder", KEY_FOLDER, str(settings.SAMPLE_DIR))
     # A model's own test split first: scoring a model on the images it trained on flatters it.
-    splits = {f"Test split of {e.name}": e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
-    rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
+    row_choices = {test_split_label(e): e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
+    if not st.session_state.get(KEY_ROWS_CHOSEN) or st.session_state.get(KEY_ROWS) not in row_choices:
+        st.session_state[KEY_ROWS] = next(iter(row_choices))  # the fair default follows the models chosen
+    rows = right.selectbox("Rows", list(row_choices), key=KEY_ROWS,
+                           on_change=lambda: st.session_state.update({KEY_ROWS_CHOSEN: True}))
     crops = st.radio("Faces", list(CROP_CHOICES), format_func=CROP_CHOICES.get, horizontal=True, key=KEY_CROPS,
                      help="The app finds and aligns each face the way it does for an upload; the dataset's own "
                           "crops are what most papers report. Both shows the gap between them.")
-    return (None if kind == DETECT else kind), folder, splits[rows], ("app", "dataset") if crops == "both" else (crops,)
+    modes = ("app", "dataset") if crops == "both" else (crops,)
+    return (None if kind == DETECT else kind), folder, row_choices[rows], modes
 
 
-def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool):
-    """(predictions, report) from the store, predicting first when asked; None when not stored and not asked."""
-    key = (str(entry.path), model_version(entry.path), kind, evaluation.table_fingerprint(table), crops)
-    store = _store()
-    if key not in store and predict:
-        bar = st.progress(0.0, text=f"Predicting with {entry.name} ({crops} crops)…")
-        frame = evaluation.predict_table(predictor_for(entry), table, crops=crops, on_progress=lambda done, total:
-                                         bar.progress(done / total, text=f"{entry.name}: {done}/{total} images"))
-        store[key] = frame, evaluation.evaluate_frame(frame, kind)
-        bar.empty()
-        while len(store) > MAX_STORED:
+def test_split_label(entry) -> str:
+    return f"Test split of {entry.name}"
+
+
+def warn_about_training_rows(entries, table: pd.DataFrame) -> None:
+    """Say so when the rows include images a chosen model trained on, with the count: its scores flatter it."""
+    for entry in entries:
+        if entry.split_file is None:
+            continue
+        counts = splits.split_counts(table, entry.split_file)
+        if counts["train"]:
+            st.warning(f"{counts['train']:,} of these {len(table):,} images are in {entry.name}'s training split "
+                       f"(and {counts['val']:,} in its validation split): its scores here flatter it. For a fair "
+                       f"score pick **{test_split_label(entry)}** under Rows.")
+
+
+def result_key(entry, kind: str, table: pd.DataFrame, crops: str) -> tuple:
+    return str(entry.path), model_version(entry.path), kind, evaluation.table_fingerprint(table), crops
+
+
+@st.cache_resource
+def _downloads() -> OrderedDict:
+    return OrderedDict()
+
+
+def download_files(frames: dict, reports: dict, key: tuple) -> tuple[bytes, bytes]:
+    """(predictions CSV, metrics CSV), built once per set of results. Bytes, not callables: Streamlit names a
+    file by its content, so a button drawn by an earlier run still downloads while the page reruns; a callable
+    gets a new id every run and the old button's click failed ("Deferred file … not found")."""
+    store = _downloads()
+    if key not in store:
+        predictions = pd.concat([frame.assign(model=name) for name, frame in frames.items()])
+        store[key] = (access.shown_table(predictions, profile).to_csv(index=False).encode(),
+                      metrics_long(reports).to_csv(index=False).encode())
+        while len(store) > MAX_DOWNLOADS:
             store.popitem(last=False)
-    return store.get(key)
+    return store[key]
+
+
+def results_for(entry, kind: str, table: pd.DataFrame, crops: str):
+    """(predictions, report) from the store; None when not stored."""
+    return _store().get(result_key(entry, kind, table, crops))
 
 
 def report_name(entry, crops: str, modes: tuple[str, ...]) -> str:
     return entry.label if len(modes) == 1 else f"{entry.label} · {crops} crops"
 
 
+def follow(job: EvaluationJob) -> None:
+    """Draw a job's progress, ETA and Cancel until it ends. A page switch or a rerun ends only this drawing: the
+    job goes on in its thread, and the page follows it again on return."""
+    box = st.empty()
+    with box.container():
+        bar = st.progress(job.fraction, job.status_line())
+        st.button("Cancel", key=KEY_CANCEL, on_click=job.cancel)
+    while job.running:
+        time.sleep(FOLLOW_SECONDS)
+        bar.progress(job.fraction, job.status_line())
+    box.empty()
+
+
+def collect(job: EvaluationJob) -> None:
+    """A job that ended: its results into the shared store (cut back to its cap), or why there are none."""
+    st.session_state.pop(KEY_JOB, None)
+    if job.status == "cancelled":
+        st.info("Evaluation cancelled: nothing was scored.")
+    elif job.failure is not None:  # a UserError shows as its message, anything else as a reference id
+        raise job.failure
+    store = _store()
+    store.update(job.results)
+    while len(store) > MAX_STORED:
+        store.popitem(last=False)
+    housekeeping.evict_cache(settings.cache_max_bytes())
+
+
 def score(entries, kind: str, table: pd.DataFrame, modes: tuple[str, ...], clicked: bool) -> dict:
-    """Each (model, crop mode)'s (predictions, report), or None where not stored yet. Predicting holds the
-    server's one evaluation slot (Busy when another session has it); the cache is cut back to its cap after."""
+    """Each (model, crop mode)'s (predictions, report), or None where not stored yet. Evaluate starts a job for
+    the missing ones (core/eval_jobs.py: it holds the server's one evaluation slot, Busy when another session has
+    it); this session's job, running or just ended, is followed and collected first."""
     pairs = [(entry, crops) for entry in entries for crops in modes]
-    stored = {report_name(e, c, modes): results_for(e, kind, table, c, False) for e, c in pairs}
-    if not clicked or all(result is not None for result in stored.values()):
-        return stored
-    with slots.evaluation_slot():
-        results = {report_name(e, c, modes): results_for(e, kind, table, c, True) for e, c in pairs}
-        housekeeping.evict_cache(settings.cache_max_bytes())
-    return results
+    job = st.session_state.get(KEY_JOB)
+    if job is None and clicked and any(results_for(e, kind, table, c) is None for e, c in pairs):
+        tasks = [Task(result_key(e, kind, table, c), report_name(e, c, modes), predictor_for(e), c)
+                 for e, c in pairs if results_for(e, kind, table, c) is None]
+        job = st.session_state[KEY_JOB] = EvaluationJob(tasks, table, kind).start()
+    if job is not None:
+        follow(job)
+        collect(job)
+    return {report_name(e, c, modes): results_for(e, kind, table, c) for e, c in pairs}
 
 
 def show_mappings(reports: dict) -> None:
@@ -121,6 +200,7 @@ with user_errors("Evaluate"):
     table, capped = policy.evaluation_rows(table, profile)
     if capped:
         st.caption(capped)
+    warn_about_training_rows(entries, table)
     results = score(entries, kind, table, modes, clicked)
 if any(result is None for result in results.values()):
     st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
@@ -170,9 +250,10 @@ with fairness:
     st.dataframe(group_table(reports[detail], dimension), hide_index=True)
 with worst:
     show_worst(frames[detail])
-with download:  # callables: the CSVs are built only when clicked (21k rows take seconds), off the script thread
-    st.download_button("Per-image predictions (CSV)", lambda: access.shown_table(pd.concat(
-        [frame.assign(model=name) for name, frame in frames.items()]), profile).to_csv(index=False), "predictions.csv",
-        "text/csv", key="evaluate.download.predictions", on_click="ignore")
-    st.download_button("Metrics (CSV)", lambda: metrics_long(reports).to_csv(index=False), "metrics.csv",
-                       "text/csv", key="evaluate.download.metrics", on_click="ignore")
+with download:
+    files_key = (profile.public, *(result_key(e, kind, table, c) for e in entries for c in modes))
+    predictions_csv, metrics_csv = download_files(frames, reports, files_key)
+    st.download_button("Per-image predictions (CSV)", predictions_csv, "predictions.csv", "text/csv",
+                       key="evaluate.download.predictions", on_click="ignore")
+    st.download_button("Metrics (CSV)", metrics_csv, "metrics.csv", "text/csv", key="evaluate.download.metrics",
+                       on_click="ignore")

@@ -19,7 +19,7 @@ from core.browse import (
     thumbnail_jpeg,
 )
 from core.datasets import KINDS, load_dataset
-from pages.common import enter_through_router, session_profile, user_errors
+from pages.common import enter_through_router, folder_box, keep, session_profile, user_errors
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"
@@ -45,7 +45,7 @@ def dataset_ui() -> tuple[str | None, str]:
         label = folder_col.selectbox("Dataset", list(choices), key=KEY_DATASET,
                                      help="This server offers these datasets; its operator can add others.")
         return (None if kind == AUTO else kind), str(choices[label])
-    folder = folder_col.text_input("Dataset folder", value=str(settings.data_dir()), key=KEY_FOLDER,
+    folder = folder_box(folder_col, "Dataset folder", KEY_FOLDER, str(settings.data_dir()),
                                    help="Defaults to $FACE_DATA_DIR, else the bundled 300-image UTKFace sample.")
     return (None if kind == AUTO else kind), folder
 
@@ -113,6 +113,7 @@ if __name__ == "__main__":
     enter_through_router()
     housekeeping.startup_once()
     profile = session_profile()
+    keep(KEY_KIND)
 
     st.title("Explore a dataset")
     kind, folder = dataset_ui()

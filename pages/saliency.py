@@ -12,6 +12,7 @@ from core.pipeline import decode_resize
 from pages.common import (
     KEY_LAST_ANALYSES,
     enter_through_router,
+    keep,
     model_picker,
     model_version,
     predictor_for,
@@ -21,7 +22,6 @@ from pages.common import (
 
 enter_through_router()
 session_profile()  # binds this session's profile: core.access reads it
-
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
 KEY_SAMPLE = "saliency.sample"
@@ -36,6 +36,7 @@ KEY_MAX_N = "saliency.max_n"
 KEY_RUN = "saliency.run"
 KEY_RESULT = "saliency.result"
 KEY_DOWNLOAD = "saliency.download"
+keep(KEY_HEADS, KEY_METHODS, KEY_RACE, KEY_ALPHA, KEY_MAX_N)  # kept while the face source has no face yet
 SAMPLE, UPLOAD, LAST = "Sample face", "Upload", "Last prediction"
 PREDICTED, AUTOMATIC = "predicted class", "automatic"
 WORKER_SPINNER = "Loading the model for saliency…"  # the worker's first request starts TensorFlow (seconds)

@@ -19,7 +19,15 @@ from core.metrics import PER_TASK
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
 from core.recipes import architectures_help
 from core.registry import all_models
-from pages.common import enter_through_router, owned_runs, session_owner, session_profile, visible_models
+from pages.common import (
+    enter_through_router,
+    folder_box,
+    keep,
+    owned_runs,
+    session_owner,
+    session_profile,
+    visible_models,
+)
 
 KEY_KIND, KEY_FOLDER, KEY_ARCH = "train.kind", "train.folder", "train.arch"
 KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR = "train.img_size", "train.epochs", "train.batch_size", "train.lr"
@@ -28,6 +36,8 @@ KEY_WEIGHTS = {"age": "train.age_weight", "gender": "train.gender_weight", "race
 KEY_LIMIT, KEY_FREEZE, KEY_FORM, KEY_START = "train.limit", "train.freeze_epochs", "train.form", "train.start"
 KEY_STOP, KEY_RUN, KEY_LIVE_CHART, KEY_RUN_CHART = "train.stop", "train.run", "train.live_chart", "train.run_chart"
 KEY_START_FROM = "train.start_from"
+KEY_MANAGE_RUN, KEY_NEW_NAME, KEY_RENAME = "train.manage_run", "train.new_name", "train.rename"
+KEY_CONFIRM_DELETE, KEY_DELETE, KEY_RUN_NOTICE = "train.confirm_delete", "train.delete", "train.run_notice"
 FRESH = "random weights"
 POLL_SECONDS = 1.0
 IMG_SIZES = (32, 48, 64, 96, 128, 160, 224)
@@ -80,7 +90,7 @@ def training_form():
         else:
             kind_col, folder_col = st.columns([1, 4])
             t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
-            t["data_dir"] = folder_col.text_input("Dataset folder", str(settings.data_dir()), key=KEY_FOLDER)
+            t["data_dir"] = folder_box(folder_col, "Dataset folder", KEY_FOLDER, str(settings.data_dir()))
         c = st.columns(5)
         m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH, help=architectures_help(archs))
         m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
@@ -101,6 +111,8 @@ def training_form():
         t["limit"] = c[1].number_input("Use at most N images (0 = all)", 0, None, d.limit, key=KEY_LIMIT)
         t["freeze_backbone_epochs"] = c[2].number_input("Frozen-backbone epochs (ResNet-50)", 0, 99, key=KEY_FREEZE)
         starts = {FRESH: None} | {e.label: e for e in visible_models(all_models()[0], profile, owner) if e.model_config}
+        if st.session_state.get(KEY_START_FROM) not in starts:  # a kept choice whose run was renamed or deleted
+            st.session_state.pop(KEY_START_FROM, None)
         start = c[3].selectbox("Start from", list(starts), key=KEY_START_FROM,
                                help="Continue a model's training, or fine-tune it on other data: its architecture, "
                                     "size and age head replace the choices above, and its images keep their split.")
@@ -130,10 +142,11 @@ def draw_progress(job) -> None:
         st.error(access.public_text(f"Training failed: {s['error'] or s['message']}", profile))
     elif not job.progress.done:
         bar, stop = st.columns([5, 1])
-        bar.progress(job.progress.fraction, job.progress.status_line())
-        if stop.button("Stop", key=KEY_STOP):
+        stopping = job.progress.stop_event.is_set()
+        if stop.button("Stopping…" if stopping else "Stop", key=KEY_STOP, disabled=stopping):
             job.stop()
             st.toast("Stopping after the current batch…")
+        bar.progress(job.progress.fraction, job.progress.status_line())  # after Stop: says "Stopping…" at once
     else:
         st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})
@@ -199,12 +212,52 @@ def runs_ui() -> None:
         st.caption("No runs of yours yet." if profile.public else f"No runs yet in {settings.runs_dir()}.")
         return
     st.dataframe(listed.drop(columns="path"), hide_index=True)
-    chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN)
+    names = dict(zip(listed["run"], listed["name"], strict=True))
+    chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN, format_func=names.get)
     history = runs.read_history(listed.set_index("run").loc[chosen, "path"])
     if history:
         st.plotly_chart(charts.training_curves([], history), key=KEY_RUN_CHART)
     else:
         st.caption("This run has no finished epoch yet.")
+    manage_runs(listed)
+
+
+def _act_on_run(action: str, paths: dict) -> None:
+    """A Rename or Delete click, before the page redraws (so the lists above show the change): on the run chosen
+    now (the box may have changed with the click), checked against the session's rights, the outcome kept for the
+    page to show."""
+    path = paths.get(st.session_state.get(KEY_MANAGE_RUN))
+    if path is None or not public_runs.may_manage_run(profile, path, owner):
+        st.session_state[KEY_RUN_NOTICE] = ("error", "You can rename or delete only your own runs.")
+        return
+    try:
+        if action == "rename":
+            title = runs.rename_run(path, st.session_state.get(KEY_NEW_NAME, ""))
+            st.session_state[KEY_RUN_NOTICE] = ("success", f"Renamed to {title!r}.")
+        else:
+            runs.delete_run(path)
+            st.session_state[KEY_CONFIRM_DELETE] = False
+            st.session_state[KEY_RUN_NOTICE] = ("success", "Run deleted.")
+    except UserError as error:
+        st.session_state[KEY_RUN_NOTICE] = ("error", access.public_text(str(error), profile))
+
+
+def manage_runs(listed) -> None:
+    """Rename or delete one of the runs this session may touch (all in the workbench, its own in public)."""
+    mine = listed[[public_runs.may_manage_run(profile, path, owner) for path in listed["path"]]]
+    if mine.empty:
+        return
+    with st.expander("Rename or delete a run", expanded=KEY_RUN_NOTICE in st.session_state):
+        names = dict(zip(mine["run"], mine["name"], strict=True))
+        st.selectbox("Run", list(names), key=KEY_MANAGE_RUN, format_func=names.get)
+        paths = dict(zip(mine["run"], mine["path"], strict=True))
+        left, middle, right = st.columns([3, 1, 2])
+        left.text_input("New name", key=KEY_NEW_NAME, max_chars=runs.MAX_TITLE)
+        middle.button("Rename", key=KEY_RENAME, on_click=_act_on_run, args=("rename", paths))
+        confirmed = right.checkbox("Delete it for good", key=KEY_CONFIRM_DELETE)
+        right.button("Delete", key=KEY_DELETE, disabled=not confirmed, on_click=_act_on_run, args=("delete", paths))
+        if (notice := st.session_state.pop(KEY_RUN_NOTICE, None)) is not None:
+            getattr(st, notice[0])(notice[1])
 
 
 # Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
@@ -213,6 +266,8 @@ if __name__ == "__main__":
     housekeeping.startup_once()
     profile = session_profile()
     owner = session_owner()
+    keep(KEY_KIND, KEY_ARCH, KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR, KEY_AGE_LOSS, KEY_AGE_HEAD, KEY_AUGMENT,
+         *KEY_WEIGHTS.values(), KEY_LIMIT, KEY_FREEZE, KEY_START_FROM)  # the form, as last submitted
     limits = policy.public_training_limits()
 
     st.title("Train")

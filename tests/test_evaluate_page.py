@@ -14,7 +14,7 @@ from core.datasets import load_dataset
 from tests.support import export_beside, open_app_page, write_run
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
-LABELS = [f"{name} (run)" for name in RUNS]
+LABELS = [f"{name} — UTKFace · 1 epoch · not tested" for name in RUNS]  # how pickers name a run
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def comparison(at: AppTest) -> pd.DataFrame:
 
 
 def test_two_models_on_the_bundled_sample(runs, predict_calls, sample_rows):
-    at = evaluate(open_page())
+    at = evaluate(open_page(), rows="All rows")
     assert not at.error
     table = comparison(at)
     assert sorted(table["model"]) == sorted(LABELS)
@@ -124,11 +124,31 @@ def test_a_runs_test_split_scores_only_its_test_rows(runs, predict_calls):
     assert predict_calls[-1]["rows"] == runs["test_rows"]
 
 
+def test_rows_default_to_the_chosen_models_own_test_split(runs, predict_calls):
+    """Issue 20 item 1: the default is fair, the model's own test rows, and nothing warns about them."""
+    at = open_page()
+    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()  # the run with a split file
+    assert at.selectbox(key="evaluate.rows").value == f"Test split of {RUNS[0]}"
+    at.button(key="evaluate.run").click().run()
+    assert comparison(at)["n"].tolist() == [runs["test_rows"]]
+    assert not [w for w in at.warning if "training split" in w.value]
+
+
+def test_rows_that_overlap_a_models_training_split_are_flagged_with_the_count(runs, predict_calls, sample_rows):
+    at = open_page()
+    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()
+    at.selectbox(key="evaluate.rows").set_value("All rows").run()
+    trained = len(sample_rows) - runs["test_rows"]
+    warnings = [w.value for w in at.warning if "training split" in w.value]
+    assert len(warnings) == 1 and f"{trained} of these {len(sample_rows)} images" in warnings[0], warnings
+    assert f"Test split of {RUNS[0]}" in warnings[0]  # and says what to pick instead
+
+
 def test_nothing_is_predicted_before_evaluate_is_pressed(runs, predict_calls, sample_rows):
     at = open_page()
     at.multiselect(key="evaluate.models").set_value(LABELS).run()
     assert not predict_calls
-    assert any(f"{len(sample_rows):,} labelled images ready" in info.value for info in at.info)
+    assert any(f"{runs['test_rows']:,} labelled images ready" in info.value for info in at.info)  # its test split
 
 
 def test_a_bad_folder_shows_an_error_not_a_traceback(runs, predict_calls):
@@ -207,7 +227,7 @@ def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, pu
     at = open_page()
     assert not at.text_input  # no folder box to type a server path into
     assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]
-    evaluate(at, labels=LABELS[:1])
+    evaluate(at, labels=LABELS[:1], rows="All rows")
     assert comparison(at)["n"].tolist() == [40] and [c["rows"] for c in predict_calls] == [40]
     assert any("fixed sample of 40 of the 300 images" in c.value for c in at.caption)
     assert not ABSOLUTE.search(_shown(at))

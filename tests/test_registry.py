@@ -125,7 +125,9 @@ def test_only_runs_trained_for_an_epoch_are_offered_and_stopped_ones_say_so(tmp_
     offered = {e.name: e for e in entries}
     assert set(offered) == {name for name, case in cases.items() if case[2]} | {"20250101-000000-residual_cnn"}
     assert warnings == []
-    assert offered["20250103-000000-stopped-later"].label == "20250103-000000-stopped-later (stopped)"
+    assert offered["20250103-000000-stopped-later"].label == \
+        "20250103-000000-stopped-later — UTKFace · residual_cnn · 2 epochs · not tested · stopped"
     assert offered["20250104-000000-stopped-history-only"].stopped
-    assert offered["20250111-000000-finished"].label == "20250111-000000-finished (run)"
+    assert offered["20250111-000000-finished"].label == \
+        "20250111-000000-finished — UTKFace · residual_cnn · 5 epochs · not tested"
     assert registry.epochs_completed(runs / "20250104-000000-stopped-history-only", {}) == 1

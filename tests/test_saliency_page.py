@@ -136,3 +136,16 @@ def test_an_upload_while_the_server_is_busy_is_a_warning(run, monkeypatch):
     at.file_uploader(key="saliency.upload").set_value(("face.png", b"not read: no slot", "image/png")).run()
     assert not at.exception and not at.error
     assert any("busy analysing other photos" in w.value for w in at.warning)
+
+
+def test_heads_and_methods_survive_a_change_of_face_source(run):
+    """Issue 20 item 2: picking Upload (no photo yet, so no options drawn) and coming back keeps the choices."""
+    at = open_page()
+    at.multiselect(key="saliency.heads").set_value(["age", "race"])
+    at.multiselect(key="saliency.methods").set_value(["gradcam"])
+    at.run()
+    at.radio(key="saliency.source").set_value("Upload").run()
+    assert not at.exception and not [m for m in at.multiselect if m.key == "saliency.heads"]
+    at.radio(key="saliency.source").set_value("Sample face").run()
+    assert at.multiselect(key="saliency.heads").value == ["age", "race"]
+    assert at.multiselect(key="saliency.methods").value == ["gradcam"]

@@ -15,6 +15,7 @@ from core.splits import (
     kfold_assignment,
     read_split_file,
     select_split,
+    split_counts,
     split_from_file,
     split_table,
     write_split_file,
@@ -157,3 +158,10 @@ def test_select_split_errors_say_why(tmp_path):
         select_split(table, tmp_path / "split.csv")
     with pytest.raises(SplitError, match="no 'val' rows"):
         select_split(table, tmp_path / "split.csv", "val")
+
+
+def test_split_counts_say_how_many_rows_each_split_holds(tmp_path):
+    table = pd.DataFrame({"path": [f"/data/{i}.jpg" for i in range(6)]})
+    write_split_file(tmp_path / "split.csv", [f"/elsewhere/{i}.jpg" for i in range(5)],
+                     ["train", "train", "val", "test", "train"])  # matched by name; 5.jpg is in no split
+    assert split_counts(table, tmp_path / "split.csv") == {"train": 3, "val": 1, "test": 1}

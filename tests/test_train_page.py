@@ -129,7 +129,7 @@ def test_a_run_can_continue_a_trained_model_on_its_own_split(synthetic_utkface, 
     at = _train_page()
     at.text_input(key=page.KEY_FOLDER).set_value(str(synthetic_utkface))
     at.number_input(key=page.KEY_EPOCHS).set_value(1)
-    at.selectbox(key=page.KEY_START_FROM).set_value(f"{earlier.name} (run)")
+    at.selectbox(key=page.KEY_START_FROM).set_value(f"{earlier.name} — UTKFace · residual_cnn · 1 epoch · not tested")
     at.button(key=page.KEY_START).click()
     at.run()
     job = jobs.current_job()
@@ -205,3 +205,190 @@ def test_a_reference_model_trains_one_epoch_from_the_page_and_refuses_other_data
     at.run()
     assert not at.exception and any("saved to" in s.value for s in at.success)
     assert [m.label for m in at.metric] == ["Test age-group accuracy", "Test gender accuracy", "Test race accuracy"]
+
+
+# ---------------------------------------------- a job's states, driven through the real Keras callback (no training)
+
+class _FakeJob:
+    """What the page reads of a core.jobs.Job: its config, owner, Progress, whether it runs, and Stop."""
+
+    def __init__(self, progress):
+        from core.config import TrainConfig
+        self.cfg, self.owner, self.progress = TrainConfig(epochs=3), None, progress
+
+    @property
+    def running(self) -> bool:
+        return not self.progress.done
+
+    def stop(self) -> None:
+        self.progress.stop_event.set()
+
+
+class _SavedModel:
+    """Stands in for the Keras model the callback saves at a better epoch."""
+
+    def save(self, path) -> None:
+        Path(path).write_bytes(b"model")
+
+
+def _held_job(monkeypatch, tmp_path):
+    """A running job on this server whose Progress is fed by the run's real callback, called by the test."""
+    from core.callbacks import progress_callback
+    from core.config import Progress
+
+    progress = Progress(status="running", epochs=3, batches_per_epoch=20, device="CPU", message="Training on CPU…")
+    callback = progress_callback(progress, tmp_path, monitor="val_loss")
+    callback.set_model(_SavedModel())
+    job = _FakeJob(progress)
+    monkeypatch.setattr(jobs, "_current_job", job)
+    return job, callback
+
+
+def _bar_text(at: AppTest) -> str:
+    return at.get("progress")[0].proto.text
+
+
+def test_the_first_step_says_compiling_and_stop_says_stopping(monkeypatch, tmp_path):
+    """Issue 20 item 4: until the first batch ends (tracing and compiling can take minutes) the bar says so; after
+    Stop it says the job is stopping until it has."""
+    job, callback = _held_job(monkeypatch, tmp_path)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    at = _train_page()
+    assert "compiling the model" in _bar_text(at).lower(), _bar_text(at)
+    callback.on_train_batch_end(0, {"loss": 2.0})
+    at.run()
+    assert "compiling" not in _bar_text(at).lower() and "batch 1/20" in _bar_text(at)
+    at.button(key=page.KEY_STOP).click()
+    at.run()
+    assert job.progress.stop_event.is_set()
+    assert "stopping" in _bar_text(at).lower(), _bar_text(at)
+
+
+def test_the_bar_says_validating_during_validation(monkeypatch, tmp_path):
+    """Issue 20 item 10: the bar at 100 % of an epoch names the validation pass it is waiting for."""
+    _, callback = _held_job(monkeypatch, tmp_path)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    for batch in range(20):
+        callback.on_train_batch_end(batch, {"loss": 1.0})
+    callback.on_test_begin()
+    at = _train_page()
+    assert "validating" in _bar_text(at).lower(), _bar_text(at)
+
+
+def test_live_curves_have_epoch_points_and_a_smooth_batch_line(monkeypatch, tmp_path):
+    """Issue 20 item 10: Keras reports running means that restart each epoch, which drew a jump at every epoch
+    start; the train line is now per-batch values, smoothed, beside one point per finished epoch."""
+    import json
+
+    import numpy as np
+
+    _, callback = _held_job(monkeypatch, tmp_path)
+    rng = np.random.default_rng(0)
+    callback.on_train_begin()
+    step = 0
+    for epoch in range(3):
+        callback.on_epoch_begin(epoch)
+        seen = []
+        for batch in range(20):
+            step += 1
+            seen.append(2.0 - 0.02 * step + rng.normal(0, 0.05))
+            callback.on_train_batch_end(batch, {"loss": float(np.mean(seen))})  # Keras's running mean
+        callback.on_epoch_end(epoch, {"loss": float(np.mean(seen)), "val_loss": float(np.mean(seen)) + 0.1})
+    at = _train_page()
+    figure = json.loads(_charts(at)[0].proto.spec)
+    loss = [t for t in figure["data"] if t.get("xaxis", "x") == "x"]
+    names = {t["name"] for t in loss}
+    line = next(t for t in loss if t["name"].startswith("train") and t["mode"] == "lines")
+    assert max(abs(b - a) for a, b in zip(line["y"], line["y"][1:], strict=False)) < 0.08  # no jump at epoch starts
+    epochs = next(t for t in loss if t["name"].startswith("train") and "markers" in t["mode"])
+    assert epochs["x"] == [1, 2, 3], names
+
+
+# ------------------------------------------------------------------- runs: named, renamed, deleted (issue 20 item 5)
+
+def _fake_runs(monkeypatch, tmp_path) -> Path:
+    from tests.support import write_run
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("FACE_RUNS_DIR", str(root))
+    monkeypatch.setattr(jobs, "_current_job", None)  # no earlier test's job on this server
+    write_run(root, "20250101-000000-residual_cnn", b"unused", metrics={
+        "status": "finished", "epochs_run": 8, "test": {"age_mae": 5.234, "gender_accuracy": 0.9}})
+    write_run(root, "20250101-000001-residual_cnn", b"unused", metrics={"status": "finished", "epochs_run": 2})
+    write_run(root, "20250101-000002-residual_cnn", b"unused", metrics={"status": "stopped", "epochs_run": 0})
+    return root
+
+
+def test_runs_are_named_by_what_they_are_and_can_be_renamed_and_deleted(monkeypatch, tmp_path):
+    root = _fake_runs(monkeypatch, tmp_path)
+    at = _train_page()
+    starts = at.selectbox(key=page.KEY_START_FROM).options
+    assert "20250101-000000-residual_cnn — UTKFace · residual_cnn · 8 epochs · test age MAE 5.23" in starts, starts
+    assert not any(o.startswith("20250101-000002") for o in starts)  # stopped before one epoch: no model to offer
+
+    at.selectbox(key=page.KEY_MANAGE_RUN).set_value("20250101-000000-residual_cnn")
+    at.text_input(key=page.KEY_NEW_NAME).set_value("my first model")
+    at.button(key=page.KEY_RENAME).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "my first model — UTKFace · residual_cnn · 8 epochs · test age MAE 5.23" in \
+        at.selectbox(key=page.KEY_START_FROM).options
+    assert "my first model" in at.dataframe[0].value["name"].tolist()
+
+    at.selectbox(key=page.KEY_MANAGE_RUN).set_value("20250101-000001-residual_cnn")
+    at.text_input(key=page.KEY_NEW_NAME).set_value("my first model")  # taken: refused in words
+    at.button(key=page.KEY_RENAME).click().run()
+    assert any("already" in e.value for e in at.error), [e.value for e in at.error]
+
+    at.checkbox(key=page.KEY_CONFIRM_DELETE).check().run()  # Delete is enabled only once confirmed
+    at.button(key=page.KEY_DELETE).click().run()
+    assert not at.exception
+    assert not (root / "20250101-000001-residual_cnn").exists()
+    assert "20250101-000001-residual_cnn" not in at.dataframe[0].value["run"].tolist()
+    assert not any("000001" in o for o in at.selectbox(key=page.KEY_START_FROM).options)
+
+
+def test_a_public_visitor_renames_and_deletes_only_their_own_runs(monkeypatch, tmp_path):
+    from core import public_runs
+    from core.access import Profile
+
+    root = _fake_runs(monkeypatch, tmp_path)
+    public_runs.mark_public_run(root / "20250101-000000-residual_cnn", "me")
+    public_runs.mark_public_run(root / "20250101-000001-residual_cnn", "someone else")
+    monkeypatch.setenv("FACE_MODE", "public")
+    monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.session_state["session.owner"] = "me"
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key=page.KEY_MANAGE_RUN).options == ["20250101-000000-residual_cnn"]
+    public = Profile("public")
+    assert not public_runs.may_manage_run(public, root / "20250101-000001-residual_cnn", "me")
+    assert not public_runs.may_manage_run(public, root / "20250101-000002-residual_cnn", "me")  # the operator's
+    assert public_runs.may_manage_run(public, root / "20250101-000000-residual_cnn", "me")
+
+
+def test_choices_survive_a_page_switch_and_one_folder_is_shared(monkeypatch, tmp_path):
+    """Issue 20 item 2: the Train form as last submitted comes back after a page switch, and the dataset folder
+    typed on one page is the folder on Explore, Train and Evaluate."""
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda cfg, *args: (started.append(cfg), (None, True))[1])
+    folder = str(tmp_path)
+    at = _train_page()
+    at.text_input(key=page.KEY_FOLDER).set_value(folder)
+    at.number_input(key=page.KEY_EPOCHS).set_value(7)
+    at.selectbox(key=page.KEY_ARCH).set_value("custom_cnn")
+    at.button(key=page.KEY_START).click().run()
+    assert [cfg.epochs for cfg in started] == [7]
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.number_input(key=page.KEY_EPOCHS).value == 7 and at.selectbox(key=page.KEY_ARCH).value == "custom_cnn"
+    assert at.text_input(key=page.KEY_FOLDER).value == folder
+    at.switch_page("pages/evaluate.py").run()
+    assert at.text_input(key="evaluate.folder").value == folder
+    at.text_input(key="evaluate.folder").set_value(str(tmp_path / "other")).run()
+    at.switch_page("pages/explore.py").run()
+    assert at.text_input(key="explore.folder").value == str(tmp_path / "other")
