@@ -321,3 +321,16 @@ def test_messages_hold_no_decoder_internals(make):
         internal = str(error)
     message = _error(data)
     assert internal and internal not in message and "Error" not in message, message
+
+
+def test_heic_photos_from_iphones_decode():
+    """Issue 20: HEIC, the iPhone's default, through the pillow-heif plugin (its HEVC encoder makes the fixture)."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    _marked((160, 120)).save(buffer, "HEIF", quality=95)
+    assert buffer.getvalue()[4:12] == b"ftypheic"
+    photo = load_photo(buffer.getvalue())
+    assert photo.image.mode == "RGB" and photo.full_size == (160, 120)
+    assert np.asarray(photo.image)[5, 5, 0] > 200
+    assert "heic" in images.EXTENSIONS and "heif" in images.EXTENSIONS
