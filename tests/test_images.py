@@ -300,8 +300,8 @@ def test_refused_formats_are_named_without_opening_them_with_other_decoders(monk
     monkeypatch.setattr(images.Image, "open", spying_open)
     assert "TIFF images are not supported" in _error(encode(_marked(), "TIFF"))
     assert "GIF images are not supported" in _error(encode(_marked(), "GIF"))
-    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
-    assert "HEIC images are not supported" in _error(heic)
+    avif = b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + b"\x00" * 64  # HEIC is read (pillow-heif)
+    assert "AVIF images are not supported" in _error(avif)
     assert calls and all(formats == list(images.ALLOWED_FORMATS) for formats in calls)
 
 
