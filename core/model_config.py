@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from core.errors import UserError
 
 ARCHITECTURES = ("custom_cnn", "multitask_cnn", "resnet50", "residual_cnn")
+# One line per architecture, shown beside its name on the Train page: a new architecture adds its line here.
+ARCHITECTURE_NOTES = {
+    "custom_cnn": "the reference CNN: three conv blocks, two dense layers, three heads",
+    "multitask_cnn": "a shared trunk that splits into a branch per task (age, gender, race)",
+    "resnet50": "a ResNet-50 backbone (ImageNet weights when available): the largest and slowest",
+    "residual_cnn": "a small ResNet trained from scratch, sized for a 2-core CPU: the shipped model's kind",
+}
 AGE_HEADS = ("regression", "distribution")
 AGE_LOSSES = ("mae", "mse", "huber")
 OUTPUTS = ("age", "gender", "race")

@@ -9,8 +9,16 @@ import streamlit as st
 
 from core import access, charts, evaluation, housekeeping, policy, settings, slots
 from core.browse import thumbnail_jpeg
-from core.datasets import KINDS
-from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
+from core.datasets import AUTO_KIND, KIND_LABEL, KINDS, kind_title
+from core.reports import (
+    comparison_table,
+    for_display,
+    gaps_table,
+    group_table,
+    metrics_long,
+    skew_table,
+    worst_errors,
+)
 from pages.common import enter_through_router, model_picker, model_version, predictor_for, session_profile, user_errors
 
 enter_through_router()
@@ -27,7 +35,7 @@ KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
 KEY_DIMENSION = "evaluate.dimension"
 KEY_METRIC = "evaluate.metric"
-DETECT, ALL_ROWS = "detect", "All rows"
+ALL_ROWS = "All images in the folder"
 # How each face is cut before the model sees it: as the app cuts an upload (what users get), or the dataset's crop.
 CROP_CHOICES = {"app": "As the app cuts uploads (detect + align)", "dataset": "The dataset's own crops",
                 "both": "Both, side by side"}
@@ -43,20 +51,21 @@ def _store() -> OrderedDict:
 
 def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
     left, middle, right = st.columns([1, 3, 2])
-    kind = left.selectbox("Dataset", [DETECT, *KINDS], key=KEY_KIND)
+    kind = left.selectbox(KIND_LABEL, [AUTO_KIND, *KINDS], key=KEY_KIND, format_func=kind_title)
     if profile.public:
         choices = access.dataset_choices(profile)
-        label = middle.selectbox("Data", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
+        label = middle.selectbox("Dataset", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
         folder = str(choices[label]) if label is not None else ""
     else:
-        folder = middle.text_input("Folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
+        folder = middle.text_input("Dataset folder", value=str(settings.SAMPLE_DIR), key=KEY_FOLDER)
     # A model's own test split first: scoring a model on the images it trained on flatters it.
     splits = {f"Test split of {e.name}": e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
-    rows = right.selectbox("Rows", list(splits), key=KEY_ROWS)
+    rows = right.selectbox("Images to score", list(splits), key=KEY_ROWS)
     crops = st.radio("Faces", list(CROP_CHOICES), format_func=CROP_CHOICES.get, horizontal=True, key=KEY_CROPS,
                      help="The app finds and aligns each face the way it does for an upload; the dataset's own "
                           "crops are what most papers report. Both shows the gap between them.")
-    return (None if kind == DETECT else kind), folder, splits[rows], ("app", "dataset") if crops == "both" else (crops,)
+    modes = ("app", "dataset") if crops == "both" else (crops,)
+    return (None if kind == AUTO_KIND else kind), folder, splits[rows], modes
 
 
 def results_for(entry, kind: str, table: pd.DataFrame, crops: str, predict: bool):
@@ -126,12 +135,12 @@ confusion = reports[detail]["confusion"]
 compare, age, classes, fairness, worst, download = st.tabs(
     ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
 with compare:
-    st.dataframe(comparison_table(reports), hide_index=True)
+    st.dataframe(for_display(comparison_table(reports)), hide_index=True)
     if len(modes) > 1:
         st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
                     "users get less than the dataset crops report)")
-        st.dataframe(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
-            e, "dataset", modes)]) for e in entries}), hide_index=True, key="evaluate.skew")
+        st.dataframe(for_display(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
+            e, "dataset", modes)]) for e in entries})), hide_index=True, key="evaluate.skew")
     st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
     st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
 with age:
@@ -155,10 +164,10 @@ with fairness:
     metric = right.selectbox("Metric", list(charts.EVAL_METRIC_LABELS), key=KEY_METRIC,
                              format_func=charts.EVAL_METRIC_LABELS.get)
     st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
-    st.caption(f"Faint bars (small = True): fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust; "
-               "gaps leave them out.")
-    st.dataframe(gaps_table(reports, dimension), hide_index=True)
-    st.dataframe(group_table(reports[detail], dimension), hide_index=True)
+    st.caption(f"Faint bars: groups of fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust (marked "
+               "so in the table); the gaps between groups leave them out.")
+    st.dataframe(for_display(gaps_table(reports, dimension)), hide_index=True)
+    st.dataframe(for_display(group_table(reports[detail], dimension)), hide_index=True)
 with worst:
     show_worst(frames[detail])
 with download:  # callables: the CSVs are built only when clicked (21k rows take seconds), off the script thread

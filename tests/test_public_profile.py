@@ -226,13 +226,13 @@ def test_1_another_session_sees_a_busy_server_but_not_its_job_or_runs(fake_jobs,
     alice.run()
     alice.run()
     assert alice.button(key="train.stop") and alice.subheader[0].value.startswith("Current job")
-    assert list(alice.dataframe[0].value["run"]) == ["20250101-000001-custom_cnn"]
+    assert list(alice.dataframe[0].value["Run"]) == ["20250101-000001-custom_cnn"]
 
     bob = _train_page_as("bob")
     assert not [b for b in bob.button if b.key == "train.stop"] and not bob.get("plotly_chart")
     assert not any(s.value.startswith("Current job") for s in bob.subheader)
     assert any("A training job is running on this server" in i.value for i in bob.info)
-    assert list(bob.dataframe[0].value["run"]) == ["20250101-000002-custom_cnn"]
+    assert list(bob.dataframe[0].value["Run"]) == ["20250101-000002-custom_cnn"]
     assert "20250101-000001-custom_cnn (run)" not in bob.selectbox(key="train.start_from").options
     bob.button(key="train.start").click()  # a Start while alice's job runs starts nothing and says why
     bob.run()
