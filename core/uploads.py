@@ -16,8 +16,10 @@ MAX_MEMBERS = 16  # images taken from one archive; the page's per-upload cap (co
 MAX_MEMBER_BYTES = 25 * 2**20  # the largest image a member may be: a 40 MP phone JPEG is ~15 MB
 
 
-def is_zip(name: str, data: bytes) -> bool:
-    return name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04"
+def is_zip(name: str) -> bool:
+    """By its name, as the upload widget allowed it: a photo's name decides it is read as a photo (and a document
+    that is a zip inside, named .jpg, gets the image decoder's own clear refusal)."""
+    return name.lower().endswith(".zip")
 
 
 def expand(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -25,7 +27,7 @@ def expand(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], lis
     per archive or member left out (for the user)."""
     photos, notes = [], []
     for name, data in files:
-        if not is_zip(name, data):
+        if not is_zip(name):
             photos.append((name, data))
             continue
         members, archive_notes = _zip_images(name, data)
@@ -47,6 +49,8 @@ def _zip_images(name: str, data: bytes) -> tuple[list[tuple[str, bytes]], list[s
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return [], [f"**{name}** is not a readable zip archive."]
     photos, notes = [], []
+    if not infos:
+        return [], [f"**{name}** holds no photos ({', '.join(EXTENSIONS)})."]
     if len(infos) > MAX_MEMBERS:
         notes.append(f"**{name}** holds {len(infos)} images: only the first {MAX_MEMBERS} are analysed.")
         infos = infos[:MAX_MEMBERS]

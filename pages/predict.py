@@ -42,9 +42,9 @@ if entry is not None and photos:
         predictor = predictor_for(entry)
     outcomes = []
     for index, (name, data) in enumerate(photos):
-        analysis, problem = analyze(index, name, data, predictor, entry, small_faces, profile)
+        analysis, problem, key = analyze(index, name, data, predictor, entry, small_faces, profile)
         if analysis is not None:
-            draw_analysis(index, name, analysis)
+            draw_analysis(index, name, analysis, key)
         outcomes.append((name, analysis, problem))
     draw_summary(outcomes)
     if analyses := [results.shrink(a, preview=True) for _, a, _ in outcomes if a is not None]:

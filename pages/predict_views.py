@@ -49,37 +49,38 @@ def _remembered() -> OrderedDict:
     return st.session_state.setdefault(KEY_REMEMBERED, OrderedDict())
 
 
-def _analysed(name: str, data: bytes, predictor, entry, tiles: str | None, whole_image: bool) -> Analysis:
-    """The photo's analysis from this session's memory, else made now (with a spinner, holding a photo slot)."""
+def _analysed(name: str, data: bytes, predictor, entry, tiles: str | None, whole_image: bool):
+    """(analysis, its key) from this session's memory, else made now (with a spinner, holding a photo slot)."""
     key = results.photo_key(data, str(entry.path), model_version(entry.path), tiles, whole_image)
     if (known := results.recall(_remembered(), key, data)) is not None:
-        return known
+        return known, key
     with st.spinner(f"Analysing {name}…"), slots.photo_analysis_slot():
         analysis = predict.analyze_bytes(data, predictor, tiles=tiles, whole_image=whole_image)
     analysis = results.shrink(analysis)
     results.remember(_remembered(), key, analysis)
-    return analysis
+    return analysis, key
 
 
 def analyze(index: int, name: str, data: bytes, predictor, entry, small_faces: bool, profile):
-    """(analysis or None, what went wrong) for one photo; a file that is no usable photo gets its message shown
-    (a warning when the server is busy) and None."""
+    """(analysis or None, what went wrong, the analysis's key) for one photo; a file that is no usable photo gets
+    its message shown (a warning when the server is busy) and None."""
     try:
-        analysis = _analysed(name, data, predictor, entry, "always" if small_faces else None, False)
+        analysis, key = _analysed(name, data, predictor, entry, "always" if small_faces else None, False)
         if analysis.faces:
-            return analysis, ""
+            return analysis, "", key
         # Face crops never get here (analyze_bytes takes them whole): this is a photo, so guessing is the user's call
         st.info(f"No face found in **{name}**. If the photo is already a face crop, the whole image can be used.")
         if st.toggle("Treat the whole image as one face", key=f"{KEY_WHOLE_IMAGE}.{index}"):
-            return _analysed(name, data, predictor, entry, None, True), ""
-        return None, "no face found"
+            whole, whole_key = _analysed(name, data, predictor, entry, None, True)
+            return whole, "", whole_key
+        return None, "no face found", key
     except slots.Busy as busy:
         st.warning(f"**{name}**: {busy}")
-        return None, str(busy)
+        return None, str(busy), ""
     except (ImageError, DetectorError) as error:
         message = access.public_text(str(error), profile)
         st.error(f"**{name}**: {message}")
-        return None, message
+        return None, message, ""
 
 
 def draw_face(index: int, result: FaceResult) -> None:
@@ -94,14 +95,21 @@ def draw_face(index: int, result: FaceResult) -> None:
     race_col.plotly_chart(charts.predict_race_bars(p.race_probs), key=f"predict.race.{index}.{result.number}")
 
 
-def draw_analysis(index: int, name: str, analysis: Analysis) -> None:
+# Encoding a 1600 px annotated photo as PNG takes 0.2–0.6 s: once per photo, not on every rerun. Keyed by the
+# photo's analysis key (its content hash), so only the same photo's session finds it; kept for minutes only.
+@st.cache_data(show_spinner=False, max_entries=8, ttl=300)
+def _annotated_png(key: str, _analysis: Analysis) -> bytes:
+    return results.annotated_png(_analysis)
+
+
+def draw_analysis(index: int, name: str, analysis: Analysis, key: str) -> None:
     st.subheader(name)
     count = len(analysis.faces)
     what = "the whole image, as one face" if analysis.whole_image else f"{count} face{'s' * (count != 1)} found"
     if analysis.note:
         st.caption(f"The whole image was {analysis.note}.")
     st.image(analysis.annotated(), caption=f"{analysis.full_size[0]}×{analysis.full_size[1]} · {what}")
-    st.download_button("Annotated photo (PNG)", results.annotated_png(analysis), f"{Path(name).stem}_faces.png",
+    st.download_button("Annotated photo (PNG)", _annotated_png(key, analysis), f"{Path(name).stem}_faces.png",
                        "image/png", key=f"{KEY_DOWNLOAD}.png.{index}", on_click="ignore")
     for result in analysis.faces:
         draw_face(index, result)

@@ -42,3 +42,9 @@ def test_a_zip_with_too_many_images_is_cut_with_a_note(monkeypatch):
     monkeypatch.setattr(uploads, "MAX_MEMBERS", 3)
     photos, notes = uploads.expand([("many.zip", _zip({f"{i}.jpg": b"x" for i in range(5)}))])
     assert [name for name, _ in photos] == ["0.jpg", "1.jpg", "2.jpg"] and len(notes) == 1
+
+
+def test_a_zip_without_photos_says_so_and_only_the_name_makes_a_zip():
+    photos, notes = uploads.expand([("docs.zip", _zip({"a.txt": b"x"})), ("photo.jpg", _zip({"b.jpg": b"y"}))])
+    assert [name for name, _ in photos] == ["photo.jpg"]  # read as a photo: the decoder refuses it clearly
+    assert len(notes) == 1 and "docs.zip" in notes[0] and "no photos" in notes[0]
