@@ -121,7 +121,7 @@ def draw_summary(outcomes: list[tuple[str, Analysis | None, str]]) -> None:
     if len(outcomes) > 1:
         st.dataframe(results.summary_table(outcomes), hide_index=True, key=f"{KEY_DOWNLOAD}.summary")
     if found:
-        csv_col, json_col = st.columns(2)
+        csv_col, json_col, _ = st.columns([1, 1, 3])
         csv_col.download_button("All results (CSV)", results.results_csv(found), "faces.csv", "text/csv",
                                 key=f"{KEY_DOWNLOAD}.csv", on_click="ignore")
         json_col.download_button("All results (JSON)", results.results_json(found), "faces.json",
