@@ -73,6 +73,39 @@ def filter_table(table: pd.DataFrame, age_range: tuple[float, float] | None = No
     return table[keep]
 
 
+# The grid's orders, by their names on the page. Ties keep the file-name order, so a page is the same every time.
+SORTS = ("file name", "age", "gender", "race")
+
+
+def sort_table(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The rows in one of SORTS: by file name; by age (youngest first; a row with only an age group by its
+    youngest age); by gender or race name (race in race_order, 'unknown' last), each then by age."""
+    if by not in SORTS:
+        raise ValueError(f"Unknown order {by!r}: one of {', '.join(SORTS)}.")
+    names = table["path"].map(lambda path: Path(path).name)
+    table = table.iloc[names.argsort(kind="stable")]
+    if by == "file name":
+        return table
+    youngest = _age_span(table)[0].astype("float64").fillna(math.inf)
+    keys = [youngest]
+    if by == "gender":
+        keys.insert(0, gender_names(table).map({name: i for i, name in enumerate(GENDER_NAMES)}))
+    elif by == "race":
+        races = race_names(table)
+        keys.insert(0, races.map({name: i for i, name in enumerate(race_order(races))}))
+    order = pd.DataFrame({f"k{i}": key.to_numpy() for i, key in enumerate(keys)}).sort_values(
+        [f"k{i}" for i in range(len(keys))], kind="stable").index
+    return table.iloc[order]
+
+
+def face_details(row: pd.Series) -> str:
+    """Every label of one face, for its enlarged view: age (or age group), gender, race and file name."""
+    age = f"{int(row['age'])} years" if pd.notna(row["age"]) else f"age group {row['age_group']}"
+    frame = row.to_frame().T
+    gender, race = gender_names(frame).iloc[0], race_names(frame).iloc[0]
+    return f"**{age}** · {gender} · {race}  \n`{Path(row['path']).name}`"
+
+
 def page_count(rows: int, per_page: int) -> int:
     return max(1, math.ceil(rows / per_page))
 

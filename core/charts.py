@@ -18,7 +18,7 @@ from core.browse import (
     race_names,
     race_order,
 )
-from core.metrics import PER_TASK, headline
+from core.metrics import METRIC_NAMES, PER_TASK, headline
 
 # --- explore ---
 
@@ -103,14 +103,9 @@ def age_race_heatmap(table: pd.DataFrame) -> go.Figure:
 # --- evaluate ---
 # Figures for the Evaluate page, built from core.evaluation reports ({model name: report}) and predictions frames.
 
-EVAL_METRIC_LABELS = {
-    "age_mae": "Age MAE (years)", "age_rmse": "Age RMSE (years)", "age_bias": "Age bias (years, + = too old)",
-    "age_cs5": "Share within 5 years", "age_group_accuracy": "Age-group accuracy",
-    "age_group_one_off": "Age-group one-off accuracy", "age_within_1std": "True age within ±1 std",
-    "gender_accuracy": "Gender accuracy", "gender_f1": "Gender F1", "gender_auc": "Gender ROC AUC",
-    "gender_ece": "Gender calibration error", "race_accuracy": "Race accuracy", "race_macro_f1": "Race macro-F1",
-    "race_ece": "Race calibration error",
-}
+# The metrics a chart offers, by their names on screen
+EVAL_METRIC_LABELS = {key: name for key, name in METRIC_NAMES.items()
+                      if key not in ("n", "age_within_2std", "gender_precision", "gender_recall")}
 EVAL_DIMENSION_LABELS = {"race": "race", "gender": "gender", "age_group": "age group"}
 
 

@@ -25,6 +25,14 @@ from core.labels import FAIRFACE_BINS, FAIRFACE_RACE_TO_CODE, RACES, adience_gro
 COLUMNS = ["path", "age", "age_group", "gender", "race", "race_label", "source"]
 KINDS = ("utkface", "adience", "fairface")
 KIND_TITLES = {"utkface": "UTKFace", "adience": "Adience", "fairface": "FairFace"}
+# The dataset-kind choice, named alike on every page that offers it (Explore, Train, Evaluate)
+KIND_LABEL = "Dataset kind"
+AUTO_KIND = "Recognise from the files"  # the choice that means None: detect_kind looks at the folder
+
+
+def kind_title(choice: str) -> str:
+    """A kind choice as a page shows it ("UTKFace"; the automatic choice as it is)."""
+    return KIND_TITLES.get(choice, choice)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 

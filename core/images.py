@@ -23,12 +23,13 @@ from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
-EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")  # for upload widgets; the content decides, not the name
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "HEIF")
+EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "heic", "heif")  # for upload widgets; the content decides
 # Pixel caps per format, checked on the header. JPEG: phone photos (up to 40 MP; a reduced "draft" decode is
 # available for it). Lossless formats compress flat areas to almost nothing, so a tiny file can declare a huge
 # picture, and they decode to up to 4 bytes a pixel (RGBA), plus a flattened copy: capped lower.
-MAX_PIXELS = {"JPEG": 40_000_000, "MPO": 40_000_000, "PNG": 24_000_000, "WEBP": 24_000_000, "BMP": 24_000_000}
+MAX_PIXELS = {"JPEG": 40_000_000, "MPO": 40_000_000, "HEIF": 40_000_000, "PNG": 24_000_000, "WEBP": 24_000_000,
+              "BMP": 24_000_000}
 MAX_FILES_PER_UPLOAD = 4  # photos analysed per upload; each may cost a few hundred MB while it is processed
 DISPLAY_MAX_SIDE = 1600  # long side of an image worth keeping for display
 # What a session keeps of each analysed photo beside its face crops: a 1600×1200 photo is 5.8 MB decoded, most of
@@ -40,6 +41,20 @@ MIN_SIDE = 32  # a face smaller than this holds nothing a 96 px model can use
 # `catch_warnings` is not thread-safe (Streamlit serves sessions from threads), so the policy is set once here:
 # a decompression bomb is an error everywhere in the app.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def _register_heif() -> bool:
+    """HEIC / HEIF, an iPhone's default photo format, through the pillow-heif plugin (libheif; decodes only the
+    primary image, like a phone shows it). Without the plugin such a file is refused by name, as before."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener(thumbnails=False)
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
 
 
 class ImageError(UserError):
@@ -151,10 +166,12 @@ def _known_format(data: bytes) -> str | None:
 
 
 def _why_not_allowed(data: bytes) -> str:
-    """Name the format when it is a known one (an animated GIF, a TIFF, an iPhone's HEIC…), so the user knows
-    what to convert."""
-    allowed = "JPEG, PNG, WebP or BMP"
+    """Name the format when it is a known one (an animated GIF, a TIFF, an AVIF…), so the user knows what to
+    convert."""
+    allowed = "JPEG, PNG, WebP, HEIC or BMP" if HEIF_SUPPORTED else "JPEG, PNG, WebP or BMP"
     kind = _known_format(data)
+    if kind in ("HEIC", "HEIF") and HEIF_SUPPORTED:  # the plugin tried and could not read it
+        return f"This {kind} file is damaged and cannot be read as an image."
     if kind:
         return f"{kind} images are not supported: please upload a {allowed} file."
     head = data[:256].lstrip().lower()

@@ -31,6 +31,27 @@ def headline(*names: str) -> tuple[str, ...]:
     return tuple(name for name in HEADLINE if name in names)
 
 
+# Every metric's name on screen (tables, charts, the Train page): the keys above are for files and code only.
+METRIC_NAMES = {
+    "n": "Images", "age_mae": "Age MAE (years)", "age_rmse": "Age RMSE (years)",
+    "age_bias": "Age bias (years, + = too old)", "age_cs5": "Share within 5 years",
+    "age_group_accuracy": "Age-group accuracy", "age_group_one_off": "Age-group one-off accuracy",
+    "age_within_1std": "True age within ±1 std", "age_within_2std": "True age within ±2 std",
+    "gender_accuracy": "Gender accuracy", "gender_precision": "Gender precision", "gender_recall": "Gender recall",
+    "gender_f1": "Gender F1", "gender_auc": "Gender ROC AUC", "gender_ece": "Gender calibration error",
+    "race_accuracy": "Race accuracy", "race_macro_f1": "Race macro-F1", "race_ece": "Race calibration error",
+}
+
+
+def metric_name(key: str) -> str:
+    """A metric's name on screen; `age_cs3` and other cumulative scores by their threshold."""
+    if key in METRIC_NAMES:
+        return METRIC_NAMES[key]
+    if (theta := key.removeprefix("age_cs")).isdigit():
+        return f"Share within {theta} years"
+    return key.replace("_", " ")
+
+
 # One score per task: the crop skew, the Train page's test scores and its training curves.
 PER_TASK = headline("age_mae", "gender_accuracy", "race_accuracy")
 # What a training run reports on its test split: metrics.json, the run table, cross-validation, the CLI.

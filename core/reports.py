@@ -12,7 +12,30 @@ import pandas as pd
 
 from core.evaluation import crop_skew, labelled, race_probs
 from core.labels import GENDERS, RACES
-from core.metrics import HEADLINE, headline
+from core.metrics import HEADLINE, headline, metric_name
+
+# Table columns on screen that are not metrics (metrics: core.metrics.METRIC_NAMES)
+COLUMN_NAMES = {"model": "Model", "group": "Group", "metric": "Metric", "small": "Too few to trust",
+                "best": "Best group", "best_value": "Best", "worst": "Worst group", "worst_value": "Worst",
+                "gap": "Gap", "groups": "Groups compared", "run": "Run", "arch": "Architecture",
+                "img_size": "Image size (px)", "status": "Status", "epochs": "Epochs", "device": "Device"}
+MISSING = "—"  # a number that does not exist (no labels, one class): shown as a dash, never as "None"
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as a page shows it: plain column names, metric names in a "metric" column too, yes / no for
+    flags, and a dash where a value is missing. The tables themselves keep their keys (files, the CLI)."""
+    shown = table.copy()
+    if "metric" in shown:
+        shown["metric"] = shown["metric"].map(metric_name)
+    for column in shown.columns:
+        if shown[column].dtype == bool:
+            shown[column] = shown[column].map({True: "yes", False: "no"})
+        if shown[column].isna().any():  # a mixed column: Streamlit shows it as text, so numbers are rounded first
+            if pd.api.types.is_float_dtype(shown[column]):
+                shown[column] = shown[column].round(3)
+            shown[column] = shown[column].astype("object").where(shown[column].notna(), MISSING)
+    return shown.rename(columns=lambda c: COLUMN_NAMES.get(c) or metric_name(c))
 
 
 def comparison_table(reports: dict[str, dict]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The bundled sample makes the app work on first launch with no download.
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample" / "utkface"
+EXAMPLES_DIR = PROJECT_ROOT / "data" / "examples"  # the Predict page's example photos, made from the sample
 MODELS_DIR = PROJECT_ROOT / "models"
 DETECTOR_DIR = MODELS_DIR / "mediapipe"
 

@@ -10,9 +10,17 @@ import streamlit as st
 
 from core import access, charts, evaluation, housekeeping, policy, settings, splits
 from core.browse import thumbnail_jpeg
-from core.datasets import KINDS
+from core.datasets import AUTO_KIND, KIND_LABEL, KINDS, kind_title
 from core.eval_jobs import EvaluationJob, Task
-from core.reports import comparison_table, gaps_table, group_table, metrics_long, skew_table, worst_errors
+from core.reports import (
+    comparison_table,
+    for_display,
+    gaps_table,
+    group_table,
+    metrics_long,
+    skew_table,
+    worst_errors,
+)
 from pages.common import (
     enter_through_router,
     folder_box,
@@ -41,7 +49,7 @@ KEY_DIMENSION = "evaluate.dimension"
 KEY_METRIC = "evaluate.metric"
 KEY_JOB, KEY_CANCEL = "evaluate.job", "evaluate.cancel"  # this session's evaluation job (core/eval_jobs.py)
 FOLLOW_SECONDS = 0.5
-DETECT, ALL_ROWS = "detect", "All rows"
+ALL_ROWS = "All images in the folder"
 # How each face is cut before the model sees it: as the app cuts an upload (what users get), or the dataset's crop.
 CROP_CHOICES = {"app": "As the app cuts uploads (detect + align)", "dataset": "The dataset's own crops",
                 "both": "Both, side by side"}
@@ -59,24 +67,24 @@ def _store() -> OrderedDict:
 
 def data_ui(entries) -> tuple[str | None, str, object, tuple[str, ...]]:
     left, middle, right = st.columns([1, 3, 2])
-    kind = left.selectbox("Dataset", [DETECT, *KINDS], key=KEY_KIND)
+    kind = left.selectbox(KIND_LABEL, [AUTO_KIND, *KINDS], key=KEY_KIND, format_func=kind_title)
     if profile.public:
         choices = access.dataset_choices(profile)
-        label = middle.selectbox("Data", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
+        label = middle.selectbox("Dataset", list(choices), key=KEY_DATASET, help="The datasets this server offers.")
         folder = str(choices[label]) if label is not None else ""
     else:
-        folder = folder_box(middle, "Folder", KEY_FOLDER, str(settings.SAMPLE_DIR))
+        folder = folder_box(middle, "Dataset folder", KEY_FOLDER, str(settings.SAMPLE_DIR))
     # A model's own test split first: scoring a model on the images it trained on flatters it.
     row_choices = {test_split_label(e): e.split_file for e in entries if e.split_file} | {ALL_ROWS: None}
     if not st.session_state.get(KEY_ROWS_CHOSEN) or st.session_state.get(KEY_ROWS) not in row_choices:
         st.session_state[KEY_ROWS] = next(iter(row_choices))  # the fair default follows the models chosen
-    rows = right.selectbox("Rows", list(row_choices), key=KEY_ROWS,
+    rows = right.selectbox("Images to score", list(row_choices), key=KEY_ROWS,
                            on_change=lambda: st.session_state.update({KEY_ROWS_CHOSEN: True}))
     crops = st.radio("Faces", list(CROP_CHOICES), format_func=CROP_CHOICES.get, horizontal=True, key=KEY_CROPS,
                      help="The app finds and aligns each face the way it does for an upload; the dataset's own "
                           "crops are what most papers report. Both shows the gap between them.")
     modes = ("app", "dataset") if crops == "both" else (crops,)
-    return (None if kind == DETECT else kind), folder, row_choices[rows], modes
+    return (None if kind == AUTO_KIND else kind), folder, row_choices[rows], modes
 
 
 def test_split_label(entry) -> str:
@@ -214,13 +222,13 @@ confusion = reports[detail]["confusion"]
 compare, age, classes, fairness, worst, download = st.tabs(
     ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
 with compare:
-    st.dataframe(comparison_table(reports), hide_index=True)
+    st.dataframe(for_display(comparison_table(reports)), hide_index=True)
     show_mappings(reports)
     if len(modes) > 1:
         st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
                     "users get less than the dataset crops report)")
-        st.dataframe(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
-            e, "dataset", modes)]) for e in entries}), hide_index=True, key="evaluate.skew")
+        st.dataframe(for_display(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
+            e, "dataset", modes)]) for e in entries})), hide_index=True, key="evaluate.skew")
     st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
     st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
 with age:
@@ -244,10 +252,10 @@ with fairness:
     metric = right.selectbox("Metric", list(charts.EVAL_METRIC_LABELS), key=KEY_METRIC,
                              format_func=charts.EVAL_METRIC_LABELS.get)
     st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
-    st.caption(f"Faint bars (small = True): fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust; "
-               "gaps leave them out.")
-    st.dataframe(gaps_table(reports, dimension), hide_index=True)
-    st.dataframe(group_table(reports[detail], dimension), hide_index=True)
+    st.caption(f"Faint bars: groups of fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust (marked "
+               "so in the table); the gaps between groups leave them out.")
+    st.dataframe(for_display(gaps_table(reports, dimension)), hide_index=True)
+    st.dataframe(for_display(group_table(reports[detail], dimension)), hide_index=True)
 with worst:
     show_worst(frames[detail])
 with download:

@@ -9,6 +9,8 @@ from core import access, charts, housekeeping, settings
 from core.browse import (
     GENDER_NAMES,
     MAX_AGE,
+    SORTS,
+    face_details,
     filter_table,
     gender_names,
     page_count,
@@ -16,9 +18,10 @@ from core.browse import (
     race_names,
     race_order,
     short_labels,
+    sort_table,
     thumbnail_jpeg,
 )
-from core.datasets import KINDS, load_dataset
+from core.datasets import AUTO_KIND, KIND_LABEL, KINDS, kind_title, load_dataset
 from pages.common import enter_through_router, folder_box, keep, session_profile, user_errors
 
 KEY_KIND = "explore.kind"
@@ -29,14 +32,17 @@ KEY_AGE = "explore.age"
 KEY_GENDERS = "explore.genders"
 KEY_RACES = "explore.races"
 KEY_PAGE = "explore.page"
-AUTO = "auto"
+KEY_SORT = "explore.sort"
+KEY_ENLARGE = "explore.enlarge"
+KEY_ENLARGED = "explore.enlarged"  # the face picked to enlarge, until its dialog has opened
 PER_PAGE = 40
 THUMB_PX = 100
+ENLARGED_PX = 320
 
 
 def dataset_ui() -> tuple[str | None, str]:
     kind_col, folder_col = st.columns([1, 4])
-    kind = kind_col.selectbox("Dataset kind", (AUTO, *KINDS), key=KEY_KIND)
+    kind = kind_col.selectbox(KIND_LABEL, (AUTO_KIND, *KINDS), key=KEY_KIND, format_func=kind_title)
     if profile.public:
         choices = access.dataset_choices(profile)
         if not choices:
@@ -44,10 +50,10 @@ def dataset_ui() -> tuple[str | None, str]:
             st.stop()
         label = folder_col.selectbox("Dataset", list(choices), key=KEY_DATASET,
                                      help="This server offers these datasets; its operator can add others.")
-        return (None if kind == AUTO else kind), str(choices[label])
+        return (None if kind == AUTO_KIND else kind), str(choices[label])
     folder = folder_box(folder_col, "Dataset folder", KEY_FOLDER, str(settings.data_dir()),
                                    help="Defaults to $FACE_DATA_DIR, else the bundled 300-image UTKFace sample.")
-    return (None if kind == AUTO else kind), folder
+    return (None if kind == AUTO_KIND else kind), folder
 
 
 # Figures, not data: st.cache_resource shares them read-only, where st.cache_data would unpickle each Plotly
@@ -88,20 +94,41 @@ def draw_charts(dataset) -> None:
 
 def filters_ui(table) -> tuple[tuple[int, int] | None, list[str], list[str]]:
     age_col, gender_col, race_col = st.columns(3)
-    ages = age_col.slider("Age (years; group overlaps)", 0, MAX_AGE, (0, MAX_AGE), key=KEY_AGE)
+    ages = age_col.slider("Age (years)", 0, MAX_AGE, (0, MAX_AGE), key=KEY_AGE,
+                          help="A face labelled with an age range only (FairFace, Adience) is shown when its "
+                               "range meets this one.")
     genders = gender_col.multiselect("Gender", GENDER_NAMES, key=KEY_GENDERS, placeholder="All genders")
     races = race_col.multiselect("Race", race_order(race_names(table)), key=KEY_RACES, placeholder="All races")
     return (None if ages == (0, MAX_AGE) else ages), genders, races
 
 
+def _picked(key: str) -> None:
+    """The face just picked: kept for its dialog, and the picker emptied so the same face can be picked again."""
+    st.session_state[KEY_ENLARGED] = st.session_state[key]
+    st.session_state[key] = None
+
+
+@st.dialog("Face", width="medium")
+def enlarged(row) -> None:
+    st.image(thumbnail_jpeg(row["path"], ENLARGED_PX), width=ENLARGED_PX)
+    st.markdown(face_details(row))
+
+
 def draw_grid(rows, signature: int) -> None:
-    st.metric("Images matching the filters", f"{len(rows):,}")
+    count_col, sort_col, enlarge_col = st.columns([1, 1, 2])
+    count_col.metric("Images matching the filters", f"{len(rows):,}")
     if rows.empty:
         st.info("No image matches these filters.")
         return
+    rows = sort_table(rows, sort_col.selectbox("Sort by", SORTS, key=KEY_SORT))
     page = st.pagination(page_count(len(rows), PER_PAGE), key=KEY_PAGE)
     shown = page_of(rows, page, PER_PAGE)
-    st.image([_thumbnail(path, signature) for path in shown["path"]], caption=short_labels(shown), width=THUMB_PX)
+    labels = {f"{i}. {label}": i for i, label in enumerate(short_labels(shown), start=1)}
+    enlarge_col.selectbox("Enlarge a face", list(labels), index=None, key=KEY_ENLARGE, on_change=_picked,
+                          args=(KEY_ENLARGE,), placeholder="Pick one by its number on this page")
+    if (picked := st.session_state.pop(KEY_ENLARGED, None)) in labels:
+        enlarged(shown.iloc[labels[picked] - 1])
+    st.image([_thumbnail(path, signature) for path in shown["path"]], caption=list(labels), width=THUMB_PX)
     # Built on click, with paths as this profile may show them (public: relative to the dataset folder)
     st.download_button("Download the filtered table (CSV)",
                        lambda: access.shown_table(rows, profile).to_csv(index=False).encode(),
@@ -120,8 +147,10 @@ if __name__ == "__main__":
     with user_errors("Explore"):
         dataset = load_dataset(kind, folder, profile)
         draw_counts(dataset)
-        draw_charts(dataset)
+        charts_slot = st.container()  # filled last: the counts and faces show while the figures are built
         st.subheader("Browse faces")
         draw_grid(filter_table(dataset.table, *filters_ui(dataset.table)), dataset.signature)
+        with charts_slot:
+            draw_charts(dataset)
         with st.expander(f"Skipped files ({len(dataset.problems):,})", expanded=False):
             st.dataframe(dataset.problems_table(), hide_index=True)

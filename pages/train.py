@@ -13,12 +13,13 @@ import streamlit as st
 
 from core import access, charts, distribute, housekeeping, jobs, policy, public_runs, runs, settings, workers
 from core.config import TrainConfig
-from core.datasets import KINDS
+from core.datasets import KIND_LABEL, KINDS, kind_title
 from core.errors import UserError
 from core.metrics import PER_TASK
-from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES
+from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURE_NOTES, ARCHITECTURES
 from core.recipes import architectures_help
 from core.registry import all_models
+from core.reports import for_display
 from pages.common import (
     enter_through_router,
     folder_box,
@@ -74,6 +75,11 @@ def widget_choices() -> tuple[tuple, tuple, int, tuple]:
             tuple(size for size in BATCH_SIZES if size <= limits.max_batch_size))
 
 
+def describe_arch(arch: str) -> str:
+    """An architecture with its one line (core/model_config.py), as the picker lists it."""
+    return f"{arch} — {ARCHITECTURE_NOTES[arch]}" if arch in ARCHITECTURE_NOTES else arch
+
+
 def _nearest(options: tuple, value):
     return value if value in options else min(options, key=lambda option: abs(option - value))
 
@@ -89,10 +95,11 @@ def training_form():
                        f"{limits.max_img_size} px, {limits.max_epochs} epochs and batches of {limits.max_batch_size}.")
         else:
             kind_col, folder_col = st.columns([1, 4])
-            t["dataset"] = kind_col.selectbox("Dataset kind", KINDS, key=KEY_KIND)
+            t["dataset"] = kind_col.selectbox(KIND_LABEL, KINDS, key=KEY_KIND, format_func=kind_title)
             t["data_dir"] = folder_box(folder_col, "Dataset folder", KEY_FOLDER, str(settings.data_dir()))
         c = st.columns(5)
-        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH, help=architectures_help(archs))
+        m["arch"] = c[0].selectbox("Architecture", archs, key=KEY_ARCH, format_func=describe_arch,
+                                    help=architectures_help(archs))
         m["img_size"] = c[1].select_slider("Image size (px)", img_sizes, _nearest(img_sizes, d.model.img_size),
                                            key=KEY_IMG_SIZE)
         t["epochs"] = c[2].number_input("Epochs", 1, most_epochs, min(d.epochs, most_epochs), key=KEY_EPOCHS)
@@ -211,7 +218,7 @@ def runs_ui() -> None:
     if listed.empty:
         st.caption("No runs of yours yet." if profile.public else f"No runs yet in {settings.runs_dir()}.")
         return
-    st.dataframe(listed.drop(columns="path"), hide_index=True)
+    st.dataframe(for_display(listed.drop(columns="path")), hide_index=True)
     names = dict(zip(listed["run"], listed["name"], strict=True))
     chosen = st.selectbox("Curves of run", listed["run"], key=KEY_RUN, format_func=names.get)
     history = runs.read_history(listed.set_index("run").loc[chosen, "path"])

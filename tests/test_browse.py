@@ -111,3 +111,22 @@ def test_sample_faces_are_labelled():
     path, label = next(iter(faces.items()))
     age, race, gender = label.split(" — ")[0].split(" · ")
     assert age.endswith(" y") and race in RACES and gender in ("male", "female")
+
+
+def test_sorting_by_age_gender_race_or_file_name(mixed_table):
+    from core.browse import SORTS, face_details, sort_table
+
+    by_name = sort_table(mixed_table, "file name")
+    assert by_name["path"].map(lambda p: p.rsplit("/", 1)[-1]).is_monotonic_increasing
+    by_age = sort_table(mixed_table, "age")
+    youngest = by_age["age"].fillna(by_age["age_group"].map(lambda g: age_group_bounds(g)[0]))
+    assert youngest.tolist() == [5, 25, 25, 70, 71]  # a row with only an age group by its youngest age
+    genders = gender_names(sort_table(mixed_table, "gender")).tolist()
+    assert genders == sorted(genders, key=["male", "female", "unknown"].index)
+    races = race_names(sort_table(mixed_table, "race")).tolist()
+    assert races == sorted(races, key=race_order(races).index)
+    assert set(SORTS) == {"file name", "age", "gender", "race"} and len(sort_table(mixed_table, "age")) == len(
+        mixed_table)
+    with pytest.raises(ValueError):
+        sort_table(mixed_table, "colour")
+    assert "`" in face_details(mixed_table.iloc[0])

@@ -54,8 +54,12 @@ def test_every_setting_is_one_streamlit_knows():
     from streamlit import config as st_config
 
     known = set(st_config._config_options_template)
-    unknown = [f"{section}.{key}" for section, values in _config().items() for key in values
-               if f"{section}.{key}" not in known]
+
+    def keys(table: dict, prefix: str = ""):  # nested tables ([theme.dark]) are sections of their own
+        for key, value in table.items():
+            yield from keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+
+    unknown = [key for key in keys(_config()) if key not in known]
     assert unknown == []
 
 

@@ -79,7 +79,10 @@ def evaluate(at: AppTest, labels=LABELS, rows: str | None = None) -> AppTest:
 
 
 def comparison(at: AppTest) -> pd.DataFrame:
-    return at.dataframe[0].value
+    """The comparison table with its columns by key again (the page shows their names: core.reports)."""
+    from core.metrics import METRIC_NAMES
+    from core.reports import COLUMN_NAMES
+    return at.dataframe[0].value.rename(columns={name: key for key, name in {**METRIC_NAMES, **COLUMN_NAMES}.items()})
 
 
 def test_two_models_on_the_bundled_sample(runs, predict_calls, sample_rows):

@@ -147,10 +147,10 @@ def test_every_bad_upload_gets_a_message_and_every_photo_a_result(corpus, sandbo
 
 def test_a_browser_refuses_other_extensions_before_upload(sandbox):
     """SVG, HTML, GIF and text files reach the app only renamed (the corpus does that): the uploader's own filter
-    lists image extensions only."""
+    lists image extensions only, and zip archives of them (core/uploads.py reads only their image members)."""
     at = _page("pages/predict.py")
     allowed = {t.lstrip(".").lower() for t in at.file_uploader(key=PREDICT_FILES).allowed_type}
-    assert allowed and allowed <= {"jpg", "jpeg", "png", "webp", "bmp"}
+    assert allowed and allowed <= {"jpg", "jpeg", "png", "webp", "bmp", "heic", "heif", "zip"}
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -300,8 +300,8 @@ def test_refused_formats_are_named_without_opening_them_with_other_decoders(monk
     monkeypatch.setattr(images.Image, "open", spying_open)
     assert "TIFF images are not supported" in _error(encode(_marked(), "TIFF"))
     assert "GIF images are not supported" in _error(encode(_marked(), "GIF"))
-    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
-    assert "HEIC images are not supported" in _error(heic)
+    avif = b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + b"\x00" * 64  # HEIC is read (pillow-heif)
+    assert "AVIF images are not supported" in _error(avif)
     assert calls and all(formats == list(images.ALLOWED_FORMATS) for formats in calls)
 
 
@@ -321,3 +321,16 @@ def test_messages_hold_no_decoder_internals(make):
         internal = str(error)
     message = _error(data)
     assert internal and internal not in message and "Error" not in message, message
+
+
+def test_heic_photos_from_iphones_decode():
+    """Issue 20: HEIC, the iPhone's default, through the pillow-heif plugin (its HEVC encoder makes the fixture)."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    _marked((160, 120)).save(buffer, "HEIF", quality=95)
+    assert buffer.getvalue()[4:12] == b"ftypheic"
+    photo = load_photo(buffer.getvalue())
+    assert photo.image.mode == "RGB" and photo.full_size == (160, 120)
+    assert np.asarray(photo.image)[5, 5, 0] > 200
+    assert "heic" in images.EXTENSIONS and "heif" in images.EXTENSIONS

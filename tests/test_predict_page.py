@@ -265,3 +265,97 @@ def test_a_fairface_model_shows_its_age_groups_and_seven_races(fairface_model, t
     assert list(face.prediction.age_group_probs) == list(FAIRFACE_BINS)
     assert list(face.prediction.race_probs) == list(FAIRFACE_RACES)
     assert len(at.get("plotly_chart")) == 3  # gender, age groups and race-7
+
+
+# ------------------------------------------------------------------ issue 20, item 6: a day with the Predict page
+
+def _count_analyses(monkeypatch) -> list[str]:
+    """Every photo analysis the page asks for (the page reads core.predict.analyze_bytes at each run)."""
+    import core.predict
+
+    calls, real = [], core.predict.analyze_bytes
+    monkeypatch.setattr(core.predict, "analyze_bytes", lambda data, *a, **k: calls.append(len(data)) or real(
+        data, *a, **k))
+    return calls
+
+
+def test_a_spinner_is_shown_while_photos_are_analysed(model_run, photos, monkeypatch):
+    import streamlit
+
+    said, real = [], streamlit.spinner
+    monkeypatch.setattr(streamlit, "spinner", lambda text="", *a, **k: said.append(text) or real(text, *a, **k))
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg")).run()
+    assert not at.exception and "years" in _texts(at)
+    assert any("me.jpg" in text and "nalys" in text for text in said), said
+
+
+def test_results_are_kept_per_photo_so_a_click_elsewhere_does_not_analyse_again(model_run, photos, monkeypatch):
+    calls = _count_analyses(monkeypatch)
+    at = _page()
+    at.file_uploader(key="predict.files").set_value([("pair.png", photos["pair"], "image/png"),
+                                                      ("me.jpg", photos["selfie"], "image/jpeg")]).run()
+    assert len(calls) == 2 and _texts(at).count("years") == 3
+    at.run()  # any other click reruns the page with the same photos
+    assert len(calls) == 2 and _texts(at).count("years") == 3
+    at.file_uploader(key="predict.files").set_value([("me.jpg", photos["selfie"], "image/jpeg")]).run()
+    assert len(calls) == 2, "the same bytes again: their results are known"
+
+
+def test_the_size_limit_is_stated_in_words_beside_the_uploader(model_run):
+    from streamlit import config
+
+    at = _page()
+    limit = f"{config.get_option('server.maxUploadSize')} MB"
+    assert any(limit in caption.value for caption in at.caption), [c.value for c in at.caption]
+
+
+def test_an_example_photo_is_one_click_away(model_run):
+    at = _page()
+    examples = at.button_group(key="predict.example")
+    assert len(examples.options) >= 3
+    examples.set_value(getattr(examples.options[0], "content", examples.options[0])).run()
+    assert not at.exception and not at.error
+    assert "years" in _texts(at) and len(at.subheader) == 1
+
+
+def test_results_and_the_annotated_photo_can_be_downloaded(model_run, photos):
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("pair.png", photos["pair"], "image/png")).run()
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert any("CSV" in label for label in labels) and any("JSON" in label for label in labels), labels
+    assert any("PNG" in label for label in labels), labels
+
+
+def test_a_zip_of_photos_is_summarised_in_one_table(model_run, photos):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("holiday/pair.png", photos["pair"])
+        archive.writestr("holiday/me.jpg", photos["selfie"])
+        archive.writestr("holiday/notes.jpg", b"shopping list: eggs")
+        archive.writestr("__MACOSX/holiday/._me.jpg", b"resource fork")
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("holiday.zip", buffer.getvalue(), "application/zip")).run()
+    assert not at.exception
+    (summary,) = [frame.value for frame in at.dataframe]
+    assert len(summary) == 3 and summary.iloc[:, 0].tolist() == ["pair.png", "me.jpg", "notes.jpg"]
+    assert summary.iloc[:, 1].tolist()[:2] == [2, 1]
+    assert "not an image" in " ".join(str(v) for v in summary.iloc[2].tolist())
+
+
+def test_an_iphone_heic_photo_is_accepted(model_run, photos):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    import io
+
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photos["selfie"])).save(buffer, "HEIF", quality=90)
+    at = _page()
+    at.file_uploader(key="predict.files").set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Face 1" in _texts(at) and "years" in _texts(at)

@@ -188,8 +188,8 @@ def test_1_the_train_page_offers_only_what_a_public_job_may_use(fake_jobs):
     limits = policy.public_training_limits()
     at = _train_page_as("visitor")
     assert not at.text_input and not any(s.label == "Dataset kind" for s in at.selectbox)  # no folder box
-    assert list(at.selectbox(key="train.arch").options) == [a for a in ARCHITECTURES if a in limits.architectures]
-    assert "resnet50" not in at.selectbox(key="train.arch").options
+    archs = [option.split(" — ")[0] for option in at.selectbox(key="train.arch").options]  # "name — its line"
+    assert archs == [a for a in ARCHITECTURES if a in limits.architectures] and "resnet50" not in archs
     assert max(int(o) for o in at.select_slider(key="train.img_size").options) <= limits.max_img_size
     assert max(int(o) for o in at.select_slider(key="train.batch_size").options) <= limits.max_batch_size
     assert at.number_input(key="train.epochs").max == limits.max_epochs
@@ -227,13 +227,13 @@ def test_1_another_session_sees_a_busy_server_but_not_its_job_or_runs(fake_jobs,
     alice.run()
     alice.run()
     assert alice.button(key="train.stop") and alice.subheader[0].value.startswith("Current job")
-    assert list(alice.dataframe[0].value["run"]) == ["20250101-000001-custom_cnn"]
+    assert list(alice.dataframe[0].value["Run"]) == ["20250101-000001-custom_cnn"]
 
     bob = _train_page_as("bob")
     assert not [b for b in bob.button if b.key == "train.stop"] and not bob.get("plotly_chart")
     assert not any(s.value.startswith("Current job") for s in bob.subheader)
     assert any("A training job is running on this server" in i.value for i in bob.info)
-    assert list(bob.dataframe[0].value["run"]) == ["20250101-000002-custom_cnn"]
+    assert list(bob.dataframe[0].value["Run"]) == ["20250101-000002-custom_cnn"]
     assert not any("000001" in o for o in bob.selectbox(key="train.start_from").options)
     bob.button(key="train.start").click()  # a Start while alice's job runs starts nothing and says why
     bob.run()
@@ -265,7 +265,7 @@ def test_1_the_workbench_keeps_the_full_form(fake_jobs, monkeypatch):
     monkeypatch.setenv("FACE_MODE", "workbench")
     at = _train_page_as("owner")
     assert at.text_input(key="train.folder").value and at.selectbox(key="train.kind")
-    assert list(at.selectbox(key="train.arch").options) == list(ARCHITECTURES)
+    assert [option.split(" — ")[0] for option in at.selectbox(key="train.arch").options] == list(ARCHITECTURES)
     assert 224 in [int(o) for o in at.select_slider(key="train.img_size").options]
     assert at.number_input(key="train.epochs").max == 500
     at.button(key="train.start").click()

@@ -77,7 +77,7 @@ def test_start_a_tiny_run_watch_curves_and_find_it_listed(synthetic_utkface, tra
     assert [m.label for m in at.metric] == ["Test age MAE (years)", "Test gender accuracy", "Test race accuracy"]
     listed = at.dataframe[0].value
     run_name = Path(job.progress.run_dir).name
-    assert listed.set_index("run").loc[run_name, "status"] == "finished"
+    assert listed.set_index("Run").loc[run_name, "Status"] == "finished"
     at.selectbox(key=page.KEY_RUN).set_value(run_name)
     at.run()
     assert len(_charts(at)) == 2  # the finished job's curves and the chosen run's curves
