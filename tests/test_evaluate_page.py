@@ -86,7 +86,7 @@ def comparison(at: AppTest) -> pd.DataFrame:
 
 
 def test_two_models_on_the_bundled_sample(runs, predict_calls, sample_rows):
-    at = evaluate(open_page(), rows="All rows")
+    at = evaluate(open_page(), rows="All images in the folder")
     assert not at.error
     table = comparison(at)
     assert sorted(table["model"]) == sorted(LABELS)
@@ -140,7 +140,7 @@ def test_rows_default_to_the_chosen_models_own_test_split(runs, predict_calls):
 def test_rows_that_overlap_a_models_training_split_are_flagged_with_the_count(runs, predict_calls, sample_rows):
     at = open_page()
     at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()
-    at.selectbox(key="evaluate.rows").set_value("All rows").run()
+    at.selectbox(key="evaluate.rows").set_value("All images in the folder").run()
     trained = len(sample_rows) - runs["test_rows"]
     warnings = [w.value for w in at.warning if "training split" in w.value]
     assert len(warnings) == 1 and f"{trained} of these {len(sample_rows)} images" in warnings[0], warnings
@@ -230,7 +230,7 @@ def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, pu
     at = open_page()
     assert not at.text_input  # no folder box to type a server path into
     assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]
-    evaluate(at, labels=LABELS[:1], rows="All rows")
+    evaluate(at, labels=LABELS[:1], rows="All images in the folder")
     assert comparison(at)["n"].tolist() == [40] and [c["rows"] for c in predict_calls] == [40]
     assert any("fixed sample of 40 of the 300 images" in c.value for c in at.caption)
     assert not ABSOLUTE.search(_shown(at))
@@ -289,7 +289,7 @@ def test_a_fairface_model_is_scored_on_utkface_through_named_mappings(tmp_path, 
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     st.cache_resource.clear()
-    at = evaluate(open_page(), labels=[f"{name} — FairFace · fairface_cnn · 1 epoch · not tested"], rows="All rows")
+    at = evaluate(open_page(), labels=[f"{name} — FairFace · fairface_cnn · 1 epoch · not tested"], rows="All images in the folder")
     assert not at.error, [e.value for e in at.error]
     captions = " ".join(c.value for c in at.caption)
     assert "race: predicted race-7 → race-5" in captions
