@@ -26,9 +26,9 @@ ARCHITECTURE_NOTES = {
     "multitask_cnn": "a shared trunk that splits into a branch per task (age, gender, race)",
     "resnet50": "a ResNet-50 backbone (ImageNet weights when available): the largest and slowest",
     "residual_cnn": "a small ResNet trained from scratch, sized for a 2-core CPU: the shipped model's kind",
-    "vgg16": "VGG16 transfer (a UTKFace coursework report): frozen but its last three layers, two dense branches",
-    "levi_hassner": "the Levi–Hassner CNN (CVPR 2015 workshop): Adience's 8 age groups and gender, 227 px",
-    "fairface_cnn": "the FairFace capstone CNN: four conv blocks, 9 age groups, gender and 7 races",
+    "vgg16": "VGG16 transfer (a UTKFace coursework report): frozen but its last three layers",
+    "levi_hassner": "the Levi–Hassner CNN (CVPR 2015 workshop): Adience's 8 age groups and gender",
+    "fairface_cnn": "the FairFace capstone CNN: four conv blocks, 9 age groups, gender, 7 races",
 }
 AGE_HEADS = ("regression", "distribution")
 AGE_LOSSES = ("mae", "mse", "huber")

@@ -103,7 +103,7 @@ def test_an_evaluation_survives_a_page_switch(browser, app_url):
     page = open_tab(browser, app_url)
     open_page(page, "Evaluate")
     since = finished_runs(page)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Rows").click()
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Images to score").click()
     page.get_by_role("option", name="All images in the folder").click()
     wait_idle(page, since)
     page.get_by_role("button", name="Evaluate", exact=True).click()

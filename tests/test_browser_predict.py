@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.photos import encode, face_images, selfie
-from tests.support import ARTIFACTS, launch
+from tests.support import ARTIFACTS, launch, title
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +24,8 @@ def test_upload_in_the_browser_shows_a_prediction(app_url, shared_dir):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(app_url, timeout=STARTUP_S * 1000)  # in at the front door, then the sidebar, as a user
+            # Until the router has run, the sidebar may list the files of pages/ (predict.py, predict_views.py…)
+            title(page, "Home").wait_for(timeout=STARTUP_S * 1000)
             page.locator('[data-testid="stSidebarNav"] a', has_text="Predict").click(timeout=STARTUP_S * 1000)
             page.get_by_role("heading", name="Predict").wait_for(timeout=STARTUP_S * 1000)
             file_input = page.locator('[data-testid="stFileUploader"] input[type="file"]')

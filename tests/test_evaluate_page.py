@@ -289,7 +289,8 @@ def test_a_fairface_model_is_scored_on_utkface_through_named_mappings(tmp_path, 
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     st.cache_resource.clear()
-    at = evaluate(open_page(), labels=[f"{name} — FairFace · fairface_cnn · 1 epoch · not tested"], rows="All images in the folder")
+    at = evaluate(open_page(), labels=[f"{name} — FairFace · fairface_cnn · 1 epoch · not tested"],
+                  rows="All images in the folder")
     assert not at.error, [e.value for e in at.error]
     captions = " ".join(c.value for c in at.caption)
     assert "race: predicted race-7 → race-5" in captions

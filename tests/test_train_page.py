@@ -176,7 +176,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_the_reference_models_are_listed_with_the_data_they_fit():
     at = _train_page()
     picker = at.selectbox(key=page.KEY_ARCH)
-    assert {"vgg16", "levi_hassner", "fairface_cnn"} <= set(picker.options)
+    assert {"vgg16", "levi_hassner", "fairface_cnn"} <= {option.split(" — ")[0] for option in picker.options}
     assert "Levi–Hassner age-group CNN (CVPR 2015 workshop): trains on Adience" in picker.help
     assert "fairface_cnn" not in picker.help or "trains on FairFace" in picker.help
 
@@ -345,7 +345,7 @@ def test_runs_are_named_by_what_they_are_and_can_be_renamed_and_deleted(monkeypa
     at.button(key=page.KEY_DELETE).click().run()
     assert not at.exception
     assert not (root / "20250101-000001-residual_cnn").exists()
-    assert "20250101-000001-residual_cnn" not in at.dataframe[0].value["run"].tolist()
+    assert "20250101-000001-residual_cnn" not in at.dataframe[0].value["Run"].tolist()
     assert not any("000001" in o for o in at.selectbox(key=page.KEY_START_FROM).options)
 
 
