@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SHARED_DIR, export_beside, start_app, stop_app, write_run
+from tests.support import SHARED_DIR, export_beside, launch, start_app, stop_app, write_run
 
 GATE_TIMEOUT_S = 600  # TensorFlow's first import and tracing crawl on a busy 2-core machine
 
@@ -109,6 +109,19 @@ def app_url(tmp_path_factory, tiny_residual_model):
         yield url
     finally:
         stop_app(process)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a test module (each test opens its own tabs); skips where Chromium is absent."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        opened = launch(p)
+        try:
+            yield opened
+        finally:
+            opened.close()
 
 
 @pytest.fixture

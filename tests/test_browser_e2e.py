@@ -15,7 +15,6 @@ from tests.support import (
     ARTIFACTS,
     PAGES,
     finished_runs,
-    launch,
     no_exception,
     open_page,
     open_tab,
@@ -28,18 +27,6 @@ WORK_S = 600  # a tiny training run or a first prediction, same machine
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"e2e_{name}.png"), full_page=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        opened = launch(p)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 @pytest.fixture

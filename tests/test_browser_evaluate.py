@@ -7,32 +7,26 @@ import re
 
 import pytest
 
-from tests.support import ARTIFACTS, finished_runs, launch, no_exception, open_page, open_tab, wait_idle
+from tests.support import ARTIFACTS, finished_runs, no_exception, open_page, open_tab, wait_idle
 
 pytestmark = pytest.mark.browser
 
 WORK_S = 600
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        opened = launch(p)
-        try:
-            yield opened
-        finally:
-            opened.close()
-
-
-def test_downloads_work_on_the_first_click(browser, app_url):
+def _evaluated(browser, app_url):
+    """A new tab on Evaluate after pressing Evaluate with its defaults, once the results are shown and idle."""
     page = open_tab(browser, app_url)
     open_page(page, "Evaluate")
     since = finished_runs(page)
     page.get_by_role("button", name="Evaluate", exact=True).click()
     page.get_by_role("tab", name="Download").wait_for(timeout=WORK_S * 1000)
     wait_idle(page, since, WORK_S)
+    return page
+
+
+def test_downloads_work_on_the_first_click(browser, app_url):
+    page = _evaluated(browser, app_url)
     no_exception(page)
     page.get_by_role("tab", name="Download").click()
     for label, name in (("Metrics (CSV)", "metrics.csv"), ("Per-image predictions (CSV)", "predictions.csv")):
@@ -48,12 +42,7 @@ def test_downloads_work_on_the_first_click(browser, app_url):
 
 
 def test_downloads_after_a_page_switch(browser, app_url):
-    page = open_tab(browser, app_url)
-    open_page(page, "Evaluate")
-    since = finished_runs(page)
-    page.get_by_role("button", name="Evaluate", exact=True).click()
-    page.get_by_role("tab", name="Download").wait_for(timeout=WORK_S * 1000)
-    wait_idle(page, since, WORK_S)
+    page = _evaluated(browser, app_url)
     open_page(page, "Home")
     open_page(page, "Evaluate")
     page.get_by_role("tab", name="Fairness").click()
@@ -72,12 +61,7 @@ def _deferred_errors(tmp_path_factory) -> list[str]:
 def test_downloads_work_while_the_page_reruns(browser, app_url, tmp_path_factory):
     """A click on a download button while the page is rerunning (any widget change) still gets the file: the
     buttons shown are the previous run's until the new run replaces them."""
-    page = open_tab(browser, app_url)
-    open_page(page, "Evaluate")
-    since = finished_runs(page)
-    page.get_by_role("button", name="Evaluate", exact=True).click()
-    page.get_by_role("tab", name="Download").wait_for(timeout=WORK_S * 1000)
-    wait_idle(page, since, WORK_S)
+    page = _evaluated(browser, app_url)
     failures = []
     for attempt in range(4):
         page.get_by_role("tab", name="Fairness").click()
