@@ -139,25 +139,34 @@ def load_adience(folder: Path) -> Dataset:
     fold_files = sorted(folder.glob("fold_*_data.txt"))
     if not fold_files:
         raise DatasetError(f"No Adience fold files (fold_N_data.txt) in {folder}.")
+    return _from_label_rows("adience", folder, fold_files, _adience_row, delimiter="\t")
+
+
+def _adience_row(folder: Path, row: dict) -> dict | str:
+    """A fold-file row as a table row, or what is wrong with it."""
+    if not row.get("original_image") or not row.get("user_id"):
+        return "row has no image name"
+    group = adience_group(row.get("age") or "")
+    if isinstance(group, str):
+        return group
+    path = _adience_image(folder, row)
+    if path is None:
+        return f"image for {row['user_id']}/{row['original_image']} not found"
+    gender = {"m": 0, "f": 1}.get((row.get("gender") or "").strip())
+    return {"path": str(path), "age": group[1], "age_group": group[0], "gender": gender, "race": None,
+            "race_label": None}
+
+
+def _from_label_rows(kind: str, folder: Path, files: list[Path], parse, delimiter: str = ",") -> Dataset:
+    """The dataset of label files whose rows `parse(folder, row)` turns into table rows or problem strings."""
     rows, problems = [], []
-    for where, row in _label_rows(fold_files, delimiter="\t"):
-        if not row.get("original_image") or not row.get("user_id"):
-            problems.append((where, "row has no image name"))
-            continue
-        group = adience_group(row.get("age") or "")
-        if isinstance(group, str):
-            problems.append((where, group))
-            continue
-        path = _adience_image(folder, row)
-        if path is None:
-            problems.append((where, f"image for {row['user_id']}/{row['original_image']} not found"))
-            continue
-        gender = {"m": 0, "f": 1}.get((row.get("gender") or "").strip())
-        rows.append({
-            "path": str(path), "age": group[1], "age_group": group[0], "gender": gender,
-            "race": None, "race_label": None,
-        })
-    return Dataset("adience", folder, _frame(rows, "adience"), problems)
+    for where, row in _label_rows(files, delimiter=delimiter):
+        parsed = parse(folder, row)
+        if isinstance(parsed, str):
+            problems.append((where, parsed))
+        else:
+            rows.append(parsed)
+    return Dataset(kind, folder, _frame(rows, kind), problems)
 
 
 _FOLD_NUMBER = re.compile(r"^fold_(\d+)_data\.txt$")
@@ -183,24 +192,23 @@ def load_fairface(folder: Path) -> Dataset:
     label_files = sorted(folder.glob("fairface_label_*.csv"))
     if not label_files:
         raise DatasetError(f"No FairFace label files (fairface_label_train.csv / _val.csv) in {folder}.")
-    rows, problems = [], []
-    for where, row in _label_rows(label_files):
-        age_bin, race_label = (row.get("age") or "").strip(), (row.get("race") or "").strip()
-        gender = {"Male": 0, "Female": 1}.get((row.get("gender") or "").strip())
-        if age_bin not in FAIRFACE_BINS:
-            problems.append((where, f"age bin {age_bin!r} is not one of FairFace's 9"))
-        elif race_label not in FAIRFACE_RACE_TO_CODE:
-            problems.append((where, f"race {race_label!r} is not one of FairFace's 7"))
-        elif gender is None:
-            problems.append((where, f"gender {row.get('gender')!r} is not Male or Female"))
-        elif not (folder / (row.get("file") or "")).is_file() or not row.get("file"):
-            problems.append((where, f"image {row.get('file')!r} not found"))
-        else:
-            rows.append({
-                "path": str(folder / row["file"]), "age": None, "age_group": age_bin,
-                "gender": gender, "race": FAIRFACE_RACE_TO_CODE[race_label], "race_label": race_label,
-            })
-    return Dataset("fairface", folder, _frame(rows, "fairface"), problems)
+    return _from_label_rows("fairface", folder, label_files, _fairface_row)
+
+
+def _fairface_row(folder: Path, row: dict) -> dict | str:
+    """A label-file row as a table row, or what is wrong with it."""
+    age_bin, race_label = (row.get("age") or "").strip(), (row.get("race") or "").strip()
+    gender = {"Male": 0, "Female": 1}.get((row.get("gender") or "").strip())
+    if age_bin not in FAIRFACE_BINS:
+        return f"age bin {age_bin!r} is not one of FairFace's 9"
+    if race_label not in FAIRFACE_RACE_TO_CODE:
+        return f"race {race_label!r} is not one of FairFace's 7"
+    if gender is None:
+        return f"gender {row.get('gender')!r} is not Male or Female"
+    if not row.get("file") or not (folder / row["file"]).is_file():
+        return f"image {row.get('file')!r} not found"
+    return {"path": str(folder / row["file"]), "age": None, "age_group": age_bin, "gender": gender,
+            "race": FAIRFACE_RACE_TO_CODE[race_label], "race_label": race_label}
 
 
 # ------------------------------------------------------------------------------------------- entry point

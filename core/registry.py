@@ -25,6 +25,14 @@ class ModelError(UserError):
     """A model that cannot be used (missing, outside the app's folders, unreadable); the message says why."""
 
 
+def file_version(path: str | Path) -> int:
+    """A model file's modification time (ns), the key of everything computed with it; ModelError when it is gone."""
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError as error:
+        raise ModelError(f"Model file {path} is gone: {error.strerror}.") from error
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -43,6 +51,11 @@ class ModelEntry:
         if self.source != "run":
             return f"{self.name} ({self.source})"
         return f"{self.card.get('title') or self.name} — {run_summary(self.card, self.card.get('metrics', {}))}"
+
+    @property
+    def version(self) -> int:
+        """The model file's `file_version`: what caches of its results are keyed by."""
+        return file_version(self.path)
 
     @property
     def tflite_path(self) -> Path:

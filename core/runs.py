@@ -39,6 +39,16 @@ def _plain(value):
         return str(value)
 
 
+class _RunFile:
+    """A file of a run folder, read as an attribute of the Run: the path of that file in its folder."""
+
+    def __init__(self, file_name: str):
+        self.file_name = file_name
+
+    def __get__(self, run: Run | None, owner=None):
+        return self if run is None else run.path / self.file_name
+
+
 @dataclass(frozen=True)
 class Run:
     """A run folder's layout. Training writes config.json, split.csv and history.csv as it goes, model.keras (the
@@ -55,33 +65,14 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def history_file(self) -> Path:
-        return self.path / "history.csv"
-
-    @property
-    def split_file(self) -> Path:
-        return self.path / "split.csv"
-
-    @property
-    def model_file(self) -> Path:
-        return self.path / "model.keras"
-
-    @property
-    def cv_file(self) -> Path:
-        return self.path / "cv.json"
-
-    @property
-    def title_file(self) -> Path:
-        return self.path / TITLE_FILE
+    # The files a run folder holds, each named here once: run.metrics_file is <run>/metrics.json.
+    config_file = _RunFile("config.json")
+    metrics_file = _RunFile("metrics.json")
+    history_file = _RunFile("history.csv")
+    split_file = _RunFile("split.csv")
+    model_file = _RunFile("model.keras")
+    cv_file = _RunFile("cv.json")
+    title_file = _RunFile(TITLE_FILE)
 
     @property
     def is_cross_validation(self) -> bool:

@@ -64,30 +64,6 @@ def space_summary(table: pd.DataFrame, outputs: Mapping[str, np.ndarray], model:
     return result
 
 
-def age_group_confusion(table: pd.DataFrame, outputs: Mapping[str, np.ndarray], model: LabelSpace,
-                        data: LabelSpace | None = None) -> tuple[np.ndarray, tuple[str, ...]] | None:
-    """(confusion matrix, group labels) of the age groups they are compared in, or None (years on both sides)."""
-    comparison = age_comparison(model, data or data_space(table))
-    if comparison.space is None:
-        return None
-    truth = true_age_groups(table, comparison.space)
-    pred = predicted_age_groups(outputs, model, comparison.space)
-    groups = comparison.space.age_groups
-    return confusion_matrix(truth[truth >= 0], pred[truth >= 0], len(groups)), groups
-
-
-def race_confusion(table: pd.DataFrame, outputs: Mapping[str, np.ndarray], model: LabelSpace,
-                   data: LabelSpace | None = None) -> tuple[np.ndarray, tuple[str, ...]] | None:
-    """(confusion matrix, race names) in the races they are compared in, or None (no race on one side)."""
-    comparison = race_comparison(model, data or data_space(table))
-    if comparison.space is None:
-        return None
-    truth = true_races(table, comparison.space)
-    pred = race_probabilities(outputs, model, comparison.space).argmax(axis=1)
-    races = comparison.space.races
-    return confusion_matrix(truth[truth >= 0], pred[truth >= 0], len(races)), races
-
-
 def utkface_terms(outputs: Mapping[str, np.ndarray], data: LabelSpace) -> tuple[dict, dict]:
     """(a model's outputs as the UTKFace-space report reads them, extra predictions-frame columns in the model's own
     space). A group-head model's years are its groups' weighted middle (approximate), its race-7 are summed into

@@ -19,7 +19,7 @@ from pathlib import Path
 from core import settings
 from core.children import KILL_WAIT_S, SPAWN, WorkerError, end_process, exit_reason, run_in_child, wait_for_reply
 from core.images import ImageError
-from core.registry import ModelError
+from core.registry import ModelError, file_version
 from core.saliency import SCORECAM_MAX_N, SaliencyError
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,7 @@ def _model_version(model_path: str | Path) -> tuple[str, int]:
     allowed = [settings.MODELS_DIR.resolve(), settings.runs_dir().resolve()]
     if not any(path.resolve().is_relative_to(root) for root in allowed):
         raise ModelError(f"Refusing to load {path}: models are loaded only from models/ and runs/.")
-    try:
-        return str(path), path.stat().st_mtime_ns
-    except OSError as error:
-        raise ModelError(f"Model file {path} is gone: {error.strerror}.") from error
+    return str(path), file_version(path)
 
 
 def cam_layers(model_path: str | Path, heads) -> list[str]:

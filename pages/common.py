@@ -15,9 +15,9 @@ from uuid import uuid4
 
 import streamlit as st
 
-from core import access, public_runs, slots
+from core import access, housekeeping, public_runs, slots
 from core.errors import UserError
-from core.registry import ModelEntry, ModelError, all_models
+from core.registry import ModelEntry, ModelError, all_models, file_version
 
 # The Predict page's analyses of its last photos (in this session's memory only), offered to Saliency to explain
 KEY_LAST_ANALYSES = "predict.last_analysis"
@@ -27,8 +27,17 @@ KEY_DATA_FOLDER = "session.data_folder"  # the dataset folder last typed on Expl
 KEY_KEPT = "session.kept"  # the widget keys whose choices this session keeps across pages (see keep)
 
 
+def start_page() -> access.Profile:
+    """What every page does first: enter through the router, sweep a fresh server's leftovers once (crash
+    leftovers, interrupted runs, the cache cap; whichever page a server's first visitor opens), and bind this
+    session's profile for the script run (core.access reads it). Returns the profile."""
+    enter_through_router()
+    housekeeping.startup_once()
+    return session_profile()
+
+
 def session_profile() -> access.Profile:
-    """This session's profile (core/access.py), bound for the script run: call first on every page."""
+    """This session's profile (core/access.py), bound for the script run."""
     return access.bind_profile(access.session_profile(st.secrets, st.context.ip_address, st.context.headers))
 
 
@@ -100,15 +109,7 @@ def _predictor_for(entry: ModelEntry):
     else:
         with st.spinner("Preparing the model for fast inference…"):  # a TensorFlow child process, once per model
             tflite = ensure_tflite(entry.path)
-    return _load_predictor(str(tflite), model_version(tflite))
-
-
-def model_version(path: Path) -> int:
-    """A model file's modification time (ns), the key of everything computed with it; ModelError when it is gone."""
-    try:
-        return Path(path).stat().st_mtime_ns
-    except OSError as error:
-        raise ModelError(f"Model file {path} is gone: {error.strerror}.") from error
+    return _load_predictor(str(tflite), file_version(tflite))
 
 
 def model_picker(key: str, label: str = "Model", multiple: bool = False) -> list[ModelEntry]:

@@ -22,19 +22,15 @@ from core.reports import (
     worst_errors,
 )
 from pages.common import (
-    enter_through_router,
     folder_box,
     keep,
     model_picker,
-    model_version,
     predictor_for,
-    session_profile,
+    start_page,
     user_errors,
 )
 
-enter_through_router()
-housekeeping.startup_once()
-profile = session_profile()
+profile = start_page()
 
 KEY_MODELS = "evaluate.models"
 KEY_KIND = "evaluate.kind"
@@ -47,6 +43,7 @@ KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
 KEY_DIMENSION = "evaluate.dimension"
 KEY_METRIC = "evaluate.metric"
+KEY_TABS = "evaluate.tabs"  # a fixed id: the open tab stays open through reruns, whatever was drawn above it
 KEY_JOB, KEY_CANCEL = "evaluate.job", "evaluate.cancel"  # this session's evaluation job (core/eval_jobs.py)
 FOLLOW_SECONDS = 0.5
 ALL_ROWS = "All images in the folder"
@@ -103,8 +100,25 @@ def warn_about_training_rows(entries, table: pd.DataFrame) -> None:
                        f"score pick **{test_split_label(entry)}** under Rows.")
 
 
+@st.fragment
+def show_fairness(reports: dict, detail: str) -> None:
+    """The per-group tab. A fragment: changing its grouping or metric redraws this tab alone, so the other tabs stay
+    current and clickable (a whole-page rerun greys them out and ignores tab clicks until it reaches them)."""
+    dimensions = list(reports[detail]["by_group"])
+    left, right = st.columns(2)
+    dimension = left.radio("Groups", dimensions, horizontal=True, key=KEY_DIMENSION,
+                           format_func=lambda d: charts.EVAL_DIMENSION_LABELS.get(d, d).capitalize())
+    metric = right.selectbox("Metric", list(charts.EVAL_METRIC_LABELS), key=KEY_METRIC,
+                             format_func=charts.EVAL_METRIC_LABELS.get)
+    st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
+    st.caption(f"Faint bars: groups of fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust (marked "
+               "so in the table); the gaps between groups leave them out.")
+    st.dataframe(for_display(gaps_table(reports, dimension)), hide_index=True)
+    st.dataframe(for_display(group_table(reports[detail], dimension)), hide_index=True)
+
+
 def result_key(entry, kind: str, table: pd.DataFrame, crops: str) -> tuple:
-    return str(entry.path), model_version(entry.path), kind, evaluation.table_fingerprint(table), crops
+    return str(entry.path), entry.version, kind, evaluation.table_fingerprint(table), crops
 
 
 @st.cache_resource
@@ -220,7 +234,7 @@ reports = {name: report for name, (_, report) in results.items()}
 detail = st.selectbox("Details for", list(reports), key=KEY_DETAIL) if len(reports) > 1 else next(iter(reports))
 confusion = reports[detail]["confusion"]
 compare, age, classes, fairness, worst, download = st.tabs(
-    ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"])
+    ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"], key=KEY_TABS)
 with compare:
     st.dataframe(for_display(comparison_table(reports)), hide_index=True)
     show_mappings(reports)
@@ -245,17 +259,7 @@ with classes:
                               key=f"evaluate.chart.confusion_{task}")
             right.plotly_chart(charts.eval_reliability(reports, task), key=f"evaluate.chart.reliability_{task}")
 with fairness:
-    dimensions = list(reports[detail]["by_group"])
-    left, right = st.columns(2)
-    dimension = left.radio("Groups", dimensions, horizontal=True, key=KEY_DIMENSION,
-                           format_func=lambda d: charts.EVAL_DIMENSION_LABELS.get(d, d).capitalize())
-    metric = right.selectbox("Metric", list(charts.EVAL_METRIC_LABELS), key=KEY_METRIC,
-                             format_func=charts.EVAL_METRIC_LABELS.get)
-    st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
-    st.caption(f"Faint bars: groups of fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust (marked "
-               "so in the table); the gaps between groups leave them out.")
-    st.dataframe(for_display(gaps_table(reports, dimension)), hide_index=True)
-    st.dataframe(for_display(group_table(reports[detail], dimension)), hide_index=True)
+    show_fairness(reports, detail)
 with worst:
     show_worst(frames[detail])
 with download:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import access, charts, housekeeping, settings
+from core import access, charts, settings
 from core.browse import (
     GENDER_NAMES,
     MAX_AGE,
@@ -22,7 +22,7 @@ from core.browse import (
     thumbnail_jpeg,
 )
 from core.datasets import AUTO_KIND, KIND_LABEL, KINDS, kind_title, load_dataset
-from pages.common import enter_through_router, folder_box, keep, session_profile, user_errors
+from pages.common import folder_box, keep, start_page, user_errors
 
 KEY_KIND = "explore.kind"
 KEY_FOLDER = "explore.folder"
@@ -137,9 +137,7 @@ def draw_grid(rows, signature: int) -> None:
 
 # Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
 if __name__ == "__main__":
-    enter_through_router()
-    housekeeping.startup_once()
-    profile = session_profile()
+    profile = start_page()
     keep(KEY_KIND)
 
     st.title("Explore a dataset")

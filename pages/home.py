@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import housekeeping, settings
+from core import settings
 from core.registry import default_model
-from pages.common import enter_through_router, session_profile
+from pages.common import start_page
 
-enter_through_router()
-housekeeping.startup_once()  # once per server process: crash leftovers, interrupted runs, the cache cap
-profile = session_profile()
+profile = start_page()
 
 # (page file, label, icon, what it is for): the files must match the router's pages in streamlit_app.py
 PAGES = (

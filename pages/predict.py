@@ -10,12 +10,11 @@ import streamlit as st
 
 from core import results
 from pages import common
-from pages.common import KEY_LAST_ANALYSES, enter_through_router, model_picker, predictor_for, session_profile
+from pages.common import KEY_LAST_ANALYSES, model_picker, predictor_for, start_page
 from pages.live_camera import tabs_with_live
 from pages.predict_views import analyze, draw_analysis, draw_summary, photos_ui
 
-enter_through_router()
-profile = session_profile()
+profile = start_page()
 
 KEY_MODEL = "predict.model"
 KEY_SMALL_FACES = "predict.small_faces"

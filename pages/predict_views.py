@@ -13,7 +13,6 @@ from core import access, charts, images, predict, results, settings, slots, uplo
 from core.faces import DetectorError
 from core.images import EXTENSIONS, ImageError
 from core.predict import Analysis, FaceResult
-from pages.common import model_version
 
 KEY_FILES, KEY_CAMERA, KEY_EXAMPLE = "predict.files", "predict.camera", "predict.example"
 KEY_WHOLE_IMAGE = "predict.whole_image"  # one per upload: f"{KEY_WHOLE_IMAGE}.{index}"
@@ -51,7 +50,7 @@ def _remembered() -> OrderedDict:
 
 def _analysed(name: str, data: bytes, predictor, entry, tiles: str | None, whole_image: bool):
     """(analysis, its key) from this session's memory, else made now (with a spinner, holding a photo slot)."""
-    key = results.photo_key(data, str(entry.path), model_version(entry.path), tiles, whole_image)
+    key = results.photo_key(data, str(entry.path), entry.version, tiles, whole_image)
     if (known := results.recall(_remembered(), key, data)) is not None:
         return known, key
     with st.spinner(f"Analysing {name}…"), slots.photo_analysis_slot():

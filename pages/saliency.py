@@ -11,17 +11,14 @@ from core.images import EXTENSIONS
 from core.pipeline import decode_resize
 from pages.common import (
     KEY_LAST_ANALYSES,
-    enter_through_router,
     keep,
     model_picker,
-    model_version,
     predictor_for,
-    session_profile,
+    start_page,
     user_errors,
 )
 
-enter_through_router()
-session_profile()  # binds this session's profile: core.access reads it
+start_page()
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
 KEY_SAMPLE = "saliency.sample"
@@ -111,7 +108,7 @@ entries = model_picker(KEY_MODEL)
 if not entries:
     st.stop()
 with user_errors():
-    model_path, mtime = str(entries[0].path), model_version(entries[0].path)
+    model_path, mtime = str(entries[0].path), entries[0].version
     predictor = predictor_for(entries[0])  # for its input size and the Predict page's face cutting only
     chosen = image_ui(predictor)
     if chosen is None:

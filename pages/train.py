@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import access, charts, distribute, housekeeping, jobs, policy, public_runs, runs, settings, workers
+from core import access, charts, distribute, jobs, policy, public_runs, runs, settings, workers
 from core.config import TrainConfig
 from core.datasets import KIND_LABEL, KINDS, kind_title
 from core.errors import UserError
@@ -21,12 +21,11 @@ from core.recipes import architectures_help
 from core.registry import all_models
 from core.reports import for_display
 from pages.common import (
-    enter_through_router,
     folder_box,
     keep,
     owned_runs,
     session_owner,
-    session_profile,
+    start_page,
     visible_models,
 )
 
@@ -269,9 +268,7 @@ def manage_runs(listed) -> None:
 
 # Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
 if __name__ == "__main__":
-    enter_through_router()
-    housekeeping.startup_once()
-    profile = session_profile()
+    profile = start_page()
     owner = session_owner()
     keep(KEY_KIND, KEY_ARCH, KEY_IMG_SIZE, KEY_EPOCHS, KEY_BATCH, KEY_LR, KEY_AGE_LOSS, KEY_AGE_HEAD, KEY_AUGMENT,
          *KEY_WEIGHTS.values(), KEY_LIMIT, KEY_FREEZE, KEY_START_FROM)  # the form, as last submitted

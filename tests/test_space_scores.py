@@ -9,7 +9,7 @@ import numpy as np
 
 from core.datasets import load_dataset
 from core.label_spaces import ADIENCE, FAIRFACE, UTKFACE, race_comparison
-from core.space_scores import age_group_confusion, data_space, race_confusion, space_summary
+from core.space_scores import data_space, space_summary
 
 FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
 ADIENCE_FIXTURE = Path(__file__).parent / "fixtures" / "adience"
@@ -32,8 +32,6 @@ def test_a_perfect_fairface_model_scores_perfectly_in_its_own_space():
     assert scores["age_group_accuracy"] == scores["age_group_one_off"] == 1.0
     assert scores["gender_accuracy"] == scores["race_accuracy"] == 1.0
     assert scores["mappings"] == {"age": "FairFace age groups (its own)", "race": "FairFace races (its own)"}
-    matrix, races = race_confusion(table, _perfect_fairface_outputs(table), FAIRFACE)
-    assert races == FAIRFACE.races and (matrix == np.diag(np.diag(matrix))).all() and matrix.sum() == len(table)
 
 
 def test_one_group_off_counts_for_one_off_accuracy_only():
@@ -55,8 +53,6 @@ def test_a_fairface_model_on_utkface_is_compared_in_race_5_and_its_own_groups():
     assert scores["mappings"]["race"].startswith("predicted race-7 → race-5")
     assert abs(scores["race_accuracy"] - (table["race"] == 2).mean()) < 1e-9  # Southeast Asian nests in Asian
     assert scores["mappings"]["age"] == "true years → FairFace age groups"
-    matrix, groups = age_group_confusion(table, outputs, FAIRFACE)
-    assert groups == FAIRFACE.age_groups and matrix[:, 3].sum() == n
 
 
 def test_adience_has_no_race_figure():
@@ -65,7 +61,6 @@ def test_adience_has_no_race_figure():
                "race": np.full((len(table), 5), 0.2)}
     scores = space_summary(table, outputs, UTKFACE)
     assert "race_accuracy" not in scores and scores["mappings"]["race"].startswith("no race figure")
-    assert race_confusion(table, outputs, UTKFACE) is None
     assert scores["mappings"]["age"] == "predicted years → Adience age groups"
     truth = (table["age_group"] == "(25, 32)").mean()
     assert abs(scores["age_group_accuracy"] - truth) < 1e-9
