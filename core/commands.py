@@ -12,6 +12,7 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.crops import CROP_MODES
 from core.datasets import KINDS
+from core.errors import UserError
 from core.metrics import ANY_RUN_METRICS
 from core.registry import DEFAULT_MODEL_NAME, ModelError, default_model
 from core.runs import Run
@@ -282,20 +283,29 @@ def cmd_export(args) -> int:
 
 def add_ship(sub) -> None:
     p = _parser(sub, "ship", "make a training run the app's default model, with its model card")
-    p.add_argument("--run", required=True, help="training run folder (runs/<time>-<arch>)")
+    p.add_argument("--run", default="", help="training run folder (runs/<time>-<arch>)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="instead of shipping a run: measure the shipped model again on its own test split and "
+                        "rewrite its card's numbers (after a change to how the app reads predictions)")
     p.add_argument("--data", required=True, help="the UTKFace folder the run was trained on")
     p.add_argument("--name", default=DEFAULT_MODEL_NAME, help="the shipped files' name in models/")
     p.add_argument("--models-dir", default="", help="default: the app's models/ folder")
 
 
 def cmd_ship(args) -> int:
-    from core.modelcard import ship_run
-    if not Run(args.run).model_file.is_file():
-        raise ModelError(f"{args.run} has no model.keras")
-    card = ship_run(args.run, args.data, args.name, Path(args.models_dir) if args.models_dir else None)
+    from core.modelcard import remeasure_card, ship_run
+    models_dir = Path(args.models_dir) if args.models_dir else None
+    if args.remeasure == bool(args.run):
+        raise UserError("Give either --run RUN (ship it) or --remeasure (measure the shipped model again).")
+    if args.remeasure:
+        card = remeasure_card(args.data, args.name, models_dir)
+    else:
+        if not Run(args.run).model_file.is_file():
+            raise ModelError(f"{args.run} has no model.keras")
+        card = ship_run(args.run, args.data, args.name, models_dir)
     m = card["metrics"]
-    print(f"shipped {card['file']} ({card['file_mb']} MB): test n={m['n']} age MAE {m['age_mae']:.2f}, "
-          f"gender {m['gender_accuracy']:.1%}, race {m['race_accuracy']:.1%}")
+    print(f"{'measured' if args.remeasure else 'shipped'} {card['file']} ({card['file_mb']} MB): test n={m['n']} "
+          f"age MAE {m['age_mae']:.2f}, gender {m['gender_accuracy']:.1%}, race {m['race_accuracy']:.1%}")
     return 0
 
 

@@ -42,7 +42,7 @@ from core.metrics import (
     within_std,
 )
 from core.pipeline import load_images
-from core.predict import age_mean_std
+from core.predict import age_and_spread
 from core.runs import Run
 from core.space_scores import data_space, mappings, own_race_confusion, predicted_groups, utkface_terms
 from core.splits import select_split
@@ -64,7 +64,7 @@ def join_predictions(table: pd.DataFrame, outputs: dict) -> pd.DataFrame:
     """One row per image: the labels beside the model's raw outputs turned into predictions. A group-head model's
     (FairFace's, Adience's) are read through the label-space mappings (core/space_scores.py `utkface_terms`)."""
     outputs, own_space = utkface_terms(outputs, data_space(table))
-    age, age_std = age_mean_std(outputs)
+    age, age_std = age_and_spread(outputs)
     race_probs = np.asarray(outputs["race"], dtype="float64")
     frame = table.reset_index(drop=True).copy()
     frame["pred_age"] = age

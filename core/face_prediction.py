@@ -9,21 +9,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.label_spaces import LabelSpace, space_of_outputs
+from core.label_spaces import LabelSpace, predicted_years, space_of_outputs
 from core.labels import AGE_BINS, GENDERS
 from core.registry import ModelError
 
 HEADS = ("age", "age_group", "gender", "race")  # the outputs a label space is read from (not age_dist)
 
 
-def age_mean_std(outputs: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted age and, for distribution heads, its standard deviation (the model's own uncertainty)."""
-    age = np.asarray(outputs["age"], dtype="float64").reshape(-1)
+def age_and_spread(outputs: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted age (`predicted_years`) and, for distribution heads, the distribution's standard deviation (the
+    model's own uncertainty)."""
+    age = predicted_years(outputs)
     if "age_dist" not in outputs:
         return age, None
     dist = np.asarray(outputs["age_dist"], dtype="float64")
-    var = (dist * (np.arange(AGE_BINS)[None, :] - age[:, None]) ** 2).sum(axis=1)
-    return age, np.sqrt(np.maximum(var, 0))
+    years = np.arange(AGE_BINS)[None, :]
+    mean = (dist * years).sum(axis=1, keepdims=True)
+    return age, np.sqrt(np.maximum((dist * (years - mean) ** 2).sum(axis=1), 0))
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def predictions(outputs: dict[str, np.ndarray], space: LabelSpace, flip_tta: boo
     if groups is not None:
         age, std = group_years(groups, space)
     else:
-        age, std = age_mean_std(outputs)
+        age, std = age_and_spread(outputs)
     if std is None:  # regression head: the flip disagreement is the only spread we have
         flipped = outputs.get("age_flip", outputs["age"]).reshape(-1)
         std = np.abs(flipped - age) if flip_tta else np.zeros_like(age)

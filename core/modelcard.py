@@ -13,7 +13,7 @@ from core.atomic import atomic_path, atomic_write_text, read_json_object
 from core.config import TrainConfig
 from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_table
 from core.metrics import HEADLINE
-from core.registry import DEFAULT_MODEL_NAME
+from core.registry import DEFAULT_MODEL_NAME, ModelError
 from core.reports import to_json
 from core.runs import Run
 from core.splits import read_split_file, write_split_file
@@ -103,6 +103,35 @@ def _export_for_the_app(model_path: Path) -> Path:
     return export_tflite(model_path, default_out_path(model_path)).path
 
 
+def measurements(model_path: Path, data_dir: str | Path, split_file: Path) -> dict:
+    """The card's measured sections: the test split through the app's path (what users get: every face found and
+    aligned by the detector + align_crop) and through the dataset's crops, their skew, and the bundled sample."""
+    test_report = evaluate_model(model_path, data_dir, split_file)
+    dataset_crops_report = evaluate_model(model_path, data_dir, split_file, "dataset")
+    sample_report = evaluate_model(model_path, settings.SAMPLE_DIR)
+    return {
+        "metrics": card_metrics(test_report),
+        "metrics_dataset_crops": _headline(dataset_crops_report),
+        "crop_skew": crop_skew(test_report, dataset_crops_report),
+        "face_detected": test_report.get("face_detected"),
+        "sample_metrics": {**_headline(sample_report), "note": "bundled sample; some of these images were in the "
+                           "training split, so these numbers are optimistic: they exist to check the card"},
+    }
+
+
+def remeasure_card(data_dir: str | Path, name: str = DEFAULT_MODEL_NAME, models_dir: Path | None = None) -> dict:
+    """Measure a shipped model again on its own test split and rewrite the measured sections of its card, the rest
+    kept: after a change to how the app reads predictions, so the card says what the app now gives. Returns it."""
+    models_dir = Path(models_dir or settings.MODELS_DIR)
+    card_file = models_dir / f"{name}.json"
+    card = read_json_object(card_file)
+    if card is None:
+        raise ModelError(f"No model card {card_file} to measure again.")
+    card.update(measurements(models_dir / card["file"], data_dir, models_dir / f"{name}.split.csv"))
+    atomic_write_text(card_file, json.dumps(card, indent=2))
+    return card
+
+
 def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODEL_NAME,
              models_dir: Path | None = None) -> dict:
     """Copy a run's best model into models/ as `<name>.keras`, with `<name>.tflite` (its float32 export, what the
@@ -115,9 +144,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
     started_from = _started_from(config)  # before the old card is replaced
     split = read_split_file(run.split_file)
 
-    test_report = evaluate_model(run.model_file, data_dir, run.split_file)
-    dataset_crops_report = evaluate_model(run.model_file, data_dir, run.split_file, "dataset")
-    sample_report = evaluate_model(run.model_file, settings.SAMPLE_DIR)
+    measured = measurements(run.model_file, data_dir, run.split_file)
     model_path = models_dir / f"{name}.keras"
     _save_for_inference(run.model_file, model_path)
     tflite = _export_for_the_app(model_path)
@@ -149,13 +176,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
         "evaluate_command": (f"python -m core evaluate --data /path/to/UTKFace --split-file models/{name}.split.csv "
                              f"--split test --model models/{name}.keras --json"),
         "evaluate_dataset_crops_command": "the same with --crops dataset",
-        # What users get: every test face found and aligned by the app's own path (detector + align_crop)
-        "metrics": card_metrics(test_report),
-        "metrics_dataset_crops": _headline(dataset_crops_report),
-        "crop_skew": crop_skew(test_report, dataset_crops_report),
-        "face_detected": test_report.get("face_detected"),
-        "sample_metrics": {**_headline(sample_report), "note": "bundled sample; some of these images were in the "
-                           "training split, so these numbers are optimistic: they exist to check the card"},
+        **measured,
         "license": LICENSE,
         "limitations": LIMITATIONS,
     }

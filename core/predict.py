@@ -23,9 +23,9 @@ from PIL import Image
 from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
 from core.crops import detect_padded, looks_like_face_crop
 from core.drawing import annotate
-from core.face_prediction import (  # noqa: F401  (FacePrediction, age_mean_std: imported from here by callers)
+from core.face_prediction import (  # noqa: F401  (FacePrediction, age_and_spread: imported from here by callers)
     FacePrediction,
-    age_mean_std,
+    age_and_spread,
     predictions,
     space_of_heads,
 )

@@ -22,6 +22,15 @@ COLUMN_NAMES = {"model": "Model", "group": "Group", "metric": "Metric", "small":
 MISSING = "—"  # a number that does not exist (no labels, one class): shown as a dash, never as "None"
 
 
+def _cell_text(value) -> str:
+    """A cell of a column that holds a dash: all text, since Arrow (st.dataframe) refuses numbers mixed with text."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
     """A table as a page shows it: plain column names, metric names in a "metric" column too, yes / no for
     flags, and a dash where a value is missing. The tables themselves keep their keys (files, the CLI)."""
@@ -31,10 +40,8 @@ def for_display(table: pd.DataFrame) -> pd.DataFrame:
     for column in shown.columns:
         if shown[column].dtype == bool:
             shown[column] = shown[column].map({True: "yes", False: "no"})
-        if shown[column].isna().any():  # a mixed column: Streamlit shows it as text, so numbers are rounded first
-            if pd.api.types.is_float_dtype(shown[column]):
-                shown[column] = shown[column].round(3)
-            shown[column] = shown[column].astype("object").where(shown[column].notna(), MISSING)
+        if shown[column].isna().any():  # a dash among numbers: the column becomes text, numbers rounded first
+            shown[column] = shown[column].map(_cell_text)
     return shown.rename(columns=lambda c: COLUMN_NAMES.get(c) or metric_name(c))
 
 

@@ -130,11 +130,13 @@ def training_form():
 
 
 def test_metrics(test: dict) -> dict[str, str]:
-    """TEST_METRICS, with age-group accuracy in place of age MAE for a model whose age head is groups."""
-    if "age_group_accuracy" not in test or "age_mae" in test:
-        return TEST_METRICS
-    return {("age_group_accuracy" if key == "age_mae" else key):
-            ("Test age-group accuracy" if key == "age_mae" else label) for key, label in TEST_METRICS.items()}
+    """TEST_METRICS, with age-group accuracy in place of age MAE for a model whose age head is groups, and without
+    race for a label space that has none (Adience's)."""
+    shown = TEST_METRICS
+    if "age_group_accuracy" in test and "age_mae" not in test:
+        shown = {("age_group_accuracy" if key == "age_mae" else key):
+                 ("Test age-group accuracy" if key == "age_mae" else label) for key, label in TEST_METRICS.items()}
+    return {key: label for key, label in shown.items() if key != "race_accuracy" or "race_accuracy" in test}
 
 
 def draw_progress(job) -> None:
@@ -156,7 +158,8 @@ def draw_progress(job) -> None:
     else:
         st.success(access.public_text(s["message"], profile))
         test = s["metrics"].get("test", {})
-        for col, (key, label) in zip(st.columns(3), test_metrics(test).items(), strict=True):
+        shown = test_metrics(test)
+        for col, (key, label) in zip(st.columns(len(shown)), shown.items(), strict=True):
             col.metric(label, "—" if test.get(key) is None else f"{test[key]:.3f}")
     if s["batch_log"] or s["history"]:
         st.plotly_chart(charts.training_curves(s["batch_log"], s["history"]), key=KEY_LIVE_CHART)

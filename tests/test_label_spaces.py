@@ -17,13 +17,14 @@ from core.label_spaces import (
     UTKFACE,
     age_comparison,
     predicted_age_groups,
+    predicted_years,
     race_comparison,
     race_probabilities,
     space_of_outputs,
     true_age_groups,
     true_races,
 )
-from core.labels import FAIRFACE_BINS, FAIRFACE_RACES
+from core.labels import AGE_BINS, FAIRFACE_BINS, FAIRFACE_RACES
 from core.settings import SAMPLE_DIR
 
 FAIRFACE_FIXTURE = Path(__file__).parent / "fixtures" / "fairface"
@@ -98,3 +99,19 @@ def test_predicted_groups_in_each_target_space():
     assert predicted_age_groups(own, FAIRFACE, FAIRFACE).tolist() == [0, 8]
     # FairFace's "30-39" is 34.5 years in the middle, which Adience's widened groups put in (25, 32)
     assert predicted_age_groups({"age_group": np.eye(9)[[4]]}, FAIRFACE, ADIENCE).tolist() == [4]
+
+
+def test_a_distribution_heads_years_are_its_median_not_its_mean():
+    """Age MAE is scored, and the median minimises the expected absolute error: a face the model splits 60/40
+    between 20 and 60 reads about 20 (the mean would say 36, an age it gives almost no weight)."""
+    split = np.zeros(AGE_BINS)
+    split[20], split[60] = 0.6, 0.4
+    bell = np.exp(-0.5 * ((np.arange(AGE_BINS) - 30) / 3.0) ** 2)
+    outputs = {"age": np.array([[36.0], [30.0]]), "age_dist": np.stack([split, bell / bell.sum()])}
+    years = predicted_years(outputs)
+    assert abs(years[0] - (20 - 0.5 + 0.5 / 0.6)) < 1e-9
+    assert abs(years[1] - 30.0) < 1e-6  # symmetric: median and mean agree
+
+
+def test_a_regression_heads_years_are_its_output():
+    assert predicted_years({"age": np.array([[41.5], [7.0]])}).tolist() == [41.5, 7.0]

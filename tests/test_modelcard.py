@@ -12,7 +12,7 @@ import pytest
 
 from core import settings
 from core.__main__ import main
-from core.modelcard import ship_run, train_command
+from core.modelcard import remeasure_card, ship_run, train_command
 from core.registry import DEFAULT_MODEL_NAME
 from core.train_options import parse_config
 from core.training import TrainConfig, train
@@ -44,6 +44,16 @@ def test_shipped_card_matches_evaluate_on_its_test_split(tiny_run, tmp_path, cap
     assert card["metrics"]["n"] == card["data"]["n_test"] > 0
     assert set(card["metrics"]["by_group"]) == {"race", "gender", "age_group"}
     assert "/work" not in (tmp_path / "tiny.split.csv").read_text()  # names only, no machine paths
+
+
+def test_remeasuring_rewrites_the_cards_numbers_and_keeps_the_rest(tiny_run, tmp_path):
+    card = ship_run(tiny_run, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    stale = {**card, "metrics": {**card["metrics"], "age_mae": 99.0}, "limitations": ["kept"]}
+    (tmp_path / "tiny.json").write_text(json.dumps(stale))
+    again = remeasure_card(settings.SAMPLE_DIR, "tiny", tmp_path)
+    assert again["metrics"]["age_mae"] == pytest.approx(card["metrics"]["age_mae"], abs=1e-9)
+    assert again["limitations"] == ["kept"] and again["training"] == card["training"]
+    assert json.loads((tmp_path / "tiny.json").read_text()) == again
 
 
 def _parsed(command: str) -> TrainConfig:

@@ -59,3 +59,15 @@ def test_skew_table_gives_the_app_minus_the_dataset_crops_in_years_and_points():
     row = reports.skew_table({"m": (app, dataset)}).iloc[0]
     assert row["age MAE (years)"] == 1.5 and round(row["gender accuracy (points)"], 6) == -5.0
     assert row["race accuracy (points)"] is None and row["faces detected"] == 0.97  # no race labels: no skew
+
+
+def test_a_column_with_a_missing_value_is_all_text_with_a_dash():
+    """Runs of two label spaces in one table (an Adience run has no age MAE): Arrow refuses numbers mixed with a
+    dash, so the whole column is text, numbers rounded."""
+    import pandas as pd
+
+    shown = reports.for_display(pd.DataFrame({"age_mae": [4.75849, None], "epochs": [8, 3]}))
+    assert shown.iloc[:, 0].tolist() == ["4.758", reports.MISSING]
+    assert shown.iloc[:, 1].tolist() == [8, 3]  # a full column stays numeric
+    import pyarrow as pa
+    pa.Table.from_pandas(shown)  # what st.dataframe does; raised ArrowInvalid before
