@@ -19,9 +19,9 @@ from core.atomic import atomic_write_text, read_json_object
 from core.config import TrainConfig, TrainingError
 from core.datasets import KIND_TITLES
 from core.errors import UserError
-from core.metrics import RUN_METRICS
+from core.metrics import ANY_RUN_METRICS
 
-COLUMNS = ["run", "name", "arch", "img_size", "status", "epochs", *RUN_METRICS, "device", "path"]
+COLUMNS = ["run", "name", "arch", "img_size", "status", "epochs", *ANY_RUN_METRICS, "device", "path"]
 TITLE_FILE = "title.json"  # a name the user gave the run; the folder keeps its own (other runs' configs point to it)
 TRASH = ".trash"  # a deleted run is moved here first (one atomic rename), then removed
 MAX_TITLE = 60
@@ -113,7 +113,8 @@ def _running_dir() -> str | None:
 
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
-    """One row per run folder (newest first) with its status and headline test metrics; reads JSON only."""
+    """One row per run folder (newest first) with its status and headline test metrics, in years or age groups
+    as the run's label space has them (a metric no listed run has is left out); reads JSON only."""
     root = Path(root or settings.runs_dir())
     rows = []
     running_dir = _running_dir()
@@ -126,9 +127,10 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
         test = (metrics or {}).get("test", {})
         rows.append({"run": run.name, "name": run_title(run) or run.name, "arch": config.get("model", {}).get("arch"),
                      "img_size": config.get("model", {}).get("img_size"), "status": status,
-                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in RUN_METRICS},
+                     "epochs": (metrics or {}).get("epochs_run"), **{k: test.get(k) for k in ANY_RUN_METRICS},
                      "device": (metrics or {}).get("device"), "path": str(run.path)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    listed = pd.DataFrame(rows, columns=COLUMNS)
+    return listed.drop(columns=[k for k in ANY_RUN_METRICS if listed[k].isna().all()] if rows else [])
 
 
 def read_history(run_dir: str | Path) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core import runs
@@ -89,3 +90,16 @@ def test_cross_validation_roots_are_not_listed_as_runs(tmp_path):
     root.write_cv({"folds": 3})
     assert root.is_cross_validation
     assert list_runs(tmp_path).empty
+
+
+def test_runs_of_two_label_spaces_list_their_own_headline_metrics(tmp_path):
+    """An Adience run reports age-group accuracy, a UTKFace run age MAE: both appear, each where it applies."""
+    years, groups = Run(new_run_dir(tmp_path, "residual_cnn")), Run(new_run_dir(tmp_path, "levi_hassner"))
+    for run, test in ((years, {"age_mae": 5.25, "gender_accuracy": 0.9}),
+                      (groups, {"age_group_accuracy": 0.51, "age_group_one_off": 0.85, "gender_accuracy": 0.8})):
+        run.write_config(FAKE_RUN_CONFIG)
+        run.write_metrics({"status": "finished", "epochs_run": 1, "test": test})
+    listed = list_runs(tmp_path).set_index("run")
+    assert listed.loc[years.name, "age_mae"] == 5.25 and pd.isna(listed.loc[groups.name, "age_mae"])
+    assert listed.loc[groups.name, "age_group_one_off"] == 0.85
+    assert "race_accuracy" not in listed  # no listed run has one
