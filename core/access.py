@@ -126,10 +126,13 @@ _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 def _is_loopback(address: str) -> bool:
+    """Loopback, also as an IPv4-mapped IPv6 address: a dual-stack server (Streamlit's default on Linux) reports a
+    browser on 127.0.0.1 as ::ffff:127.0.0.1, which Python 3.11 does not call loopback."""
     try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
         return address == "localhost"
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
 def is_local_client(client_ip, headers: Mapping | None = None) -> bool:

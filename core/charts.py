@@ -214,11 +214,15 @@ def _thinned(points: list[dict]) -> list[dict]:
 
 
 def _training_panels(latest: list[dict]) -> tuple[tuple[str, str], ...]:
-    """TRAINING_PANELS, with age-group accuracy for age MAE when the model's age head is groups (its space's)."""
-    if not any("age_group_accuracy" in row or "val_age_group_accuracy" in row for row in latest):
-        return TRAINING_PANELS
-    return tuple(("age_group_accuracy", EVAL_METRIC_LABELS["age_group_accuracy"]) if key == "age_mae"
-                 else (key, title) for key, title in TRAINING_PANELS)
+    """TRAINING_PANELS, with age-group accuracy for age MAE when the model's age head is groups (its space's), and
+    without a panel the model logs nothing for (an Adience model has no race head). Before any log: all of them."""
+    def logged(key: str) -> bool:
+        return any(key in row or f"val_{key}" in row for row in latest)
+    panels = TRAINING_PANELS
+    if logged("age_group_accuracy"):
+        panels = tuple(("age_group_accuracy", EVAL_METRIC_LABELS["age_group_accuracy"]) if key == "age_mae"
+                       else (key, title) for key, title in TRAINING_PANELS)
+    return tuple(p for p in panels if logged(p[0])) or panels
 
 
 def _batch_values(points: list[dict], key: str) -> list[tuple[float, float]]:

@@ -94,16 +94,18 @@ def tiny_residual_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_residual_model):
-    """The app served by `streamlit run` for one test module, with a finished fake run as its only trained model
-    (FACE_RUNS_DIR and FACE_CACHE_DIR in a temp folder). Skips cleanly where Chromium is absent: only browsers
-    talk to it."""
+    """The app served by `streamlit run` for one test module, in the public profile, with a finished fake run as its
+    only trained model (FACE_RUNS_DIR and FACE_CACHE_DIR in a temp folder). Skips cleanly where Chromium is
+    absent: only browsers talk to it."""
     import shutil
 
     if shutil.which("chromium") is None:
         pytest.skip("Chromium is not installed (Debian package `chromium`): browser tests skipped")
     workdir = tmp_path_factory.mktemp("app")
     write_run(workdir / "runs", model=tiny_residual_model)
-    process, url = start_app(workdir, {"FACE_RUNS_DIR": str(workdir / "runs"),
+    # Public: what a demo audience gets, and what these tests were written against (the browser's ::ffff:127.0.0.1
+    # was taken for a visitor until core.access read IPv4-mapped loopback); workbench servers start their own.
+    process, url = start_app(workdir, {"FACE_MODE": "public", "FACE_RUNS_DIR": str(workdir / "runs"),
                                        "FACE_CACHE_DIR": str(workdir / "cache")})
     try:
         yield url

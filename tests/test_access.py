@@ -40,6 +40,7 @@ def test_an_explicit_mode_wins_and_unknown_values_mean_public(setting, mode):
     ("127.0.0.1", {"Host": "localhost:8501"}),
     ("::1", {"Host": "[::1]:8501"}),
     ("127.0.1.1", {"Host": "127.0.0.1:8501"}),
+    ("::ffff:127.0.0.1", {"Host": "127.0.0.1:8501"}),  # what Streamlit 1.67 on a dual-stack socket reports (seen)
 ])
 def test_unset_mode_is_workbench_for_the_owner_on_this_machine(client_ip, headers):
     assert access.resolve_mode(None, client_ip, headers) == "workbench"
@@ -49,6 +50,7 @@ def test_unset_mode_is_workbench_for_the_owner_on_this_machine(client_ip, header
 @pytest.mark.parametrize(("client_ip", "headers"), [
     ("203.0.113.7", {}),  # another machine
     ("192.168.1.20", {"Host": "192.168.1.5:8501"}),  # the LAN: Streamlit binds every interface by default
+    ("::ffff:192.168.1.20", {"Host": "192.168.1.5:8501"}),  # the same, through a dual-stack socket
     (None, {"X-Forwarded-For": "203.0.113.7"}),  # a reverse proxy on this host: loopback peer, proxy headers
     (None, {"X-Real-IP": "203.0.113.7"}),
     (None, {"Forwarded": "for=203.0.113.7"}),

@@ -7,6 +7,9 @@ Runs in CI; skips with a message only where Chromium is absent (Debian: `apt-get
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.fuzz.make_corpus import encode, selfie
@@ -18,12 +21,15 @@ from tests.support import (
     no_exception,
     open_page,
     open_tab,
+    start_app,
+    stop_app,
     wait_idle,
 )
 
 pytestmark = pytest.mark.browser
 
 WORK_S = 600  # a tiny training run or a first prediction, same machine
+FIXTURES = Path(__file__).parent / "fixtures"
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"e2e_{name}.png"), full_page=True)
@@ -77,6 +83,47 @@ def test_a_tiny_training_run_draws_its_curve(page):
     assert page.locator(".js-plotly-plot").count() >= 1
     no_exception(page)
     shot(page, "train_finished")
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+@pytest.fixture
+def workbench_page(browser, tmp_path):
+    """A tab on the app served in workbench mode (the owner's own machine: any dataset folder), runs in tmp."""
+    process, url = start_app(tmp_path, {"FACE_MODE": "workbench", "FACE_RUNS_DIR": str(tmp_path / "runs"),
+                                        "FACE_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        tab = open_tab(browser, url)
+        yield tab
+        tab.close()
+    finally:
+        stop_app(process)
+
+
+def test_a_reference_model_trains_from_the_page_in_its_own_labels(workbench_page):
+    """The Levi–Hassner CNN on Adience data (the fixture's fold files): its test metrics are Adience's age groups
+    and gender, with no race figure (Adience has none)."""
+    page = workbench_page
+    open_page(page, "Train")
+    _choose(page, "Dataset kind", "Adience")
+    page.get_by_label("Dataset folder", exact=True).fill(str(FIXTURES / "adience"))
+    _choose(page, "Architecture", re.compile(r"^levi_hassner"))
+    size = page.locator('[data-testid="stSlider"]').filter(has_text="Image size").get_by_role("slider")
+    size.focus()
+    size.press("Home")  # the smallest size, 32 px
+    page.get_by_label("Epochs", exact=True).fill("1")
+    since = finished_runs(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Test age-group accuracy").first.wait_for(timeout=WORK_S * 1000)  # the finished job's metrics
+    wait_idle(page, since, WORK_S)
+    shot(page, "train_reference")
+    text = page.locator("body").inner_text()
+    assert "Current job: levi_hassner, 32 px" in text, text[:2000]
+    assert "Test age-group accuracy" in text and "Test race accuracy" not in text, text[:3000]
+    no_exception(page)
 
 
 def test_saliency_explains_a_sample_face(page):
