@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from core import settings
+from core.datasets import IMAGE_SUFFIXES
 from core.registry import ModelError
 
 QUANTIZATIONS = (None, "float16", "int8")
 OUTPUT_NAMES = ("age", "age_dist", "gender", "race")  # the order tf.nest flattens our output dict in
 REPRESENTATIVE_COUNT = 100  # calibration crops for int8: the TFLite guide's usual 100-500; more barely helps here
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # A child's TensorFlow import and conversion take ~15 s on 2 idle cores (the shipped model), a minute or two on a
 # machine that is training; past this the child is killed, so a hung export cannot hold a page forever.
 EXPORT_TIMEOUT_S = 600
