@@ -32,6 +32,7 @@ from core.drawing import annotate
 from core.errors import UserError
 from core.faces import Face, FaceDetector
 from core.predict import FacePrediction, Predictor
+from core.slots import LIVE_BUSY, Seats
 from core.tracking import FaceTracker, TrackerConfig
 
 LOGGER = logging.getLogger(__name__)
@@ -171,10 +172,13 @@ class LiveAnalyzer:
         self._draw_s: float | None = None
         self._since_run = 0  # frames drawn since the model last ran
         self._error: str | None = None
+        self._seats: Seats | None = None
 
-    def use(self, predictor: Predictor, detector: FaceDetector) -> None:
-        """Predict with this model from the next frame on; another model starts the tracks afresh."""
+    def use(self, predictor: Predictor, detector: FaceDetector, seats: Seats | None = None) -> None:
+        """Predict with this model from the next frame on; another model starts the tracks afresh. With `seats`
+        (a public server's), a frame is analysed only while this stream holds one of them."""
         with self._lock:
+            self._seats = seats
             if self._model is not None and self._model[0] is predictor and self._model[1] is detector:
                 return
             self._model = (predictor, detector)
@@ -198,9 +202,14 @@ class LiveAnalyzer:
         """One (height, width, 3) RGB uint8 frame with every tracked face's box and label drawn on it."""
         now = self._clock()
         with self._lock:
-            model, due = self._model, self._since_run + 1 >= self._frames_per_run()
+            model, due, seats = self._model, self._since_run + 1 >= self._frames_per_run(), self._seats
         if model is None:
             self._count_frame(None, None)
+            return pixels
+        if seats is not None and not seats.hold(self):  # every seat taken by other streams: back as it came
+            with self._lock:
+                self._drawn.tick()
+                self._error = LIVE_BUSY
             return pixels
         image = Image.fromarray(pixels)
         try:

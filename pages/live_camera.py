@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import access
+from core import access, slots
 from core.faces import DetectorError, shared_detector
 from core.live import VIDEO_CONSTRAINTS, ConnectionWatch, LiveAnalyzer, LiveConfigError, ice_configuration
 from core.registry import ModelEntry, ModelError
@@ -53,6 +53,10 @@ def live_tab(entry: ModelEntry | None, profile: access.Profile) -> None:
         st.error(str(error))
         return
     analyzer = st.session_state.setdefault(KEY_ANALYZER, LiveAnalyzer())
+    seats = slots.live_seats if profile.public else None  # the owner's own machine: no cap
+    if seats is not None and not seats.free_for(analyzer):
+        st.warning(slots.LIVE_BUSY)
+        return
     stream = webrtc_streamer(key=KEY_STREAM, mode=WebRtcMode.SENDRECV, rtc_configuration=rtc_configuration,
                              media_stream_constraints=VIDEO_CONSTRAINTS, async_processing=True,
                              video_frame_callback=analyzer.video_frame_callback)
@@ -60,7 +64,7 @@ def live_tab(entry: ModelEntry | None, profile: access.Profile) -> None:
                                                                                   stream.state.signalling)
     if connection in ("connecting", "playing"):
         try:
-            analyzer.use(predictor_for(entry), shared_detector())
+            analyzer.use(predictor_for(entry), shared_detector(), seats)
         except (ModelError, DetectorError) as error:
             st.error(access.public_text(str(error), profile))
             return

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import live
+from core import live, slots
 from core.datasets import RACES
 from core.faces import Face
 from core.live import ConnectionWatch, LiveAnalyzer, LiveConfig, LiveConfigError, RateMeter, ice_configuration
@@ -183,6 +183,23 @@ def test_a_failing_frame_goes_back_unlabelled_and_the_page_is_told():
     detector.error = None
     analyzer.process(frame)
     assert analyzer.status().error is None
+
+
+def test_a_stream_beyond_the_public_servers_seats_goes_back_unlabelled_until_one_frees():
+    clock = Clock()
+    seats = slots.Seats(1, lease_s=5.0, clock=clock)
+    first, second = LiveAnalyzer(clock=clock), LiveAnalyzer(clock=clock)
+    first_detector, second_detector = StandInDetector(clock), StandInDetector(clock)
+    first.use(StandInPredictor(), first_detector, seats)
+    second.use(StandInPredictor(), second_detector, seats)
+    stream(first, clock, 3)
+    frame = np.full(FRAME, 90, np.uint8)
+    assert second.process(frame) is frame and second_detector.calls == 0
+    assert second.status().error == slots.LIVE_BUSY
+    clock.now += 6.0  # the first stream has sent nothing for longer than the lease: it has ended
+    assert second.process(frame) is not frame and second_detector.calls == 1
+    assert second.status().error is None
+    assert first.process(frame) is frame  # now the first one waits
 
 
 def test_another_model_starts_the_tracks_afresh():

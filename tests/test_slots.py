@@ -45,3 +45,17 @@ def test_at_most_two_photo_analyses_at_once():
     with slots.photo_analysis_slot(), slots.photo_analysis_slot(), pytest.raises(slots.Busy, match="busy"), \
             slots.photo_analysis_slot(timeout_s=0.05):
         pass
+
+
+def test_seats_are_held_by_use_and_freed_by_silence_or_release():
+    now = [0.0]
+    seats = slots.Seats(2, lease_s=5.0, clock=lambda: now[0])
+    a, b, c = object(), object(), object()
+    assert seats.hold(a) and seats.hold(b) and not seats.free_for(c) and not seats.hold(c)
+    assert seats.hold(a) and seats.free_for(a)  # a holder keeps its seat
+    now[0] = 4.0
+    assert seats.hold(a)
+    now[0] = 6.0  # b silent for 6 s: its seat is free again; a held it 2 s ago
+    assert seats.hold(c) and not seats.hold(b)
+    seats.release(a)
+    assert seats.hold(b)
