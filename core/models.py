@@ -1,8 +1,9 @@
 """Model builders: functional Keras models with outputs named `age` (years), `gender` (P(female)) and `race`
 (5-way softmax). Models with a distribution age head also output `age_dist`, a softmax over whole years 0–116,
 whose expectation is `age` (what training's L1 term scores) and whose spread is the age uncertainty; the app reads
-the distribution's median as the age (core/label_spaces.py `predicted_years`: less MAE). The reference models of other label spaces
-(`age_group` softmax, race-7 or no race) are built in core/reference_builders.py; `build_model` builds any.
+the distribution's median as the age (core/label_spaces.py `predicted_years`: less MAE). The reference models of
+other label spaces (`age_group` softmax, race-7 or no race) are built in core/reference_builders.py; `build_model`
+builds any.
 
 Preprocessing lives inside every model, so callers pass RGB pixels in 0–255, uint8 or float. Output layers are
 pinned to float32, so under a mixed-precision policy (GPU) losses and saved predictions stay float32.
