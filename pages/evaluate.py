@@ -30,8 +30,6 @@ from pages.common import (
     user_errors,
 )
 
-profile = start_page()
-
 KEY_MODELS = "evaluate.models"
 KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
@@ -50,7 +48,6 @@ ALL_ROWS = "All images in the folder"
 # How each face is cut before the model sees it: as the app cuts an upload (what users get), or the dataset's crop.
 CROP_CHOICES = {"app": "As the app cuts uploads (detect + align)", "dataset": "The dataset's own crops",
                 "both": "Both, side by side"}
-keep(KEY_KIND, KEY_CROPS)
 MAX_STORED = 16  # (model version, data) results kept in memory for every session
 MAX_DOWNLOADS = 4  # their CSV files, for the latest result sets (a 21k-row predictions file is megabytes)
 
@@ -210,62 +207,68 @@ def show_worst(frame: pd.DataFrame) -> None:
             st.image([thumbnail_jpeg(p, 120) for p in rows["path"]], caption=rows["caption"].tolist(), width=120)
 
 
-st.title("📊 Evaluate")
-st.caption("Score models on labelled faces: errors, calibration, and the gaps between race, gender and age groups.")
-entries = model_picker(KEY_MODELS, "Models", multiple=True)
-kind, folder, split_file, modes = data_ui(entries)
-clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entries)
-if not entries:
-    st.stop()
-with user_errors("Evaluate"):
-    kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
-    table, capped = policy.evaluation_rows(table, profile)
-    if capped:
-        st.caption(capped)
-    warn_about_training_rows(entries, table)
-    results = score(entries, kind, table, modes, clicked)
-if any(result is None for result in results.values()):
-    st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
-            + (" on both crop paths." if len(modes) > 1 else "."))
-    st.stop()
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    profile = start_page()
+    keep(KEY_KIND, KEY_CROPS)
 
-frames = {name: frame for name, (frame, _) in results.items()}
-reports = {name: report for name, (_, report) in results.items()}
-detail = st.selectbox("Details for", list(reports), key=KEY_DETAIL) if len(reports) > 1 else next(iter(reports))
-confusion = reports[detail]["confusion"]
-compare, age, classes, fairness, worst, download = st.tabs(
-    ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"], key=KEY_TABS)
-with compare:
-    st.dataframe(for_display(comparison_table(reports)), hide_index=True)
-    show_mappings(reports)
-    if len(modes) > 1:
-        st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative accuracy: "
-                    "users get less than the dataset crops report)")
-        st.dataframe(for_display(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
-            e, "dataset", modes)]) for e in entries})), hide_index=True, key="evaluate.skew")
-    st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
-    st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
-with age:
-    st.plotly_chart(charts.eval_age_scatter(frames[detail], f"Predicted vs true age — {detail}"),
-                    key="evaluate.chart.scatter")
-    st.plotly_chart(charts.eval_group_bars(reports, "age_group", "age_mae"), key="evaluate.chart.mae_by_age")
-    if "age_group" in confusion:
-        st.plotly_chart(charts.eval_confusion(confusion["age_group"], "Age groups"), key="evaluate.chart.confusion_age")
-with classes:
-    for task in ("gender", "race"):
-        if task in confusion:
-            left, right = st.columns(2)
-            left.plotly_chart(charts.eval_confusion(confusion[task], f"{task.capitalize()} — {detail}"),
-                              key=f"evaluate.chart.confusion_{task}")
-            right.plotly_chart(charts.eval_reliability(reports, task), key=f"evaluate.chart.reliability_{task}")
-with fairness:
-    show_fairness(reports, detail)
-with worst:
-    show_worst(frames[detail])
-with download:
-    files_key = (profile.public, *(result_key(e, kind, table, c) for e in entries for c in modes))
-    predictions_csv, metrics_csv = download_files(frames, reports, files_key)
-    st.download_button("Per-image predictions (CSV)", predictions_csv, "predictions.csv", "text/csv",
-                       key="evaluate.download.predictions", on_click="ignore")
-    st.download_button("Metrics (CSV)", metrics_csv, "metrics.csv", "text/csv", key="evaluate.download.metrics",
-                       on_click="ignore")
+    st.title("📊 Evaluate")
+    st.caption("Score models on labelled faces: errors, calibration, and the gaps between race, gender and age groups.")
+    entries = model_picker(KEY_MODELS, "Models", multiple=True)
+    kind, folder, split_file, modes = data_ui(entries)
+    clicked = st.button("Evaluate", type="primary", key=KEY_RUN, disabled=not entries)
+    if not entries:
+        st.stop()
+    with user_errors("Evaluate"):
+        kind, table = evaluation.load_rows(kind, folder, split_file)  # reads the profile bound above
+        table, capped = policy.evaluation_rows(table, profile)
+        if capped:
+            st.caption(capped)
+        warn_about_training_rows(entries, table)
+        results = score(entries, kind, table, modes, clicked)
+    if any(result is None for result in results.values()):
+        st.info(f"{len(table):,} labelled images ready. Press **Evaluate** to score {len(entries)} model(s)"
+                + (" on both crop paths." if len(modes) > 1 else "."))
+        st.stop()
+
+    frames = {name: frame for name, (frame, _) in results.items()}
+    reports = {name: report for name, (_, report) in results.items()}
+    detail = st.selectbox("Details for", list(reports), key=KEY_DETAIL) if len(reports) > 1 else next(iter(reports))
+    confusion = reports[detail]["confusion"]
+    compare, age, classes, fairness, worst, download = st.tabs(
+        ["Compare", "Age", "Gender & race", "Fairness", "Worst errors", "Download"], key=KEY_TABS)
+    with compare:
+        st.dataframe(for_display(comparison_table(reports)), hide_index=True)
+        show_mappings(reports)
+        if len(modes) > 1:
+            st.markdown("**Skew: the app's crops minus the dataset's crops** (a positive age MAE or a negative "
+                        "accuracy: users get less than the dataset crops report)")
+            st.dataframe(for_display(skew_table({e.label: (reports[report_name(e, "app", modes)], reports[report_name(
+                e, "dataset", modes)]) for e in entries})), hide_index=True, key="evaluate.skew")
+        st.plotly_chart(charts.eval_headline_bars(reports), key="evaluate.chart.headline")
+        st.plotly_chart(charts.eval_cs_curve(reports), key="evaluate.chart.cs")
+    with age:
+        st.plotly_chart(charts.eval_age_scatter(frames[detail], f"Predicted vs true age — {detail}"),
+                        key="evaluate.chart.scatter")
+        st.plotly_chart(charts.eval_group_bars(reports, "age_group", "age_mae"), key="evaluate.chart.mae_by_age")
+        if "age_group" in confusion:
+            st.plotly_chart(charts.eval_confusion(confusion["age_group"], "Age groups"),
+                            key="evaluate.chart.confusion_age")
+    with classes:
+        for task in ("gender", "race"):
+            if task in confusion:
+                left, right = st.columns(2)
+                left.plotly_chart(charts.eval_confusion(confusion[task], f"{task.capitalize()} — {detail}"),
+                                  key=f"evaluate.chart.confusion_{task}")
+                right.plotly_chart(charts.eval_reliability(reports, task), key=f"evaluate.chart.reliability_{task}")
+    with fairness:
+        show_fairness(reports, detail)
+    with worst:
+        show_worst(frames[detail])
+    with download:
+        files_key = (profile.public, *(result_key(e, kind, table, c) for e in entries for c in modes))
+        predictions_csv, metrics_csv = download_files(frames, reports, files_key)
+        st.download_button("Per-image predictions (CSV)", predictions_csv, "predictions.csv", "text/csv",
+                           key="evaluate.download.predictions", on_click="ignore")
+        st.download_button("Metrics (CSV)", metrics_csv, "metrics.csv", "text/csv", key="evaluate.download.metrics",
+                           on_click="ignore")

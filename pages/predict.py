@@ -14,8 +14,6 @@ from pages.common import KEY_LAST_ANALYSES, model_picker, predictor_for, start_p
 from pages.live_camera import tabs_with_live
 from pages.predict_views import analyze, draw_analysis, draw_summary, photos_ui
 
-profile = start_page()
-
 KEY_MODEL = "predict.model"
 KEY_SMALL_FACES = "predict.small_faces"
 
@@ -31,21 +29,25 @@ def options_ui():
     return (entries[0] if entries else None), small_faces
 
 
-st.title("Predict")
-st.caption("Age, gender and race for every face in your photos. Nothing you upload is stored: photos are "
-           "analysed in memory. The model's labels are UTKFace's categories and carry its biases.")
-entry, small_faces = options_ui()
-photos = photos_ui(*tabs_with_live(entry, profile))  # the Live tab streams on its own
-if entry is not None and photos:
-    with common.user_errors():
-        predictor = predictor_for(entry)
-    outcomes = []
-    for index, (name, data) in enumerate(photos):
-        analysis, problem, key = analyze(index, name, data, predictor, entry, small_faces, profile)
-        if analysis is not None:
-            draw_analysis(index, name, analysis, key)
-        outcomes.append((name, analysis, problem))
-    draw_summary(outcomes)
-    if analyses := [results.shrink(a, preview=True) for _, a, _ in outcomes if a is not None]:
-        st.session_state[KEY_LAST_ANALYSES] = analyses
-        st.page_link("pages/saliency.py", label="Explain these faces on the Saliency page", icon="🔥")
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    profile = start_page()
+
+    st.title("Predict")
+    st.caption("Age, gender and race for every face in your photos. Nothing you upload is stored: photos are "
+               "analysed in memory. The model's labels are UTKFace's categories and carry its biases.")
+    entry, small_faces = options_ui()
+    photos = photos_ui(*tabs_with_live(entry, profile))  # the Live tab streams on its own
+    if entry is not None and photos:
+        with common.user_errors():
+            predictor = predictor_for(entry)
+        outcomes = []
+        for index, (name, data) in enumerate(photos):
+            analysis, problem, key = analyze(index, name, data, predictor, entry, small_faces, profile)
+            if analysis is not None:
+                draw_analysis(index, name, analysis, key)
+            outcomes.append((name, analysis, problem))
+        draw_summary(outcomes)
+        if analyses := [results.shrink(a, preview=True) for _, a, _ in outcomes if a is not None]:
+            st.session_state[KEY_LAST_ANALYSES] = analyses
+            st.page_link("pages/saliency.py", label="Explain these faces on the Saliency page", icon="🔥")

@@ -18,7 +18,6 @@ from pages.common import (
     user_errors,
 )
 
-start_page()
 KEY_MODEL = "saliency.model"
 KEY_SOURCE = "saliency.source"
 KEY_SAMPLE = "saliency.sample"
@@ -33,7 +32,6 @@ KEY_MAX_N = "saliency.max_n"
 KEY_RUN = "saliency.run"
 KEY_RESULT = "saliency.result"
 KEY_DOWNLOAD = "saliency.download"
-keep(KEY_HEADS, KEY_METHODS, KEY_RACE, KEY_ALPHA, KEY_MAX_N)  # kept while the face source has no face yet
 SAMPLE, UPLOAD, LAST = "Sample face", "Upload", "Last prediction"
 PREDICTED, AUTOMATIC = "predicted class", "automatic"
 WORKER_SPINNER = "Loading the model for saliency…"  # the worker's first request starts TensorFlow (seconds)
@@ -101,27 +99,32 @@ def draw(crop, result: dict, alpha: float) -> None:
     st.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png", key=KEY_DOWNLOAD)
 
 
-st.title("Saliency")
-st.caption("Which pixels drive each prediction. Gradient maps show where a small change moves the score most; "
-           "CAMs show which regions the network's features respond to. Neither proves *why* a model decides.")
-entries = model_picker(KEY_MODEL)
-if not entries:
-    st.stop()
-with user_errors():
-    model_path, mtime = str(entries[0].path), entries[0].version
-    predictor = predictor_for(entries[0])  # for its input size and the Predict page's face cutting only
-    chosen = image_ui(predictor)
-    if chosen is None:
+# Streamlit runs a page as "__main__"; a test imports it for its keys without running it.
+if __name__ == "__main__":
+    start_page()
+    keep(KEY_HEADS, KEY_METHODS, KEY_RACE, KEY_ALPHA, KEY_MAX_N)  # kept while the face source has no face yet
+
+    st.title("Saliency")
+    st.caption("Which pixels drive each prediction. Gradient maps show where a small change moves the score most; "
+               "CAMs show which regions the network's features respond to. Neither proves *why* a model decides.")
+    entries = model_picker(KEY_MODEL)
+    if not entries:
         st.stop()
-    crop, caption = chosen
-    st.image(crop, caption=caption, width=160)
-    options = options_ui(model_path, predictor.space)
-    signature = (model_path, mtime, hash(crop.tobytes()),
-                 *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
-    if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):
-        st.session_state[KEY_RESULT] = {"signature": signature, **compute(model_path, crop, options)}
-    result = st.session_state.get(KEY_RESULT)
-    if result and result["signature"] == signature:
-        draw(crop, result, options["alpha"])
-    elif options["heads"] and options["methods"]:
-        st.info("Press **Explain** to compute the maps.")
+    with user_errors():
+        model_path, mtime = str(entries[0].path), entries[0].version
+        predictor = predictor_for(entries[0])  # for its input size and the Predict page's face cutting only
+        chosen = image_ui(predictor)
+        if chosen is None:
+            st.stop()
+        crop, caption = chosen
+        st.image(crop, caption=caption, width=160)
+        options = options_ui(model_path, predictor.space)
+        signature = (model_path, mtime, hash(crop.tobytes()),
+                     *(str(options[k]) for k in ("heads", "methods", "race_class", "layer", "max_n")))
+        if st.button("Explain", type="primary", key=KEY_RUN, disabled=not (options["heads"] and options["methods"])):
+            st.session_state[KEY_RESULT] = {"signature": signature, **compute(model_path, crop, options)}
+        result = st.session_state.get(KEY_RESULT)
+        if result and result["signature"] == signature:
+            draw(crop, result, options["alpha"])
+        elif options["heads"] and options["methods"]:
+            st.info("Press **Explain** to compute the maps.")

@@ -59,3 +59,21 @@ def test_home_and_explore_never_load_tensorflow():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+IMPORTABLE_PAGES = ("explore", "train", "predict", "saliency", "evaluate")
+
+
+def test_pages_import_for_their_keys_without_running():
+    # Tests take widget keys from these modules: importing one must run none of its script (outside a run every
+    # Streamlit command logs a missing ScriptRunContext) and load no TensorFlow. A fresh interpreter, as above.
+    script = ("import importlib, sys\n"
+              f"for name in {IMPORTABLE_PAGES!r}:\n"
+              "    importlib.import_module('pages.' + name)\n"
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras'}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "FACE_DATA_DIR"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "ScriptRunContext" not in result.stderr and "Session state" not in result.stderr, result.stderr[-2000:]

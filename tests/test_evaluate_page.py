@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import access, charts, evaluation, policy, settings, slots
 from core.datasets import load_dataset
+from pages import evaluate as evaluate_page
 from tests.support import export_beside, open_app_page, write_run
 
 RUNS = ("20250101-000000-residual_cnn", "20250101-000001-custom_cnn")
@@ -70,10 +71,10 @@ def open_page() -> AppTest:
 
 
 def evaluate(at: AppTest, labels=LABELS, rows: str | None = None) -> AppTest:
-    at.multiselect(key="evaluate.models").set_value(list(labels)).run()
+    at.multiselect(key=evaluate_page.KEY_MODELS).set_value(list(labels)).run()
     if rows is not None:
-        at.selectbox(key="evaluate.rows").set_value(rows).run()
-    at.button(key="evaluate.run").click().run()
+        at.selectbox(key=evaluate_page.KEY_ROWS).set_value(rows).run()
+    at.button(key=evaluate_page.KEY_RUN).click().run()
     assert not at.exception, at.exception
     return at
 
@@ -112,11 +113,11 @@ def test_a_model_that_cannot_be_prepared_shows_an_error_not_a_traceback(runs, pr
 def test_second_visit_does_not_predict_again(runs, predict_calls):
     at = evaluate(open_page())
     assert len(predict_calls) == 2
-    at.selectbox(key="evaluate.detail").set_value(LABELS[1]).run()  # any rerun
+    at.selectbox(key=evaluate_page.KEY_DETAIL).set_value(LABELS[1]).run()  # any rerun
     assert len(predict_calls) == 2 and len(at.dataframe) == 3
 
     again = open_page()  # a new session: results come from the shared store, without pressing Evaluate
-    again.multiselect(key="evaluate.models").set_value(LABELS).run()
+    again.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS).run()
     assert not again.exception and len(predict_calls) == 2
     assert sorted(comparison(again)["model"]) == sorted(LABELS)
 
@@ -130,17 +131,17 @@ def test_a_runs_test_split_scores_only_its_test_rows(runs, predict_calls):
 def test_rows_default_to_the_chosen_models_own_test_split(runs, predict_calls):
     """Issue 20 item 1: the default is fair, the model's own test rows, and nothing warns about them."""
     at = open_page()
-    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()  # the run with a split file
-    assert at.selectbox(key="evaluate.rows").value == f"Test split of {RUNS[0]}"
-    at.button(key="evaluate.run").click().run()
+    at.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS[:1]).run()  # the run with a split file
+    assert at.selectbox(key=evaluate_page.KEY_ROWS).value == f"Test split of {RUNS[0]}"
+    at.button(key=evaluate_page.KEY_RUN).click().run()
     assert comparison(at)["n"].tolist() == [runs["test_rows"]]
     assert not [w for w in at.warning if "training split" in w.value]
 
 
 def test_rows_that_overlap_a_models_training_split_are_flagged_with_the_count(runs, predict_calls, sample_rows):
     at = open_page()
-    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()
-    at.selectbox(key="evaluate.rows").set_value("All images in the folder").run()
+    at.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS[:1]).run()
+    at.selectbox(key=evaluate_page.KEY_ROWS).set_value("All images in the folder").run()
     trained = len(sample_rows) - runs["test_rows"]
     warnings = [w.value for w in at.warning if "training split" in w.value]
     assert len(warnings) == 1 and f"{trained} of these {len(sample_rows)} images" in warnings[0], warnings
@@ -149,15 +150,15 @@ def test_rows_that_overlap_a_models_training_split_are_flagged_with_the_count(ru
 
 def test_nothing_is_predicted_before_evaluate_is_pressed(runs, predict_calls, sample_rows):
     at = open_page()
-    at.multiselect(key="evaluate.models").set_value(LABELS).run()
+    at.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS).run()
     assert not predict_calls
     assert any(f"{runs['test_rows']:,} labelled images ready" in info.value for info in at.info)  # its test split
 
 
 def test_a_bad_folder_shows_an_error_not_a_traceback(runs, predict_calls):
     at = open_page()
-    at.text_input(key="evaluate.folder").set_value("/no/such/folder").run()
-    at.button(key="evaluate.run").click().run()
+    at.text_input(key=evaluate_page.KEY_FOLDER).set_value("/no/such/folder").run()
+    at.button(key=evaluate_page.KEY_RUN).click().run()
     assert not at.exception and not predict_calls
     assert any("Folder not found" in error.value for error in at.error)
 
@@ -229,7 +230,7 @@ def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, pu
     monkeypatch.setattr(policy, "PUBLIC_MAX_EVAL_ROWS", 40)
     at = open_page()
     assert not at.text_input  # no folder box to type a server path into
-    assert at.selectbox(key="evaluate.dataset").options == [access.SAMPLE_LABEL]
+    assert at.selectbox(key=evaluate_page.KEY_DATASET).options == [access.SAMPLE_LABEL]
     evaluate(at, labels=LABELS[:1], rows="All images in the folder")
     assert comparison(at)["n"].tolist() == [40] and [c["rows"] for c in predict_calls] == [40]
     assert any("fixed sample of 40 of the 300 images" in c.value for c in at.caption)
@@ -258,8 +259,8 @@ def test_public_errors_name_no_server_path(runs, predict_calls, public, sample_r
     split = settings.runs_dir() / RUNS[0] / "split.csv"
     pd.DataFrame({"path": ["/elsewhere/1_0_0_x.jpg.chip.jpg"], "split": ["test"]}).to_csv(split, index=False)
     at = open_page()
-    at.multiselect(key="evaluate.models").set_value(LABELS[:1]).run()
-    at.selectbox(key="evaluate.rows").set_value(f"Test split of {RUNS[0]}").run()
+    at.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS[:1]).run()
+    at.selectbox(key=evaluate_page.KEY_ROWS).set_value(f"Test split of {RUNS[0]}").run()
     message = at.error[0].value
     assert "None of the 1 'test' images" in message and f"runs/{RUNS[0]}/split.csv" in message
     assert not ABSOLUTE.search(message) and str(settings.runs_dir()) not in message

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs, registry, settings
 from core.atomic import atomic_save_model, atomic_write_text
 from core.config import TrainConfig
+from pages import predict_views
 from tests.support import FAKE_RUN_NAME, PROJECT_ROOT, write_run
 
 TIMEOUT = 600  # seconds: TensorFlow imports and tracing on a busy 2-core machine
@@ -264,7 +265,7 @@ def test_a_corrupt_model_file_is_a_message_on_the_predict_page(runs_root):
     (runs_root / FAKE_RUN_NAME / "model.keras").write_bytes(b"PK\x03\x04 this is no zip")
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
     at.switch_page("pages/predict.py").run()
-    at.file_uploader(key="predict.files").set_value(("me.jpg", encode(selfie()), "image/jpeg")).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("me.jpg", encode(selfie()), "image/jpeg")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "Cannot load model.keras" in at.error[0].value
 

@@ -21,15 +21,15 @@ from streamlit.testing.v1 import AppTest
 
 from core import settings
 from core.images import MAX_FILES_PER_UPLOAD
+from pages import evaluate as evaluate_page
+from pages import explore as explore_page
+from pages import predict_views
+from pages import train as train_page
 from tests.fuzz.make_corpus import CASES, build
 from tests.support import PROJECT_ROOT, open_app_page, write_run
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 TIMEOUT = 600  # seconds: TensorFlow, MediaPipe and tracing on a busy 2-core machine
-# Widget keys, as the pages define them (importing a page would run it).
-PREDICT_FILES, EXPLORE_FOLDER, EVALUATE_FOLDER, EVALUATE_RUN = (
-    "predict.files", "explore.folder", "evaluate.folder", "evaluate.run")
-TRAIN_FOLDER, TRAIN_IMG_SIZE, TRAIN_START = "train.folder", "train.img_size", "train.start"
 # Where a stray write could land and be missed: caches and bytecode are expected, everything else is not.
 IGNORED_DIRS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "artifacts", ".venv"}
 AUTOGRAPH_PREFIX = "__autograph_generated_file"
@@ -117,7 +117,7 @@ def test_every_bad_upload_gets_a_message_and_every_photo_a_result(corpus, sandbo
     errors, drawn, captions, infos, markdown = {}, [], [], [], []
     # A few photos per upload (core/images.py MAX_FILES_PER_UPLOAD): the corpus goes up in groups of that many.
     for start in range(0, len(uploads), MAX_FILES_PER_UPLOAD):
-        at.file_uploader(key=PREDICT_FILES).set_value(uploads[start:start + MAX_FILES_PER_UPLOAD])
+        at.file_uploader(key=predict_views.KEY_FILES).set_value(uploads[start:start + MAX_FILES_PER_UPLOAD])
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         errors |= {e.value.split("**")[1]: e.value for e in at.error}  # "**name**: message"
@@ -149,7 +149,7 @@ def test_a_browser_refuses_other_extensions_before_upload(sandbox):
     """SVG, HTML, GIF and text files reach the app only renamed (the corpus does that): the uploader's own filter
     lists image extensions only, and zip archives of them (core/uploads.py reads only their image members)."""
     at = _page("pages/predict.py")
-    allowed = {t.lstrip(".").lower() for t in at.file_uploader(key=PREDICT_FILES).allowed_type}
+    allowed = {t.lstrip(".").lower() for t in at.file_uploader(key=predict_views.KEY_FILES).allowed_type}
     assert allowed and allowed <= {"jpg", "jpeg", "png", "webp", "bmp", "heic", "heif", "zip"}
 
 
@@ -224,14 +224,14 @@ FOLDER_CASES = ["missing", "a file", "blank", "empty", "wrong names", "links to 
 def test_explore_path_box(bad_folders, case):
     folder, words = bad_folders[case]
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT).run()
-    at.text_input(key=EXPLORE_FOLDER).input(folder).run()
+    at.text_input(key=explore_page.KEY_FOLDER).input(folder).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and words in at.error[0].value, [e.value for e in at.error]
 
 
 def test_explore_lists_unreadable_files_with_grey_previews(bad_folders):
     at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT).run()
-    at.text_input(key=EXPLORE_FOLDER).input(bad_folders["unreadable files"][0]).run()
+    at.text_input(key=explore_page.KEY_FOLDER).input(bad_folders["unreadable files"][0]).run()
     assert not at.exception and not at.error
     assert next(m.value for m in at.metric if m.label == "Images") == "12"
 
@@ -243,9 +243,9 @@ def test_train_path_box(bad_folders, sandbox):
     cases = {**{case: bad_folders[case] for case in FOLDER_CASES},
              "unreadable files": (bad_folders["unreadable files"][0], "Training failed")}
     for case, (folder, words) in cases.items():
-        at.text_input(key=TRAIN_FOLDER).set_value(folder)
-        at.select_slider(key=TRAIN_IMG_SIZE).set_value(32)
-        at.button(key=TRAIN_START).click()
+        at.text_input(key=train_page.KEY_FOLDER).set_value(folder)
+        at.select_slider(key=train_page.KEY_IMG_SIZE).set_value(32)
+        at.button(key=train_page.KEY_START).click()
         at.run()
         job = jobs.current_job()
         job.thread.join(TIMEOUT)
@@ -261,14 +261,14 @@ def test_evaluate_path_box(bad_folders, sandbox):
     at = _page("pages/evaluate.py")
     for case in FOLDER_CASES:
         folder, words = bad_folders[case]
-        at.text_input(key=EVALUATE_FOLDER).set_value(folder)
+        at.text_input(key=evaluate_page.KEY_FOLDER).set_value(folder)
         at.run()
         assert not at.exception, (case, [e.value for e in at.exception])
         assert any(words in e.value for e in at.error), (case, [e.value for e in at.error])
-    at.text_input(key=EVALUATE_FOLDER).set_value(bad_folders["unreadable files"][0])
+    at.text_input(key=evaluate_page.KEY_FOLDER).set_value(bad_folders["unreadable files"][0])
     at.run()
     assert not at.error and any("12 labelled images" in i.value for i in at.info)
-    at.button(key=EVALUATE_RUN).click()
+    at.button(key=evaluate_page.KEY_RUN).click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Cannot read an image" in e.value for e in at.error), [e.value for e in at.error]

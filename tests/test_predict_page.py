@@ -15,6 +15,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
+from pages import common, live_camera, predict_views
+from pages import predict as predict_page
+from pages import saliency as saliency_page
 from tests.photos import background, encode, face_images, selfie, side_by_side
 from tests.support import PROJECT_ROOT, open_app_page, write_run
 
@@ -50,8 +53,8 @@ def _texts(at: AppTest) -> str:
 
 def test_upload_a_selfie_and_see_the_prediction(model_run, photos):
     at = _page()
-    assert at.selectbox(key="predict.model").value.startswith(model_run.name)
-    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg"))
+    assert at.selectbox(key=predict_page.KEY_MODEL).value.startswith(model_run.name)
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("me.jpg", photos["selfie"], "image/jpeg"))
     at.run()
     assert not at.exception and not at.error
     text = _texts(at)
@@ -61,22 +64,22 @@ def test_upload_a_selfie_and_see_the_prediction(model_run, photos):
 
 def test_the_faces_just_predicted_can_be_explained_on_the_saliency_page(model_run, photos):
     at = _page()
-    assert "predict.last_analysis" not in at.session_state
-    at.file_uploader(key="predict.files").set_value([("pair.png", photos["pair"], "image/png"),
-                                                      ("me.jpg", photos["selfie"], "image/jpeg")])
+    assert common.KEY_LAST_ANALYSES not in at.session_state
+    at.file_uploader(key=predict_views.KEY_FILES).set_value([("pair.png", photos["pair"], "image/png"),
+                                                              ("me.jpg", photos["selfie"], "image/jpeg")])
     at.run()
-    analyses = at.session_state["predict.last_analysis"]
+    analyses = at.session_state[common.KEY_LAST_ANALYSES]
     assert [len(a.faces) for a in analyses] == [2, 1]
     at.switch_page("pages/saliency.py")
     at.run()
     assert not at.exception
-    at.radio(key="saliency.source").set_value("Last prediction").run()
-    assert list(at.selectbox(key="saliency.face").options) == ["1", "2", "3"]
+    at.radio(key=saliency_page.KEY_SOURCE).set_value("Last prediction").run()
+    assert list(at.selectbox(key=saliency_page.KEY_FACE).options) == ["1", "2", "3"]
 
 
 def test_several_files_one_bad(model_run, photos):
     at = _page()
-    at.file_uploader(key="predict.files").set_value([
+    at.file_uploader(key=predict_views.KEY_FILES).set_value([
         ("pair.png", photos["pair"], "image/png"),
         ("notes.jpg", b"shopping list: eggs", "image/jpeg"),
     ])
@@ -89,20 +92,20 @@ def test_several_files_one_bad(model_run, photos):
 
 def test_no_face_offers_the_whole_image(model_run, photos):
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("wall.jpg", photos["no_face"], "image/jpeg"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("wall.jpg", photos["no_face"], "image/jpeg"))
     at.run()
     assert not at.exception
     assert any("No face found" in info.value for info in at.info)
     assert "years" not in _texts(at)
-    at.toggle(key="predict.whole_image.0").set_value(True)
+    at.toggle(key=f"{predict_views.KEY_WHOLE_IMAGE}.0").set_value(True)
     at.run()
     assert not at.exception and "Face 1" in _texts(at) and "years" in _texts(at)
 
 
 def test_a_face_crop_needs_no_toggle_and_says_how_it_was_taken(model_run):
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("crop.png", encode(background((400, 400), seed=5), "PNG"),
-                                                      "image/png"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("crop.png", encode(background((400, 400), seed=5), "PNG"),
+                                                              "image/png"))
     at.run()
     assert not at.exception and not at.error
     assert "Face 1" in _texts(at) and "years" in _texts(at)
@@ -112,7 +115,7 @@ def test_a_face_crop_needs_no_toggle_and_says_how_it_was_taken(model_run):
 
 def test_camera_photo(model_run, photos):
     at = _page()
-    at.camera_input(key="predict.camera").set_value(("shot.jpg", photos["selfie"], "image/jpeg"))
+    at.camera_input(key=predict_views.KEY_CAMERA).set_value(("shot.jpg", photos["selfie"], "image/jpeg"))
     at.run()
     assert not at.exception and "years" in _texts(at)
 
@@ -122,9 +125,9 @@ def test_the_live_tab_says_frames_stay_in_memory_and_asks_before_streaming(model
     streams in a real browser)."""
     at = _page()
     assert [tab.label for tab in at.tabs] == ["Upload", "Camera", "Live"]
-    assert at.toggle(key="predict.live_on").value is False
+    assert at.toggle(key=live_camera.KEY_ON).value is False
     assert any("nothing is recorded or stored" in caption.value for caption in at.caption)
-    assert "predict.live_analyzer" not in at.session_state
+    assert live_camera.KEY_ANALYZER not in at.session_state
 
 
 def test_no_model_yet_is_explained(tmp_path, monkeypatch, photos):
@@ -132,7 +135,7 @@ def test_no_model_yet_is_explained(tmp_path, monkeypatch, photos):
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-models")
     at = _page()
     assert any("No model yet" in w.value for w in at.warning)
-    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("me.jpg", photos["selfie"], "image/jpeg"))
     at.run()
     assert not at.exception and "years" not in _texts(at)
 
@@ -153,15 +156,18 @@ from core import settings
 settings.MODELS_DIR = Path(sys.argv[1])  # no shipped model: the run's .keras alone, its .tflite not exported yet
 from streamlit.testing.v1 import AppTest
 
+from pages import evaluate as evaluate_page, predict_views
+
 at = AppTest.from_file("streamlit_app.py", default_timeout=600)
 at.run()
 at.switch_page("pages/predict.py").run()
-at.file_uploader(key="predict.files").set_value(("face.jpg", Path(sys.argv[2]).read_bytes(), "image/jpeg")).run()
+face = ("face.jpg", Path(sys.argv[2]).read_bytes(), "image/jpeg")
+at.file_uploader(key=predict_views.KEY_FILES).set_value(face).run()
 assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
 assert "years" in "\\n".join(m.value for m in at.markdown), "no prediction shown"
 at.switch_page("pages/evaluate.py").run()
-at.text_input(key="evaluate.folder").set_value(sys.argv[3]).run()
-at.button(key="evaluate.run").click().run()
+at.text_input(key=evaluate_page.KEY_FOLDER).set_value(sys.argv[3]).run()
+at.button(key=evaluate_page.KEY_RUN).click().run()
 assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
 assert len(at.dataframe) >= 1, "no evaluation shown"
 leaked = {"tensorflow", "keras"} & set(sys.modules)
@@ -191,7 +197,7 @@ def test_an_upload_beyond_the_cap_is_cut_with_a_note(model_run):
     from tests.photos import background
     count = MAX_FILES_PER_UPLOAD + 2
     at = _page()
-    at.file_uploader(key="predict.files").set_value(
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(
         [(f"scene{i}.jpg", encode(background((640, 480), seed=i)), "image/jpeg") for i in range(count)])
     at.run()
     assert not at.exception and not at.error
@@ -206,12 +212,12 @@ def test_the_session_keeps_the_crops_and_only_a_preview_of_the_photo(model_run):
     from core.images import SESSION_PREVIEW_SIDE  # not from the page: importing it would run its script
     from tests.photos import background
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("big.png", encode(background((2400, 1800), seed=1), "PNG"),
-                                                     "image/png"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("big.png", encode(background((2400, 1800), seed=1), "PNG"),
+                                                             "image/png"))
     at.run()
-    at.toggle(key="predict.whole_image.0").set_value(True).run()
+    at.toggle(key=f"{predict_views.KEY_WHOLE_IMAGE}.0").set_value(True).run()
     assert not at.exception and not at.error
-    (analysis,) = at.session_state["predict.last_analysis"]
+    (analysis,) = at.session_state[common.KEY_LAST_ANALYSES]
     assert max(analysis.image.size) == SESSION_PREVIEW_SIDE and analysis.full_size == (2400, 1800)
     assert len(analysis.faces) == 1 and analysis.faces[0].crop.shape[:2] == (32, 32)  # what Saliency explains
 
@@ -229,7 +235,7 @@ def test_a_busy_server_is_a_warning_not_a_wait(model_run, monkeypatch):
 
     monkeypatch.setattr(slots, "photo_analysis_slot", busy)
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("a.jpg", encode(background((160, 120))), "image/jpeg"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("a.jpg", encode(background((160, 120))), "image/jpeg"))
     at.run()
     assert not at.exception and not at.error
     assert any("busy analysing other photos" in w.value for w in at.warning)
@@ -254,14 +260,14 @@ def test_a_fairface_model_shows_its_age_groups_and_seven_races(fairface_model, t
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "models")
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg"))
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("me.jpg", photos["selfie"], "image/jpeg"))
     at.run()
     assert not at.exception and not at.error
     text = _texts(at)
     assert "Face 1" in text and "years" not in text
     assert any(f"**age {group} (" in text for group in FAIRFACE_BINS)
     assert any(f"\n{race} (" in text for race in FAIRFACE_RACES)
-    (face,) = at.session_state["predict.last_analysis"][0].faces
+    (face,) = at.session_state[common.KEY_LAST_ANALYSES][0].faces
     assert list(face.prediction.age_group_probs) == list(FAIRFACE_BINS)
     assert list(face.prediction.race_probs) == list(FAIRFACE_RACES)
     assert len(at.get("plotly_chart")) == 3  # gender, age groups and race-7
@@ -285,7 +291,7 @@ def test_a_spinner_is_shown_while_photos_are_analysed(model_run, photos, monkeyp
     said, real = [], streamlit.spinner
     monkeypatch.setattr(streamlit, "spinner", lambda text="", *a, **k: said.append(text) or real(text, *a, **k))
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("me.jpg", photos["selfie"], "image/jpeg")).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("me.jpg", photos["selfie"], "image/jpeg")).run()
     assert not at.exception and "years" in _texts(at)
     assert any("me.jpg" in text and "nalys" in text for text in said), said
 
@@ -293,12 +299,12 @@ def test_a_spinner_is_shown_while_photos_are_analysed(model_run, photos, monkeyp
 def test_results_are_kept_per_photo_so_a_click_elsewhere_does_not_analyse_again(model_run, photos, monkeypatch):
     calls = _count_analyses(monkeypatch)
     at = _page()
-    at.file_uploader(key="predict.files").set_value([("pair.png", photos["pair"], "image/png"),
-                                                      ("me.jpg", photos["selfie"], "image/jpeg")]).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value([("pair.png", photos["pair"], "image/png"),
+                                                              ("me.jpg", photos["selfie"], "image/jpeg")]).run()
     assert len(calls) == 2 and _texts(at).count("years") == 3
     at.run()  # any other click reruns the page with the same photos
     assert len(calls) == 2 and _texts(at).count("years") == 3
-    at.file_uploader(key="predict.files").set_value([("me.jpg", photos["selfie"], "image/jpeg")]).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value([("me.jpg", photos["selfie"], "image/jpeg")]).run()
     assert len(calls) == 2, "the same bytes again: their results are known"
 
 
@@ -312,7 +318,7 @@ def test_the_size_limit_is_stated_in_words_beside_the_uploader(model_run):
 
 def test_an_example_photo_is_one_click_away(model_run):
     at = _page()
-    examples = at.button_group(key="predict.example")
+    examples = at.button_group(key=predict_views.KEY_EXAMPLE)
     assert len(examples.options) >= 3
     examples.set_value(getattr(examples.options[0], "content", examples.options[0])).run()
     assert not at.exception and not at.error
@@ -321,7 +327,7 @@ def test_an_example_photo_is_one_click_away(model_run):
 
 def test_results_and_the_annotated_photo_can_be_downloaded(model_run, photos):
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("pair.png", photos["pair"], "image/png")).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("pair.png", photos["pair"], "image/png")).run()
     labels = [button.proto.label for button in at.get("download_button")]
     assert any("CSV" in label for label in labels) and any("JSON" in label for label in labels), labels
     assert any("PNG" in label for label in labels), labels
@@ -338,7 +344,7 @@ def test_a_zip_of_photos_is_summarised_in_one_table(model_run, photos):
         archive.writestr("holiday/notes.jpg", b"shopping list: eggs")
         archive.writestr("__MACOSX/holiday/._me.jpg", b"resource fork")
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("holiday.zip", buffer.getvalue(), "application/zip")).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("holiday.zip", buffer.getvalue(), "application/zip")).run()
     assert not at.exception
     (summary,) = [frame.value for frame in at.dataframe]
     assert len(summary) == 3 and summary.iloc[:, 0].tolist() == ["pair.png", "me.jpg", "notes.jpg"]
@@ -356,6 +362,6 @@ def test_an_iphone_heic_photo_is_accepted(model_run, photos):
     buffer = io.BytesIO()
     Image.open(io.BytesIO(photos["selfie"])).save(buffer, "HEIF", quality=90)
     at = _page()
-    at.file_uploader(key="predict.files").set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic")).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic")).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Face 1" in _texts(at) and "years" in _texts(at)

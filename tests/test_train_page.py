@@ -15,6 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs, workers
+from pages import evaluate as evaluate_page
+from pages import explore as explore_page
 from pages import train as page
 from tests.support import PROJECT_ROOT, open_app_page
 
@@ -403,7 +405,7 @@ def test_choices_survive_a_page_switch_and_one_folder_is_shared(monkeypatch, tmp
     assert at.number_input(key=page.KEY_EPOCHS).value == 7 and at.selectbox(key=page.KEY_ARCH).value == "custom_cnn"
     assert at.text_input(key=page.KEY_FOLDER).value == folder
     at.switch_page("pages/evaluate.py").run()
-    assert at.text_input(key="evaluate.folder").value == folder
-    at.text_input(key="evaluate.folder").set_value(str(tmp_path / "other")).run()
+    assert at.text_input(key=evaluate_page.KEY_FOLDER).value == folder
+    at.text_input(key=evaluate_page.KEY_FOLDER).set_value(str(tmp_path / "other")).run()
     at.switch_page("pages/explore.py").run()
-    assert at.text_input(key="explore.folder").value == str(tmp_path / "other")
+    assert at.text_input(key=explore_page.KEY_FOLDER).value == str(tmp_path / "other")

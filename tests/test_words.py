@@ -13,6 +13,10 @@ import pytest
 
 from core import settings
 from core.metrics import HEADLINE
+from pages import evaluate as evaluate_page
+from pages import explore as explore_page
+from pages import predict_views
+from pages import train as train_page
 from tests.photos import encode, face_images, side_by_side
 from tests.support import open_app_page, write_run
 
@@ -20,7 +24,8 @@ RAW_NAMES = {*(name for name in HEADLINE if "_" in name), "age_bias", "age_withi
              "gender_recall", "age_group"}
 TABLE_RAW = RAW_NAMES | {"n", "small", "age_std", "gender_prob"}  # column keys a table must not show as they are
 JARGON = ("small = True", "group overlaps", "Rows")
-KIND_KEYS = {"pages/explore.py": "explore.kind", "pages/train.py": "train.kind", "pages/evaluate.py": "evaluate.kind"}
+KIND_KEYS = {"pages/explore.py": explore_page.KEY_KIND, "pages/train.py": train_page.KEY_KIND,
+             "pages/evaluate.py": evaluate_page.KEY_KIND}
 
 
 @pytest.fixture
@@ -77,8 +82,8 @@ def test_pages_use_plain_words(model_run, page):
 def test_predict_results_use_plain_words(model_run, shared_dir):
     at = open_app_page("pages/predict.py")
     pair = encode(side_by_side(face_images(shared_dir / "data" / "utkface")[:2])[0], "PNG")
-    at.file_uploader(key="predict.files").set_value([("pair.png", pair, "image/png"),
-                                                      ("notes.jpg", b"eggs", "image/jpeg")]).run()
+    at.file_uploader(key=predict_views.KEY_FILES).set_value([("pair.png", pair, "image/png"),
+                                                              ("notes.jpg", b"eggs", "image/jpeg")]).run()
     assert "years" in "\n".join(m.value for m in at.markdown)
     assert_plain(at, "Predict")
 
@@ -89,12 +94,12 @@ def test_evaluate_results_use_plain_words(model_run, tmp_path):
     for path in sorted(settings.SAMPLE_DIR.glob("*.jpg"))[::12]:
         shutil.copy(path, folder / path.name)
     at = open_app_page("pages/evaluate.py")
-    at.text_input(key="evaluate.folder").set_value(str(folder)).run()
-    at.button(key="evaluate.run").click().run()
+    at.text_input(key=evaluate_page.KEY_FOLDER).set_value(str(folder)).run()
+    at.button(key=evaluate_page.KEY_RUN).click().run()
     assert not at.exception and len(at.dataframe) >= 3
     assert_plain(at, "Evaluate")
-    for dimension in at.radio(key="evaluate.dimension").options:
-        at.radio(key="evaluate.dimension").set_value(dimension).run()
+    for dimension in at.radio(key=evaluate_page.KEY_DIMENSION).options:
+        at.radio(key=evaluate_page.KEY_DIMENSION).set_value(dimension).run()
         assert_plain(at, f"Evaluate ({dimension})")
 
 
