@@ -50,15 +50,22 @@ def test_every_page_runs_without_an_exception(app, page):
 def test_home_and_explore_never_load_tensorflow():
     # TensorFlow costs seconds to import: the first pages a visitor sees must paint without it. A fresh
     # interpreter, because this test process may already hold TensorFlow from other tests.
-    script = ("import runpy, sys\n"
-              "for page in ('pages/home.py', 'pages/explore.py'):\n"
-              "    runpy.run_path(page, run_name='__main__')\n"
-              "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras'}))\n")
+    result = _fresh_process("import runpy\n"
+                            "for page in ('pages/home.py', 'pages/explore.py'):\n"
+                            "    runpy.run_path(page, run_name='__main__')\n")
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _fresh_process(script: str) -> subprocess.CompletedProcess:
+    """`script` run in a fresh interpreter from the project root, then the TensorFlow modules it left loaded
+    printed as its last line; asserts that it succeeded."""
+    script += ("import sys\n"
+               "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras'}))\n")
     env = {k: v for k, v in os.environ.items() if k != "FACE_DATA_DIR"}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    return result
 
 
 IMPORTABLE_PAGES = ("explore", "train", "predict", "saliency", "evaluate")
@@ -67,13 +74,8 @@ IMPORTABLE_PAGES = ("explore", "train", "predict", "saliency", "evaluate")
 def test_pages_import_for_their_keys_without_running():
     # Tests take widget keys from these modules: importing one must run none of its script (outside a run every
     # Streamlit command logs a missing ScriptRunContext) and load no TensorFlow. A fresh interpreter, as above.
-    script = ("import importlib, sys\n"
-              f"for name in {IMPORTABLE_PAGES!r}:\n"
-              "    importlib.import_module('pages.' + name)\n"
-              "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras'}))\n")
-    env = {k: v for k, v in os.environ.items() if k != "FACE_DATA_DIR"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = _fresh_process("import importlib\n"
+                            f"for name in {IMPORTABLE_PAGES!r}:\n"
+                            "    importlib.import_module('pages.' + name)\n")
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "ScriptRunContext" not in result.stderr and "Session state" not in result.stderr, result.stderr[-2000:]
