@@ -24,11 +24,12 @@ from core import jobs, registry, settings
 from core.atomic import atomic_save_model, atomic_write_text
 from core.config import TrainConfig
 from pages import predict_views
+from pages import train as train_page
 from tests.support import FAKE_RUN_NAME, PROJECT_ROOT, write_run
 
 TIMEOUT = 600  # seconds: TensorFlow imports and tracing on a busy 2-core machine
 TRAIN_FOLDER, TRAIN_IMG_SIZE, TRAIN_BATCH, TRAIN_START, TRAIN_STOP = (
-    "train.folder", "train.img_size", "train.batch_size", "train.start", "train.stop")
+    train_page.KEY_FOLDER, train_page.KEY_IMG_SIZE, train_page.KEY_BATCH, train_page.KEY_START, train_page.KEY_STOP)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 
 from core import access, housekeeping, policy, public_runs, settings, slots
 from core.datasets import DatasetError, load_dataset
+from pages import train as train_page
 from pages.common import KEY_OWNER
 from tests.support import PROJECT_ROOT, open_app_page, write_run
 
@@ -188,14 +189,14 @@ def test_1_the_train_page_offers_only_what_a_public_job_may_use(fake_jobs):
     limits = policy.public_training_limits()
     at = _train_page_as("visitor")
     assert not at.text_input and not any(s.label == "Dataset kind" for s in at.selectbox)  # no folder box
-    archs = [option.split(" — ")[0] for option in at.selectbox(key="train.arch").options]  # "name — its line"
+    archs = [option.split(" — ")[0] for option in at.selectbox(key=train_page.KEY_ARCH).options]  # "name — its line"
     assert archs == [a for a in ARCHITECTURES if a in limits.architectures] and "resnet50" not in archs
-    assert max(int(o) for o in at.select_slider(key="train.img_size").options) <= limits.max_img_size
-    assert max(int(o) for o in at.select_slider(key="train.batch_size").options) <= limits.max_batch_size
-    assert at.number_input(key="train.epochs").max == limits.max_epochs
+    assert max(int(o) for o in at.select_slider(key=train_page.KEY_IMG_SIZE).options) <= limits.max_img_size
+    assert max(int(o) for o in at.select_slider(key=train_page.KEY_BATCH).options) <= limits.max_batch_size
+    assert at.number_input(key=train_page.KEY_EPOCHS).max == limits.max_epochs
     assert not ABSOLUTE.search(_shown(at)), _shown(at)
 
-    at.button(key="train.start").click()
+    at.button(key=train_page.KEY_START).click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (call,) = fake_jobs
@@ -207,9 +208,9 @@ def test_1_a_224_px_resnet50_request_is_refused_in_words(fake_jobs, tmp_path):
     """The widgets cannot ask for more than the limits; continuing a big model can, and is refused."""
     _run(tmp_path / "runs", "20250101-000000-resnet50", arch="resnet50", img_size=224)  # the operator's run
     at = _train_page_as("visitor")
-    at.selectbox(key="train.start_from").set_value(
+    at.selectbox(key=train_page.KEY_START_FROM).set_value(
         "20250101-000000-resnet50 — UTKFace · resnet50 · 1 epoch · not tested")
-    at.button(key="train.start").click()
+    at.button(key=train_page.KEY_START).click()
     at.run()
     assert not at.exception and not fake_jobs  # nothing started
     (error,) = [e.value for e in at.error]
@@ -223,23 +224,23 @@ def test_1_another_session_sees_a_busy_server_but_not_its_job_or_runs(fake_jobs,
     _run(runs, "20250101-000002-custom_cnn", owner="bob")
     _run(runs, "20250101-000003-custom_cnn")  # the operator's own, from the command line
     alice = _train_page_as("alice")
-    alice.button(key="train.start").click()
+    alice.button(key=train_page.KEY_START).click()
     alice.run()
     alice.run()
-    assert alice.button(key="train.stop") and alice.subheader[0].value.startswith("Current job")
+    assert alice.button(key=train_page.KEY_STOP) and alice.subheader[0].value.startswith("Current job")
     assert list(alice.dataframe[0].value["Run"]) == ["20250101-000001-custom_cnn"]
 
     bob = _train_page_as("bob")
-    assert not [b for b in bob.button if b.key == "train.stop"] and not bob.get("plotly_chart")
+    assert not [b for b in bob.button if b.key == train_page.KEY_STOP] and not bob.get("plotly_chart")
     assert not any(s.value.startswith("Current job") for s in bob.subheader)
     assert any("A training job is running on this server" in i.value for i in bob.info)
     assert list(bob.dataframe[0].value["Run"]) == ["20250101-000002-custom_cnn"]
-    assert not any("000001" in o for o in bob.selectbox(key="train.start_from").options)
-    bob.button(key="train.start").click()  # a Start while alice's job runs starts nothing and says why
+    assert not any("000001" in o for o in bob.selectbox(key=train_page.KEY_START_FROM).options)
+    bob.button(key=train_page.KEY_START).click()  # a Start while alice's job runs starts nothing and says why
     bob.run()
     assert len(fake_jobs) == 1 and any("running on this server" in w.value for w in bob.warning)
 
-    alice.button(key="train.stop").click()
+    alice.button(key=train_page.KEY_STOP).click()
     alice.run()
     assert jobs_current().stopped
 
@@ -254,7 +255,7 @@ def test_1_a_new_public_job_deletes_the_oldest_public_run_beyond_the_quota(fake_
     made = [_run(runs, f"20250101-0000{i:02d}-custom_cnn", owner=f"v{i}", age=i) for i in range(most)]
     operators = _run(runs, "20240101-000000-custom_cnn")  # never counted, never deleted
     at = _train_page_as("visitor")
-    at.button(key="train.start").click()
+    at.button(key=train_page.KEY_START).click()
     at.run()
     assert not at.exception and len(fake_jobs) == 1
     assert not made[0].exists() and all(run.exists() for run in made[1:]) and operators.exists()
@@ -264,11 +265,11 @@ def test_1_the_workbench_keeps_the_full_form(fake_jobs, monkeypatch):
     from core.model_config import ARCHITECTURES
     monkeypatch.setenv("FACE_MODE", "workbench")
     at = _train_page_as("owner")
-    assert at.text_input(key="train.folder").value and at.selectbox(key="train.kind")
-    assert [option.split(" — ")[0] for option in at.selectbox(key="train.arch").options] == list(ARCHITECTURES)
-    assert 224 in [int(o) for o in at.select_slider(key="train.img_size").options]
-    assert at.number_input(key="train.epochs").max == 500
-    at.button(key="train.start").click()
+    assert at.text_input(key=train_page.KEY_FOLDER).value and at.selectbox(key=train_page.KEY_KIND)
+    assert [option.split(" — ")[0] for option in at.selectbox(key=train_page.KEY_ARCH).options] == list(ARCHITECTURES)
+    assert 224 in [int(o) for o in at.select_slider(key=train_page.KEY_IMG_SIZE).options]
+    assert at.number_input(key=train_page.KEY_EPOCHS).max == 500
+    at.button(key=train_page.KEY_START).click()
     at.run()
     assert fake_jobs[0]["owner"] is None and fake_jobs[0]["limits"] is None
 
