@@ -16,7 +16,7 @@ from core.errors import UserError
 from core.metrics import ANY_RUN_METRICS
 from core.registry import DEFAULT_MODEL_NAME, ModelError, default_model
 from core.runs import Run
-from core.train_options import add_train_options, config_from_args
+from core.train_options import add_train_options, with_kind_of_folder
 
 DEFAULTS = TrainConfig()  # the crop path and seed that evaluation shares with training
 
@@ -58,7 +58,7 @@ def lite_predictor(path: Path, flip_tta: bool = True):
 
 def add_train(sub) -> None:
     p = _parser(sub, "train", "train a model and write a run folder (or k runs with --folds K)")
-    add_train_options(p)
+    add_train_options(p, kind_from_folder=True)
     p.add_argument("--folds", type=int, default=0,
                    help="k-fold cross-validation: K runs, each testing on its held-out fold; prints mean ± std")
     # Distributed training (core/distribute.py): cluster options, not settings of the run, so not in TrainConfig.
@@ -70,7 +70,7 @@ def add_train(sub) -> None:
 def cmd_train(args) -> int:
     from core import distribute
     from core.console import ProgressPrinter, run_in_background
-    cfg, printer, started = config_from_args(args), ProgressPrinter(), time.time()
+    cfg, printer, started = with_kind_of_folder(args), ProgressPrinter(), time.time()
     if args.workers:  # before TensorFlow starts: the strategy reads TF_CONFIG once
         distribute.use_workers(distribute.parse_workers(args.workers), args.worker_index)
     from core.crossval import cross_validate

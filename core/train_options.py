@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
+from core import settings
 from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from core.crops import CROP_MODES
-from core.datasets import KINDS
+from core.datasets import KINDS, detect_kind
 from core.model_config import AGE_HEADS, AGE_LOSSES, ARCHITECTURES, ModelConfig
 
 CHOICES = {"arch": ARCHITECTURES, "age_head": AGE_HEADS, "age_loss": AGE_LOSSES, "schedule": SCHEDULES,
@@ -96,11 +98,17 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return values
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting, defaulting to the config's own default (so options left out keep it)."""
+def add_train_options(parser: argparse.ArgumentParser, kind_from_folder: bool = False) -> None:
+    """One option per setting, defaulting to the config's own default (so options left out keep it). With
+    `kind_from_folder`, a left-out --dataset is absent from the parsed options: `with_kind_of_folder` reads it
+    from the folder."""
     for option in options():
         common = {"dest": option.name, "help": HELP.get(option.name, option.name.replace("_", " "))}
-        if isinstance(option.default, bool):
+        if option.name == "dataset" and kind_from_folder:
+            parser.add_argument(option.flag, choices=CHOICES["dataset"], default=argparse.SUPPRESS,
+                                help="dataset kind (default: the folder's own, read from its files)",
+                                dest=option.name)
+        elif isinstance(option.default, bool):
             parser.add_argument(option.flag, action="store_false" if option.default else "store_true",
                                 default=option.default, **common)
         elif isinstance(option.default, tuple):  # argparse runs a string default through `type` too
@@ -118,6 +126,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = vars(args)
     model = {s.name: values[s.name] for s in options() if s.in_model}
     return TrainConfig(model=ModelConfig(**model), **{s.name: values[s.name] for s in options() if not s.in_model})
+
+
+def with_kind_of_folder(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of options parsed with `kind_from_folder`: a left-out --dataset is the kind the folder's
+    files show (so `--data <an Adience folder>` needs no `--dataset adience`), else the config's default."""
+    values = vars(args)
+    if "dataset" in values:
+        return config_from_args(args)
+    folder = Path(values["data_dir"] or settings.data_dir()).expanduser()
+    kind = detect_kind(folder) if folder.is_dir() else TrainConfig.dataset
+    return config_from_args(argparse.Namespace(**values, dataset=kind))
 
 
 def parse_config(argv: list[str]) -> TrainConfig:

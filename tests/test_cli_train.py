@@ -112,6 +112,16 @@ def test_fairface_cnn_trains_one_epoch_on_the_fairface_fixture(tmp_path, capsys)
     assert model.name == "fairface_cnn"
 
 
+def test_without_dataset_the_kind_is_read_from_the_folder(tmp_path, capsys):
+    """`--data <an Adience folder>` alone trains Levi–Hassner (it was refused: the kind defaulted to UTKFace)."""
+    code = main(["train", "--arch", "levi_hassner", "--data", str(FIXTURES / "adience"), "--img-size", "32",
+                 "--epochs", "1", "--crops", "dataset", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    config = json.loads((Path(out.strip().splitlines()[-1]) / "config.json").read_text())
+    assert config["dataset"] == "adience" and "age_group_accuracy=" in err
+
+
 def test_adience_5_fold_cross_validation_prints_exact_and_one_off_mean_and_std(tmp_path, capsys):
     code = main(["train", "--arch", "levi_hassner", "--dataset", "adience", "--data", str(FIXTURES / "adience"),
                  "--img-size", "32", "--epochs", "1", "--crops", "dataset", "--folds", "5", "--out", str(tmp_path)])
