@@ -67,8 +67,9 @@ def test_predict_reads_an_age_from_an_uploaded_selfie(page):
     shot(page, "predict_result")
 
 
-def test_a_tiny_training_run_draws_its_curve(page):
-    open_page(page, "Train")
+def _start_a_tiny_run(page) -> int:
+    """Set the Train form to its smallest run (32 px, 1 epoch, 48 images) and start it; returns the runs count
+    before, for `wait_idle`."""
     size = page.locator('[data-testid="stSlider"]').filter(has_text="Image size").get_by_role("slider")
     size.focus()
     size.press("Home")  # the smallest size, 32 px
@@ -76,6 +77,12 @@ def test_a_tiny_training_run_draws_its_curve(page):
     page.get_by_label("Use at most N images (0 = all)", exact=True).fill("48")
     since = finished_runs(page)
     page.get_by_role("button", name="Start training").click()
+    return since
+
+
+def test_a_tiny_training_run_draws_its_curve(page):
+    open_page(page, "Train")
+    since = _start_a_tiny_run(page)
     page.locator(".js-plotly-plot").first.wait_for(timeout=WORK_S * 1000)  # the live curve
     page.get_by_text("saved to").first.wait_for(timeout=WORK_S * 1000)
     wait_idle(page, since, WORK_S)
@@ -123,13 +130,7 @@ def test_a_reference_model_trains_from_the_page_in_its_own_labels(arch, workbenc
     _choose(page, "Dataset kind", kind)
     page.get_by_label("Dataset folder", exact=True).fill(str(folder))
     _choose(page, "Architecture", re.compile(f"^{arch}"))
-    size = page.locator('[data-testid="stSlider"]').filter(has_text="Image size").get_by_role("slider")
-    size.focus()
-    size.press("Home")  # the smallest size, 32 px
-    page.get_by_label("Epochs", exact=True).fill("1")
-    page.get_by_label("Use at most N images (0 = all)", exact=True).fill("48")
-    since = finished_runs(page)
-    page.get_by_role("button", name="Start training").click()
+    since = _start_a_tiny_run(page)
     page.get_by_text(shown).first.wait_for(timeout=WORK_S * 1000)  # the finished job's metrics
     wait_idle(page, since, WORK_S)
     shot(page, f"train_{arch}")
