@@ -48,17 +48,25 @@ def recall(store: OrderedDict, key: str, data: bytes) -> Analysis | None:
 
 
 def face_rows(name: str, analysis: Analysis) -> list[dict]:
-    """One row per face, with plain column names: what the CSV download holds."""
+    """One row per face, with plain column names: what the CSV download holds. A group-head model's rows also
+    carry its age group; a model without a race head (Adience's) leaves the race cells empty."""
     rows = []
     for result in analysis.faces:
         p = result.prediction
         x, y, w, h = result.face.pixel_box(analysis.full_size)
+        group = {"age group": p.age_group, "age group probability": round(p.age_group_probs[p.age_group], 3)
+                 } if p.age_group else {}
         rows.append({"photo": name, "face": result.number, "age (years)": round(p.age, 1),
-                     "age ± (years)": round(p.age_std, 1), "gender": p.gender,
+                     "age ± (years)": round(p.age_std, 1), **group, "gender": p.gender,
                      "gender probability": round(p.gender_prob, 3), "race": p.race,
-                     "race probability": round(p.race_probs[p.race], 3), "box left": x, "box top": y,
-                     "box width": w, "box height": h})
+                     "race probability": round(p.race_probs[p.race], 3) if p.race else None, "box left": x,
+                     "box top": y, "box width": w, "box height": h})
     return rows
+
+
+def _short_age(prediction) -> str:
+    """A face's age for the summary table: its years, or a group-head model's age group."""
+    return prediction.age_group or f"{prediction.age:.0f}"
 
 
 def summary_table(outcomes: list[tuple[str, Analysis | None, str]]) -> pd.DataFrame:
@@ -67,9 +75,9 @@ def summary_table(outcomes: list[tuple[str, Analysis | None, str]]) -> pd.DataFr
     for name, analysis, problem in outcomes:
         faces = analysis.faces if analysis is not None else []
         rows.append({"photo": name, "faces": len(faces),
-                     "ages": ", ".join(f"{r.prediction.age:.0f}" for r in faces) or "—",
+                     "ages": ", ".join(_short_age(r.prediction) for r in faces) or "—",
                      "genders": ", ".join(r.prediction.gender for r in faces) or "—",
-                     "races": ", ".join(r.prediction.race for r in faces) or "—",
+                     "races": ", ".join(r.prediction.race or "—" for r in faces) or "—",
                      "note": problem or (analysis.note if analysis is not None and analysis.note else "")})
     return pd.DataFrame(rows, columns=["photo", "faces", "ages", "genders", "races", "note"])
 

@@ -63,3 +63,17 @@ def test_summary_csv_json_and_png():
     assert record["image"] == "a.jpg" and record["faces"][0]["box"] == [100, 80, 200, 200]
     png = Image.open(io.BytesIO(results.annotated_png(analysis)))
     assert png.format == "PNG" and png.size == (800, 600)
+
+
+def test_an_adience_models_faces_download_and_summarise_without_a_race():
+    """A group-head model with no race head (Adience's): its age group in the CSV and the table, race cells empty
+    (face_rows raised KeyError and the summary TypeError on the missing race)."""
+    photo = Image.new("RGB", (400, 300))
+    prediction = FacePrediction(28.5, 6.0, 0.3, {}, {"(25, 32)": 0.6, "(38, 43)": 0.4})
+    face = FaceResult(1, Face((10, 10, 100, 100), 0.9), np.zeros((8, 8, 3), np.uint8), prediction)
+    analysis = Analysis(photo, photo.size, [face], False)
+    rows = pd.read_csv(io.BytesIO(results.results_csv([("group.jpg", analysis)])))
+    assert rows.loc[0, "age group"] == "(25, 32)" and rows.loc[0, "age group probability"] == 0.6
+    assert pd.isna(rows.loc[0, "race"]) and pd.isna(rows.loc[0, "race probability"])
+    summary = results.summary_table([("group.jpg", analysis, "")])
+    assert summary.loc[0, "ages"] == "(25, 32)" and summary.loc[0, "races"] == "—"
