@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.label_spaces import LabelSpace, predicted_years, space_of_outputs
+from core.label_spaces import LabelSpace, predicted_years, space_of_outputs, years_of_groups
 from core.labels import AGE_BINS, GENDERS
 from core.registry import ModelError
 
@@ -72,7 +72,7 @@ def predictions(outputs: dict[str, np.ndarray], space: LabelSpace, flip_tta: boo
     """A batch of model outputs (flip-averaged; `age_flip` the mirror images' years) as one prediction per face."""
     groups = np.asarray(outputs["age_group"], dtype="float64") if "age_group" in outputs else None
     if groups is not None:
-        age, std = group_years(groups, space)
+        age, std = years_of_groups(groups, space)
     else:
         age, std = age_and_spread(outputs)
     if std is None:  # regression head: the flip disagreement is the only spread we have
@@ -89,14 +89,6 @@ def predictions(outputs: dict[str, np.ndarray], space: LabelSpace, flip_tta: boo
                        named(None if groups is None else groups[i], space.age_groups or ()))
         for i in range(len(age))
     ]
-
-
-def group_years(probs: np.ndarray, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
-    """A group head's age in years, approximately: the probability-weighted middle of its groups, and the spread
-    of those middles (how sure it is, in years)."""
-    middles = np.asarray(space.group_years, dtype="float64")
-    age = probs @ middles
-    return age, np.sqrt(np.maximum((probs * (middles[None, :] - age[:, None]) ** 2).sum(axis=1), 0))
 
 
 def space_of_heads(widths: dict[str, int]) -> LabelSpace:

@@ -171,6 +171,14 @@ def predicted_years(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
     return bin_ - 0.5 + (0.5 - below) / np.maximum(dist[rows, bin_], 1e-12)
 
 
+def years_of_groups(probs: np.ndarray, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
+    """A group head's age in years, approximately: the probability-weighted middle of its groups, and the spread
+    of those middles (how sure it is, in years)."""
+    probs, middles = np.asarray(probs, dtype="float64"), np.asarray(space.group_years, dtype="float64")
+    age = probs @ middles
+    return age, np.sqrt(np.maximum((probs * (middles[None, :] - age[:, None]) ** 2).sum(axis=1), 0))
+
+
 def predicted_age_groups(outputs: Mapping[str, np.ndarray], model: LabelSpace, target: LabelSpace) -> np.ndarray:
     """Group indices in `target` for a model's outputs: its own group argmax, its years mapped, or (groups of
     another space) the probability-weighted middle of its groups mapped as years."""
@@ -180,7 +188,7 @@ def predicted_age_groups(outputs: Mapping[str, np.ndarray], model: LabelSpace, t
         probs = np.asarray(outputs["age_group"], dtype="float64")
         if model.name == target.name:
             return probs.argmax(axis=1)
-        years = probs @ np.asarray(model.group_years)
+        years = years_of_groups(probs, model)[0]
     index = {label: i for i, label in enumerate(target.age_groups)}
     return np.asarray([index[g] for g in age_to_group(years, target.name)], dtype=int)
 

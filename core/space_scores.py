@@ -19,11 +19,13 @@ from core.label_spaces import (
     LabelSpace,
     age_comparison,
     predicted_age_groups,
+    predicted_years,
     race_comparison,
     race_probabilities,
     space_of_outputs,
     true_age_groups,
     true_races,
+    years_of_groups,
 )
 from core.labels import AGE_SCHEMES, age_to_group
 from core.metrics import accuracy, confusion_matrix, group_scores, macro_f1, mae
@@ -48,7 +50,7 @@ def space_summary(table: pd.DataFrame, outputs: Mapping[str, np.ndarray], model:
     elif "age" in outputs:  # years on both sides
         years = table["age"].to_numpy(dtype="float64", na_value=np.nan)
         known = ~np.isnan(years)
-        result["age_mae"] = mae(years[known], np.asarray(outputs["age"]).reshape(-1)[known])
+        result["age_mae"] = mae(years[known], predicted_years(outputs)[known])
     gender = table["gender"].to_numpy(dtype="float64", na_value=np.nan)
     known = ~np.isnan(gender)
     female = np.asarray(outputs["gender"], dtype="float64").reshape(-1) >= 0.5
@@ -69,13 +71,12 @@ def utkface_terms(outputs: Mapping[str, np.ndarray], data: LabelSpace) -> tuple[
     space). A group-head model's years are its groups' weighted middle (approximate), its race-7 are summed into
     the race-5 they nest in and an Adience model's race is NaN (no race figure); the extra columns carry what the
     years lose: `pred_age_group` in the dataset's own groups, `pred_race_label` a race-7 model's own race."""
-    from core.face_prediction import group_years
     model = space_of_outputs({k: np.shape(v) for k, v in outputs.items() if k in ("age", "age_group", "gender",
                                                                                  "race")})
     if model is None or model.age_in_years:
         return dict(outputs), {"pred_space": "utkface"}
     probs = np.asarray(outputs["age_group"], dtype="float64")
-    age, std = group_years(probs, model)
+    age, std = years_of_groups(probs, model)
     terms = {**outputs, "age": age[:, None]}
     extra = {"pred_age_std": std, "pred_space": model.name}
     if model.races is None:
