@@ -35,7 +35,7 @@ KEY_KIND = "evaluate.kind"
 KEY_FOLDER = "evaluate.folder"
 KEY_DATASET = "evaluate.dataset"  # the public profile's dataset list, in place of the folder box
 KEY_ROWS = "evaluate.rows"
-KEY_ROWS_CHOSEN = "evaluate.rows_chosen"  # the user picked Rows: from then on the page no longer picks for them
+KEY_ROWS_CHOSEN = "evaluate.rows_chosen"  # the user picked the images to score: from then on the page no longer picks for them
 KEY_CROPS = "evaluate.crops"
 KEY_RUN = "evaluate.run"
 KEY_DETAIL = "evaluate.detail"
@@ -94,7 +94,7 @@ def warn_about_training_rows(entries, table: pd.DataFrame) -> None:
         if counts["train"]:
             st.warning(f"{counts['train']:,} of these {len(table):,} images are in {entry.name}'s training split "
                        f"(and {counts['val']:,} in its validation split): its scores here flatter it. For a fair "
-                       f"score pick **{test_split_label(entry)}** under Rows.")
+                       f"score pick **{test_split_label(entry)}** under **Images to score**.")
 
 
 @st.fragment

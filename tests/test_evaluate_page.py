@@ -146,6 +146,7 @@ def test_rows_that_overlap_a_models_training_split_are_flagged_with_the_count(ru
     warnings = [w.value for w in at.warning if "training split" in w.value]
     assert len(warnings) == 1 and f"{trained} of these {len(sample_rows)} images" in warnings[0], warnings
     assert f"Test split of {RUNS[0]}" in warnings[0]  # and says what to pick instead
+    assert "under **Images to score**" in warnings[0]  # by the picker's own name (it said "Rows", its old one)
 
 
 def test_nothing_is_predicted_before_evaluate_is_pressed(runs, predict_calls, sample_rows):
