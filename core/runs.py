@@ -148,14 +148,24 @@ def run_summary(config: dict, metrics: dict) -> str:
     """What a run is, for every picker: dataset · architecture · epochs · headline metric (· stopped)."""
     model = config.get("model") or {}
     epochs = metrics.get("epochs_run")
-    test_mae = (metrics.get("test") or {}).get("age_mae")
-    val_mae = (metrics.get("best") or {}).get("val_age_mae")
     parts = [KIND_TITLES.get(config.get("dataset"), config.get("dataset")), model.get("arch"),
              None if epochs is None else f"{epochs} epoch{'' if epochs == 1 else 's'}",
-             f"test age MAE {test_mae:.2f}" if isinstance(test_mae, float | int) else
-             f"validation age MAE {val_mae:.2f}" if isinstance(val_mae, float | int) else "not tested",
+             _headline(metrics.get("test") or {}, "test", "") or _headline(metrics.get("best") or {}, "validation",
+                                                                           "val_") or "not tested",
              "stopped" if metrics.get("status") == "stopped" else None]
     return " · ".join(str(part) for part in parts if part)
+
+
+# A run's headline metric in its own label space: age MAE in years, else a group head's age-group accuracy
+_HEADLINES = (("age_mae", "age MAE {:.2f}"), ("age_group_accuracy", "age-group accuracy {:.1%}"))
+
+
+def _headline(scores: dict, where: str, prefix: str) -> str | None:
+    for key, text in _HEADLINES:
+        value = scores.get(prefix + key)
+        if isinstance(value, float | int):
+            return f"{where} {text.format(value)}"
+    return None
 
 
 def rename_run(run_dir: str | Path, title: str) -> str:

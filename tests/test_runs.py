@@ -20,6 +20,11 @@ def test_a_run_is_summarised_by_dataset_architecture_epochs_and_headline_metric(
     assert run_summary(config, {"status": "stopped", "epochs_run": 3, "best": {"val_age_mae": 7.0}}) == \
         "FairFace · resnet50 · 3 epochs · validation age MAE 7.00 · stopped"
     assert run_summary({}, {}) == "not tested"
+    adience = {"dataset": "adience", "model": {"arch": "levi_hassner"}}  # a group head: no years to report
+    assert run_summary(adience, {"epochs_run": 2, "test": {"age_group_accuracy": 0.512}}) == \
+        "Adience · levi_hassner · 2 epochs · test age-group accuracy 51.2%"
+    assert run_summary(adience, {"epochs_run": 2, "best": {"val_age_group_accuracy": 0.4}}) == \
+        "Adience · levi_hassner · 2 epochs · validation age-group accuracy 40.0%"
 
 
 def test_rename_is_written_beside_the_run_and_refuses_a_taken_or_empty_name(tmp_path):
