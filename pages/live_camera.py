@@ -45,6 +45,8 @@ def live_tab(entry: ModelEntry | None, profile: access.Profile) -> None:
     words `profile` may show."""
     st.caption(PRIVACY)
     if entry is None or not st.toggle("Analyse my webcam live", key=KEY_ON):
+        if KEY_ANALYZER in st.session_state:  # turned off: its live-stream seat (public servers) frees at once
+            slots.live_seats.release(st.session_state[KEY_ANALYZER])
         return
     from streamlit_webrtc import WebRtcMode, webrtc_streamer  # only now: see the module's docstring
     try:

@@ -130,6 +130,25 @@ def test_the_live_tab_says_frames_stay_in_memory_and_asks_before_streaming(model
     assert live_camera.KEY_ANALYZER not in at.session_state
 
 
+def test_turning_the_live_stream_off_frees_its_seat_at_once(model_run):
+    """A public server's live-stream seats (core.slots.Seats) are all taken, one by this session's stream: when
+    its toggle is off, that seat is free at once for the next visitor, not 5 s later."""
+    from core import slots
+    from core.live import LiveAnalyzer
+
+    analyzer, others = LiveAnalyzer(), [object() for _ in range(slots.LIVE_STREAMS_AT_ONCE - 1)]
+    at = _page()
+    at.session_state[live_camera.KEY_ANALYZER] = analyzer
+    try:
+        assert slots.live_seats.hold(analyzer) and all(slots.live_seats.hold(other) for other in others)
+        assert not slots.live_seats.free_for(object())
+        at.run()  # the toggle is off
+        assert not at.exception and slots.live_seats.free_for(object())
+    finally:
+        for holder in (analyzer, *others):
+            slots.live_seats.release(holder)
+
+
 def test_no_model_yet_is_explained(tmp_path, monkeypatch, photos):
     monkeypatch.setenv("FACE_RUNS_DIR", str(tmp_path / "empty-runs"))
     monkeypatch.setattr(settings, "MODELS_DIR", tmp_path / "no-models")
