@@ -21,6 +21,7 @@ import pandas as pd
 from core.crops import load_app_crops
 from core.datasets import load_dataset
 from core.errors import UserError
+from core.face_prediction import age_and_spread
 from core.labels import AGE_SCHEMES, FAIRFACE_RACE_TO_CODE, GENDERS, RACES, SCHEME_FOR_KIND
 from core.metrics import (
     HIGHER_IS_BETTER,
@@ -42,7 +43,6 @@ from core.metrics import (
     within_std,
 )
 from core.pipeline import load_images
-from core.predict import age_and_spread
 from core.runs import Run
 from core.space_scores import data_space, mappings, own_race_confusion, predicted_groups, utkface_terms
 from core.splits import select_split

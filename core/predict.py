@@ -23,12 +23,7 @@ from PIL import Image
 from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
 from core.crops import detect_padded, looks_like_face_crop
 from core.drawing import annotate
-from core.face_prediction import (  # noqa: F401  (FacePrediction, age_and_spread: imported from here by callers)
-    FacePrediction,
-    age_and_spread,
-    predictions,
-    space_of_heads,
-)
+from core.face_prediction import FacePrediction, predictions, space_of_heads
 from core.faces import Face, FaceDetector, shared_detector
 from core.images import ImageError, Photo, load_photo
 from core.label_spaces import LabelSpace
