@@ -1,6 +1,6 @@
-"""Command line: `python -m core train|evaluate|predict|saliency|export|ship …`, the same functions the pages use.
-The commands live in core/commands.py; this is the entry point, and the one place a UserError becomes a message
-and exit status 2 (anything else is a bug and keeps its traceback)."""
+"""Command line: `python -m core train|evaluate|predict|saliency|export|ship|average …`, the same functions the
+pages use. The commands live in core/commands.py; this is the entry point, and the one place a UserError becomes a
+message and exit status 2 (anything else is a bug and keeps its traceback)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from core.config import Progress
 from core.runs import Run
 
 
-def progress_callback(progress: Progress, run_dir: Path, monitor: str):
+def progress_callback(progress: Progress, run_dir: Path, monitor: str, keep_epochs: bool = False):
     import keras
 
     class ProgressCallback(keras.callbacks.Callback):
@@ -67,6 +67,10 @@ def progress_callback(progress: Progress, run_dir: Path, monitor: str):
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             progress.record_epoch(row)
             Run(run_dir).write_history(progress.snapshot()["history"])
+            if keep_epochs:
+                path = Run(run_dir).epoch_model_file(epoch + 1)
+                path.parent.mkdir(exist_ok=True)
+                atomic_save_model(self.model, path)
             value = row.get(monitor, row.get("loss", np.inf))
             if np.isfinite(value) and value < self.best:
                 self.best = value

@@ -279,6 +279,39 @@ def cmd_export(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- average
+
+def _epoch_list(text: str) -> list[int]:
+    """"5-10" or "5,7,9" (or both: "2,5-7") → epoch numbers."""
+    epochs = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        try:
+            epochs.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected epochs like 5-10 or 5,7,9, got {text!r}") from None
+    return epochs
+
+
+def add_average(sub) -> None:
+    p = _parser(sub, "average", "average a run's kept epoch models into one (stochastic weight averaging), "
+                                "scored on validation; writes a new run folder")
+    p.add_argument("--run", required=True, help="a run trained with --keep-epochs")
+    p.add_argument("--epochs", type=_epoch_list, default=None,
+                   help="which kept epochs, e.g. 5-10 (default: the second half of those kept)")
+    p.add_argument("--data", default=None, help="the dataset folder (default: the one the run was trained on)")
+
+
+def cmd_average(args) -> int:
+    from core.weight_averaging import average_run
+    result = average_run(args.run, args.epochs, args.data, on_progress=lambda message: print(message, flush=True))
+    print(f"validation (n={result.validation['average']['n']}): age MAE, gender, race")
+    for name, scores in result.validation.items():
+        print(f"  {name:<9} {scores['age_mae']:.3f}  {scores['gender_accuracy']:.2%}  {scores['race_accuracy']:.2%}")
+    print(result.run_dir)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- ship
 
 def add_ship(sub) -> None:
@@ -316,4 +349,5 @@ COMMANDS = {
     "saliency": (add_saliency, cmd_saliency),
     "export": (add_export, cmd_export),
     "ship": (add_ship, cmd_ship),
+    "average": (add_average, cmd_average),
 }

@@ -54,6 +54,9 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (with warm-up), "plateau", or "constant" (a reference report's own)
     warmup_epochs: float = 1.0
     early_stopping_patience: int = 4
+    # Every epoch's weights as epochs/epoch-NN.keras besides the best model.keras: the raw material of weight
+    # averaging (`python -m core average`), which needs the models along the way, not only the best one.
+    keep_epochs: bool = False
     freeze_backbone_epochs: int = 0  # resnet50: train only the heads first, then fine-tune everything
     # Fine-tuning after a frozen phase: full-size updates would wreck the pretrained features the heads fit to.
     finetune_lr_factor: float = 0.1

@@ -77,6 +77,12 @@ def _started_from(config: dict) -> dict | None:
             "metrics": _headline(earlier.get("metrics", {}))}
 
 
+def _averaged(averaged_from: dict) -> dict:
+    """How a weight-averaged run was made from the training run above it (core/weight_averaging.py)."""
+    epochs = ",".join(str(epoch) for epoch in averaged_from["epochs"])
+    return {**averaged_from, "command": f"python -m core average --run runs/<run> --epochs {epochs}"}
+
+
 def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None,
                    crops: str = "app") -> dict:
     """Evaluate a model exactly as `python -m core evaluate` and the app do (same rows, same preprocessing, flip TTA,
@@ -172,6 +178,7 @@ def ship_run(run_dir: str | Path, data_dir: str | Path, name: str = DEFAULT_MODE
             "device": run_metrics.get("device"), "seconds": run_metrics.get("seconds"),
             "epochs_run": run_metrics.get("epochs_run"), "config": config,
             **({"started_from": started_from} if started_from else {}),
+            **({"averaged": _averaged(config["averaged_from"])} if config.get("averaged_from") else {}),
         },
         "evaluate_command": (f"python -m core evaluate --data /path/to/UTKFace --split-file models/{name}.split.csv "
                              f"--split test --model models/{name}.keras --json"),

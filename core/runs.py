@@ -74,6 +74,10 @@ class Run:
     cv_file = _RunFile("cv.json")
     title_file = _RunFile(TITLE_FILE)
 
+    def epoch_model_file(self, epoch: int) -> Path:
+        """Where a run with `keep_epochs` keeps the model after `epoch` (1-based)."""
+        return self.path / "epochs" / f"epoch-{epoch:02d}.keras"
+
     @property
     def is_cross_validation(self) -> bool:
         return self.cv_file.exists()

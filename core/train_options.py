@@ -45,6 +45,7 @@ HELP = {
     "schedule": "learning-rate schedule: cosine (with warm-up), plateau or constant",
     "warmup_epochs": "cosine schedule: epochs of warm-up",
     "early_stopping_patience": "epochs without validation gain before stopping",
+    "keep_epochs": "also keep every epoch's model in the run's epochs/ folder (for python -m core average)",
     "freeze_backbone_epochs": "resnet50: epochs with a frozen backbone first",
     "finetune_lr_factor": "learning-rate factor for fine-tuning after the frozen epochs",
     "split": "train,val,test fractions",

@@ -236,7 +236,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
                 note = _warm_start(model, Path(cfg.init_from).expanduser())
             if note:
                 progress.update(notes=[*progress.notes, note])
-            progress_callback = make_progress_callback(progress, run_dir, monitor="val_loss")
+            progress_callback = make_progress_callback(progress, run_dir, monitor="val_loss",
+                                                       keep_epochs=cfg.keep_epochs)
             progress_callback.best = min((row.get("val_loss", np.inf) for row in resumed), default=np.inf)
             progress_callback.stop_requested = distribution.stop_requested(progress.stop_event)
             callbacks = [*distribution.callbacks(), progress_callback,
