@@ -300,14 +300,19 @@ def add_average(sub) -> None:
     p.add_argument("--epochs", type=_epoch_list, default=None,
                    help="which kept epochs, e.g. 5-10 (default: the second half of those kept)")
     p.add_argument("--data", default=None, help="the dataset folder (default: the one the run was trained on)")
+    p.add_argument("--with", dest="also", nargs="+", default=[], metavar="MODEL",
+                   help="more .keras models of the same architecture and split to average in: the kept epochs of a "
+                        "run that continued this one, or of a sibling run started from the same model")
 
 
 def cmd_average(args) -> int:
     from core.weight_averaging import average_run
-    result = average_run(args.run, args.epochs, args.data, on_progress=lambda message: print(message, flush=True))
+    result = average_run(args.run, args.epochs, args.data, lambda message: print(message, flush=True), args.also)
     print(f"validation (n={result.validation['average']['n']}): age MAE, gender, race")
+    width = max(map(len, result.validation))
     for name, scores in result.validation.items():
-        print(f"  {name:<9} {scores['age_mae']:.3f}  {scores['gender_accuracy']:.2%}  {scores['race_accuracy']:.2%}")
+        print(f"  {name:<{width}}  {scores['age_mae']:.3f}  {scores['gender_accuracy']:.2%}  "
+              f"{scores['race_accuracy']:.2%}")
     print(result.run_dir)
     return 0
 

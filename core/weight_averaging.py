@@ -117,10 +117,23 @@ def _crops(config: dict, paths: list[str]) -> np.ndarray:
     return load_app_crops(paths, size)[0]
 
 
+def _model_name(path: Path) -> str:
+    """A model's name in the validation table: `<run>/epoch-NN` for a kept epoch, else its file name."""
+    return f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "epochs" else path.name
+
+
+def _more(also: Sequence) -> str:
+    return f", and {len(also)} more model{'s' * (len(also) > 1)}" if also else ""
+
+
 def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_dir: str | Path | None = None,
-                on_progress: Callable[[str], None] = lambda message: None) -> AveragedRun:
+                on_progress: Callable[[str], None] = lambda message: None,
+                also: Sequence[str | Path] = ()) -> AveragedRun:
     """Average the kept epochs of a run into a new run folder beside it, with batch-norm statistics measured
-    again, and score every epoch used, the run's best model and the average on the validation split."""
+    again, and score every epoch used, the run's best model and the average on the validation split. `also`:
+    further models of the same architecture to average in, such as the kept epochs of a run that continued this
+    one (a longer averaging window) or of a sibling run started from the same model (a "model soup"); they must
+    have been trained on this run's split, or its validation figures mean nothing."""
     from core.atomic import atomic_save_model
     from core.evaluation import load_rows
     from core.registry import load_model
@@ -144,6 +157,11 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
         model = load_model(run.epoch_model_file(epoch), allow_anywhere=True)
         validation[f"epoch-{epoch:02d}"] = _validation_metrics(model, val_images, val_rows)
         weights.append(model.get_weights())
+    for path in map(Path, also):
+        on_progress(f"Scoring {_model_name(path)} on validation…")
+        model = load_model(path, allow_anywhere=True)
+        validation[_model_name(path)] = _validation_metrics(model, val_images, val_rows)
+        weights.append(model.get_weights())
     validation["best"] = _validation_metrics(load_model(run.model_file, allow_anywhere=True), val_images, val_rows)
     on_progress(f"Averaging {len(chosen)} epochs and measuring batch-norm statistics again…")
     model.set_weights(mean_weights(weights))
@@ -153,7 +171,8 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
     target = Run(new_run_dir(run.path.parent, f"{config['model']['arch']}-averaged"))
     span = f"epochs {chosen[0]}–{chosen[-1]}" if len(chosen) == chosen[-1] - chosen[0] + 1 else \
         f"epochs {', '.join(map(str, chosen))}"
-    averaged_from = {"run": run.name, "epochs": list(chosen), "batch_norm_images": len(train_images)}
+    averaged_from = {"run": run.name, "epochs": list(chosen), "batch_norm_images": len(train_images),
+                     **({"also": [_model_name(Path(path)) for path in also]} if also else {})}
     target.write_config({**config, "averaged_from": averaged_from})
     shutil.copyfile(run.split_file, target.split_file)
     atomic_save_model(model, target.model_file)
@@ -164,7 +183,8 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
         "epochs_run": source_metrics.get("epochs_run"), "seconds": source_metrics.get("seconds"),
         "best": {f"val_{key}": value for key, value in average.items() if isinstance(value, float | int)},
         "test": {}, "averaged_from": averaged_from, "validation": validation,
-        "notes": [f"Weights of {run.name}, {span}, averaged; batch-norm statistics measured again on "
+        "notes": [f"Weights of {run.name}, {span}{_more(also)}, averaged; "
+                  "batch-norm statistics measured again on "
                   f"{len(train_images)} training images.",
                   "The test split was not scored: measure it once, when shipping (python -m core ship)."],
     })

@@ -127,3 +127,17 @@ def test_a_shipped_average_says_on_its_card_how_it_was_made(run_with_epochs, syn
     assert card["training"]["averaged"]["command"] == "python -m core average --run runs/<run> --epochs 1,3"
     assert card["training"]["averaged"]["run"] == run_with_epochs.name
     assert card["metrics"]["n"] > 0 and (tmp_path / "tiny.tflite").is_file()
+
+
+def test_models_from_a_continuing_run_are_averaged_in_and_named(run_with_epochs, capsys):
+    kept = runs.Run(run_with_epochs).epoch_model_file
+    assert main(["average", "--run", str(run_with_epochs), "--epochs", "2-3", "--with", str(kept(1))]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_with_epochs.name}/epoch-01" in out
+    target = runs.Run(out.strip().splitlines()[-1])
+    assert target.config()["averaged_from"]["also"] == [f"{run_with_epochs.name}/epoch-01"]
+    assert "epochs 2–3, and 1 more model, averaged" in target.metrics()["notes"][0]
+    # the same three models as averaging epochs 1–3 of the run: the same weights
+    three = load_model(average_run(run_with_epochs, [1, 2, 3]).run_dir / "model.keras", allow_anywhere=True)
+    mixed = load_model(target.model_file, allow_anywhere=True)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(three.get_weights(), mixed.get_weights(), strict=True))
