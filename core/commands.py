@@ -300,7 +300,7 @@ def add_average(sub) -> None:
     p.add_argument("--epochs", type=_epoch_list, default=None,
                    help="which kept epochs, e.g. 5-10 (default: the second half of those kept)")
     p.add_argument("--data", default=None, help="the dataset folder (default: the one the run was trained on)")
-    p.add_argument("--with", dest="also", nargs="+", default=[], metavar="MODEL",
+    p.add_argument("--with", dest="also", nargs="+", action="extend", default=[], metavar="MODEL",
                    help="more .keras models of the same architecture and split to average in: the kept epochs of a "
                         "run that continued this one, or of a sibling run started from the same model")
 

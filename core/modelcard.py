@@ -80,7 +80,14 @@ def _started_from(config: dict) -> dict | None:
 def _averaged(averaged_from: dict) -> dict:
     """How a weight-averaged run was made from the training run above it (core/weight_averaging.py)."""
     epochs = ",".join(str(epoch) for epoch in averaged_from["epochs"])
-    return {**averaged_from, "command": f"python -m core average --run runs/<run> --epochs {epochs}"}
+    also = [f"runs/{name.replace('/', '/epochs/')}.keras" if "/" in name else name
+            for name in averaged_from.get("also", [])]
+    command = f"python -m core average --run runs/<run> --epochs {epochs}" + (f" --with {' '.join(also)}" if also
+                                                                               else "")
+    other_runs = averaged_from.get("also_runs", {})
+    return {**{k: v for k, v in averaged_from.items() if k != "also_runs"}, "command": command,
+            **({"also_train_commands": {name: train_command(config) for name, config in other_runs.items()}}
+               if other_runs else {})}
 
 
 def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None,

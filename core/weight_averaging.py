@@ -122,6 +122,13 @@ def _model_name(path: Path) -> str:
     return f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "epochs" else path.name
 
 
+def _configs_of_runs(models: Sequence[str | Path]) -> dict[str, dict]:
+    """The training configs of the runs whose kept epochs are among `models`, by run name: a card can then say how
+    every model in an average was trained."""
+    runs = {Run(Path(path).parent.parent) for path in models if Path(path).parent.name == "epochs"}
+    return {run.name: config for run in sorted(runs, key=lambda r: r.name) if (config := run.config()) is not None}
+
+
 def _more(also: Sequence) -> str:
     return f", and {len(also)} more model{'s' * (len(also) > 1)}" if also else ""
 
@@ -172,7 +179,8 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
     span = f"epochs {chosen[0]}–{chosen[-1]}" if len(chosen) == chosen[-1] - chosen[0] + 1 else \
         f"epochs {', '.join(map(str, chosen))}"
     averaged_from = {"run": run.name, "epochs": list(chosen), "batch_norm_images": len(train_images),
-                     **({"also": [_model_name(Path(path)) for path in also]} if also else {})}
+                     **({"also": [_model_name(Path(path)) for path in also]} if also else {}),
+                     **({"also_runs": other_runs} if (other_runs := _configs_of_runs(also)) else {})}
     target.write_config({**config, "averaged_from": averaged_from})
     shutil.copyfile(run.split_file, target.split_file)
     atomic_save_model(model, target.model_file)

@@ -121,11 +121,15 @@ def test_epoch_lists_take_ranges_and_single_epochs():
 
 def test_a_shipped_average_says_on_its_card_how_it_was_made(run_with_epochs, synthetic_utkface, tmp_path):
     from core.modelcard import ship_run
-    averaged = average_run(run_with_epochs, [1, 3])
+    averaged = average_run(run_with_epochs, [1, 3], also=[runs.Run(run_with_epochs).epoch_model_file(2)])
     card = ship_run(averaged.run_dir, synthetic_utkface, name="tiny", models_dir=tmp_path)
     assert "--keep-epochs" in card["training"]["command"]
-    assert card["training"]["averaged"]["command"] == "python -m core average --run runs/<run> --epochs 1,3"
-    assert card["training"]["averaged"]["run"] == run_with_epochs.name
+    made = card["training"]["averaged"]
+    assert made["command"] == ("python -m core average --run runs/<run> --epochs 1,3 "
+                               f"--with runs/{run_with_epochs.name}/epochs/epoch-02.keras")
+    assert made["run"] == run_with_epochs.name and "also_runs" not in made
+    # how the models averaged in were trained (here the same run's)
+    assert made["also_train_commands"] == {run_with_epochs.name: card["training"]["command"]}
     assert card["metrics"]["n"] > 0 and (tmp_path / "tiny.tflite").is_file()
 
 
@@ -141,3 +145,13 @@ def test_models_from_a_continuing_run_are_averaged_in_and_named(run_with_epochs,
     three = load_model(average_run(run_with_epochs, [1, 2, 3]).run_dir / "model.keras", allow_anywhere=True)
     mixed = load_model(target.model_file, allow_anywhere=True)
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(three.get_weights(), mixed.get_weights(), strict=True))
+
+
+def test_with_takes_several_models_and_may_be_repeated():
+    import argparse
+
+    from core.commands import add_average
+    parser = argparse.ArgumentParser()
+    add_average(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["average", "--run", "r", "--with", "a.keras", "b.keras", "--with", "c.keras"])
+    assert args.also == ["a.keras", "b.keras", "c.keras"] and args.epochs is None
