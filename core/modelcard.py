@@ -73,13 +73,17 @@ def _started_from(config: dict) -> dict | None:
     earlier = read_json_object(Path(config["init_from"]).with_suffix(".json"))
     if earlier is None:
         return {"model": Path(config["init_from"]).name}
+    if earlier.get("training", {}).get("config") == config:  # shipped again: that card is this run's own
+        return earlier["training"].get("started_from")
     return {"model": Path(config["init_from"]).name, "training": earlier.get("training"),
             "metrics": _headline(earlier.get("metrics", {}))}
 
 
 def _averaged(averaged_from: dict) -> dict:
     """How a weight-averaged run was made from the training run above it (core/weight_averaging.py)."""
-    epochs = ",".join(str(epoch) for epoch in averaged_from["epochs"])
+    first, last = averaged_from["epochs"][0], averaged_from["epochs"][-1]
+    contiguous = averaged_from["epochs"] == list(range(first, last + 1))
+    epochs = f"{first}-{last}" if contiguous else ",".join(str(epoch) for epoch in averaged_from["epochs"])
     also = [f"runs/{name.replace('/', '/epochs/')}.keras" if "/" in name else name
             for name in averaged_from.get("also", [])]
     command = f"python -m core average --run runs/<run> --epochs {epochs}" + (f" --with {' '.join(also)}" if also

@@ -85,7 +85,11 @@ def test_a_continued_run_ships_with_the_recipe_of_both_stages(tiny_run, tmp_path
                            data_dir=str(settings.SAMPLE_DIR), init_from=str(tmp_path / "tiny.keras"),
                            split_file=str(tmp_path / "tiny.split.csv"), out_dir=str(tmp_path / "runs"), limit=0)
     first_split = pd.read_csv(tmp_path / "tiny.split.csv").set_index("path")["split"]
-    second = ship_run(train(cfg).run_dir, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    continued = train(cfg).run_dir
+    second = ship_run(continued, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)
+    # shipping the same run again (a fixed card, say) keeps the stage it started from, not itself
+    assert ship_run(continued, settings.SAMPLE_DIR, name="tiny", models_dir=tmp_path)["training"]["started_from"] == \
+        second["training"]["started_from"]
     command = second["training"]["command"]
     assert "--init-from models/tiny.keras --split-file models/tiny.split.csv" in command and "--split " not in command
     assert _parsed(command) == dataclasses.replace(cfg, data_dir="/path/to/UTKFace", out_dir="",

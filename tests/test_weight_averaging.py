@@ -130,6 +130,9 @@ def test_a_shipped_average_says_on_its_card_how_it_was_made(run_with_epochs, syn
     assert made["run"] == run_with_epochs.name and "also_runs" not in made
     # how the models averaged in were trained (here the same run's)
     assert made["also_train_commands"] == {run_with_epochs.name: card["training"]["command"]}
+    contiguous = ship_run(average_run(run_with_epochs, [1, 2, 3]).run_dir, synthetic_utkface, name="tiny",
+                          models_dir=tmp_path)
+    assert contiguous["training"]["averaged"]["command"].endswith("--epochs 1-3")
     assert card["metrics"]["n"] > 0 and (tmp_path / "tiny.tflite").is_file()
 
 
