@@ -25,7 +25,7 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's help ends with its live default, except where there is none worth showing (a flag, "")."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default == "" or isinstance(action.default, bool):
+        if action.default in (None, "", []) or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
 
