@@ -68,9 +68,8 @@ def progress_callback(progress: Progress, run_dir: Path, monitor: str, keep_epoc
             progress.record_epoch(row)
             Run(run_dir).write_history(progress.snapshot()["history"])
             if keep_epochs:
-                path = Run(run_dir).epoch_model_file(epoch + 1)
-                path.parent.mkdir(exist_ok=True)
-                atomic_save_model(self.model, path)
+                Run(run_dir).epochs_dir.mkdir(exist_ok=True)
+                atomic_save_model(self.model, Run(run_dir).epoch_model_file(epoch + 1))
             value = row.get(monitor, row.get("loss", np.inf))
             if np.isfinite(value) and value < self.best:
                 self.best = value

@@ -81,15 +81,9 @@ def _started_from(config: dict) -> dict | None:
 
 def _averaged(averaged_from: dict) -> dict:
     """How a weight-averaged run was made from the training run above it (core/weight_averaging.py)."""
-    first, last = averaged_from["epochs"][0], averaged_from["epochs"][-1]
-    contiguous = averaged_from["epochs"] == list(range(first, last + 1))
-    epochs = f"{first}-{last}" if contiguous else ",".join(str(epoch) for epoch in averaged_from["epochs"])
-    also = [f"runs/{name.replace('/', '/epochs/')}.keras" if "/" in name else name
-            for name in averaged_from.get("also", [])]
-    command = f"python -m core average --run runs/<run> --epochs {epochs}" + (f" --with {' '.join(also)}" if also
-                                                                               else "")
+    from core.weight_averaging import average_command
     other_runs = averaged_from.get("also_runs", {})
-    return {**{k: v for k, v in averaged_from.items() if k != "also_runs"}, "command": command,
+    return {**{k: v for k, v in averaged_from.items() if k != "also_runs"}, "command": average_command(averaged_from),
             **({"also_train_commands": {name: train_command(config) for name, config in other_runs.items()}}
                if other_runs else {})}
 

@@ -73,10 +73,11 @@ class Run:
     model_file = _RunFile("model.keras")
     cv_file = _RunFile("cv.json")
     title_file = _RunFile(TITLE_FILE)
+    epochs_dir = _RunFile("epochs")  # a run with `keep_epochs` keeps each epoch's model here
 
     def epoch_model_file(self, epoch: int) -> Path:
         """Where a run with `keep_epochs` keeps the model after `epoch` (1-based)."""
-        return self.path / "epochs" / f"epoch-{epoch:02d}.keras"
+        return self.epochs_dir / f"epoch-{epoch:02d}.keras"
 
     @property
     def is_cross_validation(self) -> bool:

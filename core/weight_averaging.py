@@ -44,9 +44,29 @@ class AveragedRun:
 
 def kept_epochs(run_dir: str | Path) -> list[int]:
     """The epochs whose models a run kept, in order."""
-    folder = Run(run_dir).epoch_model_file(1).parent
+    folder = Run(run_dir).epochs_dir
     found = (_EPOCH_FILE.fullmatch(path.name) for path in folder.glob("epoch-*.keras")) if folder.is_dir() else ()
     return sorted(int(match.group(1)) for match in found if match)
+
+
+def _run_keeping(model_path: Path) -> Run | None:
+    """The run a model file is a kept epoch of (None: it is not one)."""
+    return Run(model_path.parent.parent) if model_path.parent.name == Run.epochs_dir.file_name else None
+
+
+def epoch_span(epochs: Sequence[int], dash: str = "-", separator: str = ",") -> str:
+    """Epochs as a command line or a sentence takes them: "1-8" when they follow on, else "1,3,5"."""
+    if list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
+        return f"{epochs[0]}{dash}{epochs[-1]}"
+    return separator.join(map(str, epochs))
+
+
+def average_command(averaged_from: dict) -> str:
+    """The `python -m core average` command that made an averaged run, with run folders written as runs/<run>."""
+    also = [f"runs/{name.replace('/', f'/{Run.epochs_dir.file_name}/')}.keras" if "/" in name else name
+            for name in averaged_from.get("also", [])]
+    return (f"python -m core average --run runs/<run> --epochs {epoch_span(averaged_from['epochs'])}"
+            + (f" --with {' '.join(also)}" if also else ""))
 
 
 def choose_epochs(available: Sequence[int], asked: Sequence[int] | None) -> tuple[int, ...]:
@@ -118,14 +138,16 @@ def _crops(config: dict, paths: list[str]) -> np.ndarray:
 
 
 def _model_name(path: Path) -> str:
-    """A model's name in the validation table: `<run>/epoch-NN` for a kept epoch, else its file name."""
-    return f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "epochs" else path.name
+    """A model's name in the validation table: `<run>/epoch-NN` for a kept epoch (average_command reads it back),
+    else its file name."""
+    run = _run_keeping(path)
+    return f"{run.name}/{path.stem}" if run else path.name
 
 
-def _configs_of_runs(models: Sequence[str | Path]) -> dict[str, dict]:
+def _configs_of_runs(models: Sequence[Path]) -> dict[str, dict]:
     """The training configs of the runs whose kept epochs are among `models`, by run name: a card can then say how
     every model in an average was trained."""
-    runs = {Run(Path(path).parent.parent) for path in models if Path(path).parent.name == "epochs"}
+    runs = {run for run in map(_run_keeping, models) if run is not None}
     return {run.name: config for run in sorted(runs, key=lambda r: r.name) if (config := run.config()) is not None}
 
 
@@ -158,16 +180,14 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
     on_progress(f"Cutting {len(val_rows)} validation and {len(train_rows)} training faces…")
     val_images, train_images = _crops(config, val_rows["path"].tolist()), _crops(config, train_rows["path"].tolist())
 
+    also = [Path(path) for path in also]
+    members = {**{f"epoch-{epoch:02d}": run.epoch_model_file(epoch) for epoch in chosen},
+               **{_model_name(path): path for path in also}}
     validation, weights = {}, []
-    for epoch in chosen:
-        on_progress(f"Scoring epoch {epoch} on validation…")
-        model = load_model(run.epoch_model_file(epoch), allow_anywhere=True)
-        validation[f"epoch-{epoch:02d}"] = _validation_metrics(model, val_images, val_rows)
-        weights.append(model.get_weights())
-    for path in map(Path, also):
-        on_progress(f"Scoring {_model_name(path)} on validation…")
+    for name, path in members.items():
+        on_progress(f"Scoring {name} on validation…")
         model = load_model(path, allow_anywhere=True)
-        validation[_model_name(path)] = _validation_metrics(model, val_images, val_rows)
+        validation[name] = _validation_metrics(model, val_images, val_rows)
         weights.append(model.get_weights())
     validation["best"] = _validation_metrics(load_model(run.model_file, allow_anywhere=True), val_images, val_rows)
     on_progress(f"Averaging {len(chosen)} epochs and measuring batch-norm statistics again…")
@@ -176,10 +196,8 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
     validation["average"] = _validation_metrics(model, val_images, val_rows)
 
     target = Run(new_run_dir(run.path.parent, f"{config['model']['arch']}-averaged"))
-    span = f"epochs {chosen[0]}–{chosen[-1]}" if len(chosen) == chosen[-1] - chosen[0] + 1 else \
-        f"epochs {', '.join(map(str, chosen))}"
     averaged_from = {"run": run.name, "epochs": list(chosen), "batch_norm_images": len(train_images),
-                     **({"also": [_model_name(Path(path)) for path in also]} if also else {}),
+                     **({"also": [_model_name(path) for path in also]} if also else {}),
                      **({"also_runs": other_runs} if (other_runs := _configs_of_runs(also)) else {})}
     target.write_config({**config, "averaged_from": averaged_from})
     shutil.copyfile(run.split_file, target.split_file)
@@ -191,7 +209,7 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
         "epochs_run": source_metrics.get("epochs_run"), "seconds": source_metrics.get("seconds"),
         "best": {f"val_{key}": value for key, value in average.items() if isinstance(value, float | int)},
         "test": {}, "averaged_from": averaged_from, "validation": validation,
-        "notes": [f"Weights of {run.name}, {span}{_more(also)}, averaged; "
+        "notes": [f"Weights of {run.name}, epochs {epoch_span(chosen, '–', ', ')}{_more(also)}, averaged; "
                   "batch-norm statistics measured again on "
                   f"{len(train_images)} training images.",
                   "The test split was not scored: measure it once, when shipping (python -m core ship)."],
