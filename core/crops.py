@@ -27,7 +27,7 @@ from PIL import Image
 
 from core.alignment import align_crop, center_crop, whole_image_face
 from core.faces import Face, FaceDetector, shared_detector
-from core.pipeline import cached_array
+from core.pipeline import cached_array, load_images
 
 CROP_MODES = ("app", "dataset")  # the app's detect + align path, or the dataset's own crop resized
 CROP_LIKE_MAX_SIDE = 1024  # a face crop is a small image…
@@ -163,6 +163,18 @@ def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progr
     images = cached_array(f"appcrops-{size}px-{len(paths)}-{_digest(paths)}", (len(paths), size, size, 3), build,
                           use_cache and len(paths) >= 256)
     return images, detections
+
+
+def load_crops(paths: list[str], size: int, mode: str = "app", use_cache: bool = True,
+               on_progress=None) -> tuple[np.ndarray, Detections | None]:
+    """Every image as the model's input, (n, size, size, 3) uint8, cut one of the CROP_MODES ways: "app" as an
+    upload is cut (with the detections, which say where the dataset crop was the fallback), "dataset" the
+    dataset's own crop resized (no detections). Training, evaluation and weight averaging all read faces here."""
+    if mode == "dataset":
+        return load_images(paths, size, use_cache), None
+    if mode != "app":
+        raise ValueError(f"Unknown crop mode {mode!r}: one of {', '.join(CROP_MODES)}.")
+    return load_app_crops(paths, size, use_cache, on_progress)
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

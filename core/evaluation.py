@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.crops import load_app_crops
+from core.crops import load_crops
 from core.datasets import load_dataset
 from core.errors import UserError
 from core.face_prediction import age_and_spread
@@ -42,7 +42,6 @@ from core.metrics import (
     rmse,
     within_std,
 )
-from core.pipeline import load_images
 from core.runs import Run
 from core.space_scores import data_space, mappings, own_race_confusion, predicted_groups, utkface_terms
 from core.splits import select_split
@@ -93,13 +92,11 @@ def predict_table(predictor, table: pd.DataFrame, on_progress: Callable[[int, in
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
         try:
-            if crops == "app":
-                images, detections = load_app_crops(batch, predictor.img_size)
-                detected.append(detections.found)
-            else:
-                images = load_images(batch, predictor.img_size)
+            images, detections = load_crops(batch, predictor.img_size, crops)
         except OSError as error:  # missing or corrupt file: PIL raises an OSError subclass
             raise EvaluationError(f"Cannot read an image among {batch[0]} …: {error}") from error
+        if detections is not None:
+            detected.append(detections.found)
         chunks.append(predictor.raw_outputs(images))
         if on_progress is not None:
             on_progress(min(start + batch_size, len(paths)), len(paths))

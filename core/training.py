@@ -28,12 +28,12 @@ from core.callbacks import progress_callback as make_progress_callback
 
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
 from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
-from core.crops import load_app_crops
+from core.crops import load_crops
 from core.errors import UserError
 from core.label_spaces import SPACES, true_races
 from core.metrics import GROUP_RUN_METRICS
 from core.models import backbone_layer, build_model
-from core.pipeline import balanced_class_weights, load_images, make_dataset, targets_and_weights
+from core.pipeline import balanced_class_weights, make_dataset, targets_and_weights
 from core.recipes import with_recipe
 from core.registry import ModelError, load_model
 from core.runs import Run, list_runs, new_run_dir, read_history, runs_root  # noqa: F401  (list_runs, read_history: moved, they need no TensorFlow)
@@ -294,13 +294,11 @@ def _export_for_litert(model_path: Path, progress: Progress) -> None:
 
 def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> np.ndarray:
     paths, size = table["path"].tolist(), cfg.model.img_size
-    if cfg.crops == "dataset":
-        progress.update(message=f"Decoding {len(table)} images at {size} px…")
-        return load_images(paths, size)
-    progress.update(message=f"Finding and aligning the faces of {len(table)} images (cached after the first run)…")
-    images, detections = load_app_crops(paths, size, on_progress=lambda done, total: progress.update(
+    progress.update(message=f"Decoding {len(table)} images at {size} px…" if cfg.crops == "dataset" else
+                    f"Finding and aligning the faces of {len(table)} images (cached after the first run)…")
+    images, detections = load_crops(paths, size, cfg.crops, on_progress=lambda done, total: progress.update(
         message=f"Finding and aligning faces: {done}/{total} images…"))
-    missed = int((~detections.found).sum())
+    missed = int((~detections.found).sum()) if detections is not None else 0
     if missed:
         progress.update(notes=[*progress.notes, f"No face detected in {missed} of {len(paths)} images "
                                                 f"({missed / len(paths):.1%}): their own crop was used."])

@@ -129,12 +129,8 @@ def _validation_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
 
 
 def _crops(config: dict, paths: list[str]) -> np.ndarray:
-    from core.crops import load_app_crops
-    from core.pipeline import load_images
-    size = int(config["model"]["img_size"])
-    if config.get("crops", "app") == "dataset":
-        return load_images(paths, size)
-    return load_app_crops(paths, size)[0]
+    from core.crops import load_crops
+    return load_crops(paths, int(config["model"]["img_size"]), config.get("crops", "app"))[0]
 
 
 def _model_name(path: Path) -> str:

@@ -78,6 +78,20 @@ def test_dataset_crops_equal_the_app_cut_of_the_same_image(detector):
                                          for p in paths)
 
 
+def test_load_crops_serves_both_modes_from_one_call():
+    """Training, evaluation and weight averaging ask load_crops; each mode gives its own pixels."""
+    from core.pipeline import load_images
+    paths = SAMPLE[:4]
+    app, detections = crops.load_crops(paths, 48, "app", use_cache=False)
+    np.testing.assert_array_equal(app, crops.load_app_crops(paths, 48, use_cache=False)[0])
+    assert detections is not None and len(detections.keypoints) == 4
+    dataset, none = crops.load_crops(paths, 48, "dataset", use_cache=False)
+    np.testing.assert_array_equal(dataset, load_images(paths, 48, use_cache=False))
+    assert none is None and not np.array_equal(app, dataset)
+    with pytest.raises(ValueError, match="crop mode"):
+        crops.load_crops(paths, 48, "tight")
+
+
 def test_detections_are_cached_per_image_list(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE_CACHE_DIR", str(tmp_path))
     paths = SAMPLE[:64]
