@@ -16,6 +16,7 @@ levelled and 6.68 / 88.8% / 76.1% on the bare box (4.89 age MAE on the UTKFace o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -27,27 +28,48 @@ CROP_SIDE_PER_KEYPOINT_SPAN = 1.243  # crop side / (eye distance + eye-to-mouth 
 EYES_FROM_TOP = 0.31  # height of the eye line, as a fraction of the crop side
 
 
-def crop_geometry(face: Face, side_factor: float = CROP_SIDE_PER_KEYPOINT_SPAN,
-                  level: bool = True) -> tuple[float, float, float, float]:
-    """(center x, center y, side, angle in degrees) of the square to cut for this face. A `side_factor` other
-    than the calibrated one, or `level=False` (keep the photo's tilt), are for comparisons."""
+@dataclass(frozen=True)
+class View:
+    """One cut of a face for test-time averaging: the crop square moved by `dx` of its side along the eye line and
+    `dy` down the face. View() is the calibrated cut itself."""
+    dx: float = 0.0
+    dy: float = 0.0
+
+
+# Test-time views: the calibrated cut and four cuts shifted by 4 % of the side (within the ±5 % shift training
+# augments with), each with its mirror image, averaged. On the shipped model's validation split (n = 2,165, app
+# path) they read age MAE 4.605 / gender 94.13 % / race 84.90 % against 4.626 / 93.90 % / 84.71 % for the one cut:
+# the detector's keypoints jitter, and so does a single cut's reading. Cutting shifted squares from the photo
+# beats shifting the cut crop (4.620 years: the strip it uncovers is invented). Two more views, 6 % larger and
+# smaller, gave 4.600 for 40 % more passes; ±6° turns 4.623. Uploads and Evaluate use them; live frames one view.
+VIEW_SHIFT = 0.04
+VIEWS = (View(), View(-VIEW_SHIFT, 0.0), View(VIEW_SHIFT, 0.0), View(0.0, -VIEW_SHIFT), View(0.0, VIEW_SHIFT))
+ONE_VIEW = (View(),)
+
+
+def crop_geometry(face: Face, side_factor: float = CROP_SIDE_PER_KEYPOINT_SPAN, level: bool = True,
+                  view: View = View()) -> tuple[float, float, float, float]:
+    """(center x, center y, side, angle in degrees) of the square to cut for this face, moved as `view` says. A
+    `side_factor` other than the calibrated one, or `level=False` (keep the photo's tilt), are for comparisons."""
     (rx, ry), (lx, ly), _, (mx, my) = face.keypoints[:4]
     eye_x, eye_y = (rx + lx) / 2, (ry + ly) / 2
     span = math.hypot(lx - rx, ly - ry) + math.hypot(mx - eye_x, my - eye_y)
     side = side_factor * span
     angle = math.atan2(ly - ry, lx - rx) if level else 0.0
     down = (-math.sin(angle), math.cos(angle))  # the face's own "down", perpendicular to the eye line
-    shift = (0.5 - EYES_FROM_TOP) * side
-    return eye_x + down[0] * shift, eye_y + down[1] * shift, side, math.degrees(angle)
+    along = (math.cos(angle), math.sin(angle))  # the eye line
+    shift = (0.5 - EYES_FROM_TOP + view.dy) * side
+    return (eye_x + down[0] * shift + along[0] * view.dx * side, eye_y + down[1] * shift + along[1] * view.dx * side,
+            side, math.degrees(angle))
 
 
 def align_crop(image: Image.Image, face: Face, size: int, side_factor: float = CROP_SIDE_PER_KEYPOINT_SPAN,
-               level: bool = True) -> np.ndarray:
+               level: bool = True, view: View = View()) -> np.ndarray:
     """The face as a (size, size, 3) uint8 crop: eyes level, framed like a UTKFace image. Outside the photo is
     black, as in UTKFace's own crops. `level=False` keeps the photo's own tilt (for comparison)."""
     if not face.keypoints:
-        return center_crop(image, size)
-    cx, cy, side, angle = crop_geometry(face, side_factor, level)
+        return shifted(center_crop(image, size), view)
+    cx, cy, side, angle = crop_geometry(face, side_factor, level, view)
     reduction = int(side / size / 1.5)
     if reduction > 1:
         # Bilinear sampling alone aliases when shrinking a lot; a box-filter reduce first keeps it smooth.
@@ -77,3 +99,22 @@ def center_crop(image: Image.Image, size: int) -> np.ndarray:
     x, y, side, _ = whole_image_face(image.size).box
     square = image.crop((round(x), round(y), round(x + side), round(y + side)))
     return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+
+
+def align_views(image: Image.Image, face: Face, size: int, views: tuple[View, ...] = VIEWS) -> np.ndarray:
+    """The face cut once per view, (len(views), size, size, 3) uint8, for a predictor to average over."""
+    return np.stack([align_crop(image, face, size, view=view) for view in views])
+
+
+def shifted(crop: np.ndarray, view: View) -> np.ndarray:
+    """A crop moved by a view's shift in whole pixels, black where it uncovers: the views of an image that is
+    already the face crop (nothing to cut a shifted square from; UTKFace pads its own crops black too)."""
+    size = crop.shape[0]
+    dx, dy = round(view.dx * size), round(view.dy * size)
+    if not dx and not dy:
+        return crop
+    out = np.zeros_like(crop)
+    src_y, dst_y = slice(max(dy, 0), size + min(dy, 0)), slice(max(-dy, 0), size + min(-dy, 0))
+    src_x, dst_x = slice(max(dx, 0), size + min(dx, 0)), slice(max(-dx, 0), size + min(-dx, 0))
+    out[dst_y, dst_x] = crop[src_y, src_x]
+    return out

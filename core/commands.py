@@ -46,12 +46,21 @@ def model_path(given, alternatives: str = "") -> Path:
     return Path(path)
 
 
-def lite_predictor(path: Path, flip_tta: bool = True):
+def lite_predictor(path: Path, flip_tta: bool = True, one_view: bool = False):
     """The LiteRT Predictor the app would use for a model: a .tflite as given, or the float32 export beside a
-    .keras (written first, in this process, when missing or older than the .keras)."""
+    .keras (written first, in this process, when missing or older than the .keras). `one_view`: each face cut
+    once, instead of the app's shifted cuts averaged (core.alignment.VIEWS)."""
+    from core.alignment import ONE_VIEW, VIEWS
     from core.export import ensure_tflite
     from core.predict import Predictor
-    return Predictor(path if path.suffix == ".tflite" else ensure_tflite(path, in_process=True), flip_tta=flip_tta)
+    return Predictor(path if path.suffix == ".tflite" else ensure_tflite(path, in_process=True), flip_tta=flip_tta,
+                     views=ONE_VIEW if one_view else VIEWS)
+
+
+def _add_tta_options(p) -> None:
+    p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+    p.add_argument("--one-view", action="store_true",
+                   help="cut each face once instead of averaging five slightly shifted cuts, as the app does")
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -113,7 +122,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of that sample")
     p.add_argument("--min-group", type=int, default=MIN_GROUP_SIZE,
                    help="groups smaller than this are flagged, not compared")
-    p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+    _add_tta_options(p)
     p.add_argument("--crops", choices=CROP_MODES, default=DEFAULTS.crops,
                    help="app: each face detected and aligned as an upload is (what users get); dataset: the "
                         "dataset's own crops resized")
@@ -137,11 +146,11 @@ def cmd_evaluate(args) -> int:
     kind, table = evaluation.load_rows(args.dataset or run.get("dataset"), folder, split_file, args.split or "test")
     if args.limit:
         table = table.sample(n=min(args.limit, len(table)), random_state=args.seed).reset_index(drop=True)
-    frame = evaluation.predict_table(lite_predictor(path, flip_tta=not args.no_flip), table, on_progress=progress,
-                                     crops=args.crops)
+    predictor = lite_predictor(path, flip_tta=not args.no_flip, one_view=args.one_view)
+    frame = evaluation.predict_table(predictor, table, on_progress=progress, crops=args.crops)
     report = evaluation.evaluate_frame(frame, kind, min_group=args.min_group)
     report.update(model=str(path), data=str(folder), split=(args.split or "test") if split_file else "all",
-                  crops=args.crops)
+                  crops=args.crops, views=len(predictor.views))
     if args.predictions:
         atomic_write_text(args.predictions, frame.to_csv(index=False))
     print(reports.to_json(report) if args.json else reports.format_report(report))
@@ -160,7 +169,7 @@ def add_predict(sub) -> None:
                    help="when no face is found in a photo, take the whole image as one already-cropped face (face "
                         "crops are taken whole anyway)")
     p.add_argument("--small-faces", action="store_true", help="search close-ups for small faces too (slower)")
-    p.add_argument("--no-flip", action="store_true", help="skip flip test-time augmentation")
+    _add_tta_options(p)
 
 
 def _print_predictions(records: list[dict]) -> None:
@@ -181,7 +190,7 @@ def cmd_predict(args) -> int:
 
     from core.faces import FaceDetector
     from core.predict import predict_files
-    predictor = lite_predictor(model_path(args.model), flip_tta=not args.no_flip)
+    predictor = lite_predictor(model_path(args.model), flip_tta=not args.no_flip, one_view=args.one_view)
     with FaceDetector(tiles="always" if args.small_faces else "auto") as detector:
         records = predict_files(args.images, predictor, detector, whole_image=args.whole_image)
     for record in records:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from core.alignment import align_crop, center_crop, whole_image_face
+from core.alignment import View, align_crop, align_views, center_crop, shifted, whole_image_face
 from core.faces import Face, FaceDetector, shared_detector
 from core.pipeline import cached_array, load_images
 
@@ -140,41 +140,53 @@ def detect_dataset(paths: list[str], use_cache: bool = True, on_progress=None) -
                                    use_cache and len(paths) >= 64))
 
 
-def _app_crop(path: str, keypoints: np.ndarray, size: int) -> np.ndarray:
+def _app_crop(path: str, keypoints: np.ndarray, size: int, views: tuple[View, ...] | None) -> np.ndarray:
     with Image.open(path) as source:
         image = source.convert("RGB")
     if np.isnan(keypoints[0, 0]):
-        return center_crop(image, size)
-    face = Face((0.0, 0.0, float(image.width), float(image.height)), 1.0, tuple(map(tuple, keypoints.tolist())))
-    return align_crop(image, face, size)
+        face = whole_image_face(image.size)  # no keypoints: align_crop takes the centred square
+    else:
+        face = Face((0.0, 0.0, float(image.width), float(image.height)), 1.0, tuple(map(tuple, keypoints.tolist())))
+    return align_crop(image, face, size) if views is None else align_views(image, face, size, views)
 
 
-def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progress=None) -> tuple[np.ndarray,
-                                                                                                  Detections]:
-    """Every image cut the app's way, (n, size, size, 3) uint8, and the detections it was cut from."""
+def _views_key(views: tuple[View, ...] | None) -> str:
+    return "" if views is None else "-views-" + hashlib.sha1(repr(views).encode()).hexdigest()[:8]
+
+
+def load_app_crops(paths: list[str], size: int, use_cache: bool = True, on_progress=None,
+                   views: tuple[View, ...] | None = None) -> tuple[np.ndarray, Detections]:
+    """Every image cut the app's way, (n, size, size, 3) uint8, and the detections it was cut from. With `views`
+    (core.alignment.VIEWS), each image cut once per view: (n, views, size, size, 3), as the app predicts."""
     paths = [str(p) for p in paths]
     detections = detect_dataset(paths, use_cache, on_progress)
+    shape = (len(paths), size, size, 3) if views is None else (len(paths), len(views), size, size, 3)
 
     def build() -> np.ndarray:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            crops = list(pool.map(lambda item: _app_crop(item[0], item[1], size), zip(paths, detections.keypoints,
-                                                                                     strict=True)))
-        return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
-    images = cached_array(f"appcrops-{size}px-{len(paths)}-{_digest(paths)}", (len(paths), size, size, 3), build,
+            crops = list(pool.map(lambda item: _app_crop(item[0], item[1], size, views),
+                                  zip(paths, detections.keypoints, strict=True)))
+        return np.stack(crops) if crops else np.zeros(shape, np.uint8)
+    images = cached_array(f"appcrops-{size}px-{len(paths)}-{_digest(paths)}{_views_key(views)}", shape, build,
                           use_cache and len(paths) >= 256)
     return images, detections
 
 
-def load_crops(paths: list[str], size: int, mode: str = "app", use_cache: bool = True,
-               on_progress=None) -> tuple[np.ndarray, Detections | None]:
+def load_crops(paths: list[str], size: int, mode: str = "app", use_cache: bool = True, on_progress=None,
+               views: tuple[View, ...] | None = None) -> tuple[np.ndarray, Detections | None]:
     """Every image as the model's input, (n, size, size, 3) uint8, cut one of the CROP_MODES ways: "app" as an
     upload is cut (with the detections, which say where the dataset crop was the fallback), "dataset" the
-    dataset's own crop resized (no detections). Training, evaluation and weight averaging all read faces here."""
+    dataset's own crop resized (no detections). Training, evaluation and weight averaging all read faces here.
+    With `views`, (n, views, size, size, 3): the app's views are cut from the image, the dataset crop's are that
+    crop shifted (it has nothing around it to cut from)."""
     if mode == "dataset":
-        return load_images(paths, size, use_cache), None
+        images = load_images(paths, size, use_cache)
+        return (images if views is None else
+                np.stack([np.stack([shifted(image, view) for view in views]) for image in images])
+                .reshape(len(images), len(views), size, size, 3)), None
     if mode != "app":
         raise ValueError(f"Unknown crop mode {mode!r}: one of {', '.join(CROP_MODES)}.")
-    return load_app_crops(paths, size, use_cache, on_progress)
+    return load_app_crops(paths, size, use_cache, on_progress, views)
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

@@ -1,7 +1,8 @@
 """Scoring models on labelled faces, for the training engine, the CLI, the Evaluate page and the model card.
 
 - `predict_table`: a Predictor run over a dataset table exactly as the app runs it (resize or the app's own crop,
-  batched, flip TTA); `join_predictions` puts raw model outputs beside the labels. Both give a predictions frame.
+  batched, view and flip TTA); `join_predictions` puts raw model outputs beside the labels. Both give a predictions
+  frame.
 - `evaluate_frame`: every metric (core/metrics.py) overall and per group (race, gender, age group) with fairness
   gaps, as a JSON-ready report; `evaluate_both_crops` and `crop_skew` compare the app's crops with the dataset's.
 Predicted ages are mapped onto the target dataset's own age groups (core/labels.py), which is how a UTKFace model
@@ -80,7 +81,8 @@ def join_predictions(table: pd.DataFrame, outputs: dict) -> pd.DataFrame:
 
 def predict_table(predictor, table: pd.DataFrame, on_progress: Callable[[int, int], None] | None = None,
                   batch_size: int = 256, crops: str = "app") -> pd.DataFrame:
-    """Predict every row of a dataset table with a core.predict.Predictor, batched and flip-averaged. `crops`:
+    """Predict every row of a dataset table with a core.predict.Predictor, batched, view- and flip-averaged as
+    the predictor says (its `views`: core.alignment.VIEWS, as uploads are). `crops`:
     "app" cuts each face the way an upload is cut (detect + align, core/crops.py: what a user gets), "dataset"
     feeds the dataset's own crop resized. A `face_detected` column says where the app path fell back. Calls
     on_progress(done, total) after each batch. For a regression head the age spread is the flip disagreement,
@@ -88,11 +90,12 @@ def predict_table(predictor, table: pd.DataFrame, on_progress: Callable[[int, in
     paths = table["path"].astype(str).tolist()
     if not paths:
         raise EvaluationError("No labelled images to evaluate.")
+    views = predictor.views if len(predictor.views) > 1 else None  # each face cut as the Predict page cuts it
     chunks, detected = [], []
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
         try:
-            images, detections = load_crops(batch, predictor.img_size, crops)
+            images, detections = load_crops(batch, predictor.img_size, crops, views=views)
         except OSError as error:  # missing or corrupt file: PIL raises an OSError subclass
             raise EvaluationError(f"Cannot read an image among {batch[0]} …: {error}") from error
         if detections is not None:

@@ -1,12 +1,13 @@
 """The Live tab's video path: each webcam frame → faces → predictions → labels drawn on it, at video rate.
 
 A frame takes the uploads' path (core.faces `FaceDetector.detect` and `align_crop`, core.predict `Predictor`,
-`annotate`), without the tiles: at 640×480 they would cost four more detector passes per frame, for faces under
-~15% of the picture (someone three metres behind the camera's subject). Faces are tracked across frames and their
-labels smoothed (core/tracking.py). The model runs on every frame when detection, model and drawing fit in one
-frame's time (`LiveConfig.frame_budget_s`); otherwise on every k-th frame, the frames between drawn from the last
-result with the boxes carried along by each face's velocity, k chosen from the measured costs so that the frames
-drawn keep up with the camera.
+`annotate`), without the tiles: at 640×480 they would cost four more detector passes per frame, for faces under ~15%
+of the picture (someone three metres behind the camera's subject), and with one cut per face where uploads average
+five shifted ones (core.alignment.VIEWS): five times the model's cost, which a stream spends on frames. Faces are
+tracked across frames and their labels smoothed (core/tracking.py). The model runs on every frame when detection,
+model and drawing fit in one frame's time (`LiveConfig.frame_budget_s`); otherwise on every k-th frame, the frames
+between drawn from the last result with the boxes carried along by each face's velocity, k chosen from the measured
+costs so that the frames drawn keep up with the camera.
 
 `LiveAnalyzer.video_frame_callback` is what streamlit-webrtc calls, in its own worker thread, once per frame: it
 never touches Streamlit, and a failure is kept for the page to show (a callback that raises ends the stream). The

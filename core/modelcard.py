@@ -90,9 +90,9 @@ def _averaged(averaged_from: dict) -> dict:
 
 def evaluate_model(model_path: Path, data_dir: str | Path, split_file: Path | None = None,
                    crops: str = "app") -> dict:
-    """Evaluate a model exactly as `python -m core evaluate` and the app do (same rows, same preprocessing, flip TTA,
-    the LiteRT file beside the .keras: exported first when missing or outdated). `crops`: "app" cuts every face
-    the way an upload is cut (what users get), "dataset" uses the dataset's own crops."""
+    """Evaluate a model exactly as `python -m core evaluate` and the app do (same rows, same preprocessing, view and
+    flip TTA, the LiteRT file beside the .keras: exported first when missing or outdated). `crops`: "app" cuts every
+    face the way an upload is cut (what users get), "dataset" uses the dataset's own crops."""
     from core.export import ensure_tflite
     from core.predict import Predictor
     kind, table = load_rows("utkface", data_dir, split_file, "test")
@@ -114,6 +114,14 @@ def _export_for_the_app(model_path: Path) -> Path:
     return export_tflite(model_path, default_out_path(model_path)).path
 
 
+def reading() -> str:
+    """How the app turns a face into the card's figures: the views and mirror images averaged (core.alignment)."""
+    from core.alignment import VIEW_SHIFT, VIEWS
+    return (f"each face cut {len(VIEWS)} ways (the calibrated cut and {len(VIEWS) - 1} shifted by "
+            f"{VIEW_SHIFT:.0%} of its side), each with its mirror image: {2 * len(VIEWS)} passes averaged (the "
+            "dataset's crops: shifted, black where uncovered)")
+
+
 def measurements(model_path: Path, data_dir: str | Path, split_file: Path) -> dict:
     """The card's measured sections: the test split through the app's path (what users get: every face found and
     aligned by the detector + align_crop) and through the dataset's crops, their skew, and the bundled sample."""
@@ -125,6 +133,7 @@ def measurements(model_path: Path, data_dir: str | Path, split_file: Path) -> di
         "metrics_dataset_crops": _headline(dataset_crops_report),
         "crop_skew": crop_skew(test_report, dataset_crops_report),
         "face_detected": test_report.get("face_detected"),
+        "reading": reading(),
         "sample_metrics": {**_headline(sample_report), "note": "bundled sample; some of these images were in the "
                            "training split, so these numbers are optimistic: they exist to check the card"},
     }

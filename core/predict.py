@@ -1,5 +1,6 @@
-"""Fast inference on face crops (LiteRT, test-time flip averaging in the same call), and the whole path from an
-uploaded photo's bytes to a prediction per face, for the Predict and Evaluate pages and `python -m core predict`.
+"""Fast inference on face crops (LiteRT; test-time averaging over each face's views, core.alignment.VIEWS, and their
+mirror images, all in the same call), and the whole path from an uploaded photo's bytes to a prediction per face,
+for the Predict and Evaluate pages and `python -m core predict`.
 
 The web server never imports TensorFlow: `import tensorflow` costs ~4 s and ~500 MB, and once `keras` is imported
 Streamlit clears the Keras session after every script run (160–200 ms). So `Predictor` runs the model's float32
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
+from core.alignment import ONE_VIEW, VIEWS, View, align_views, crop_geometry, whole_image_face
 from core.crops import detect_padded, looks_like_face_crop
 from core.drawing import annotate
 from core.face_prediction import FacePrediction, predictions, space_of_heads
@@ -30,32 +31,42 @@ from core.label_spaces import LabelSpace
 from core.registry import ModelError
 
 # Batches are padded up to one of these sizes, each with its own interpreter allocated once: no re-allocation per
-# call, at most 2× padding waste. LiteRT's cost per face is flat from batch 2 to 128 (3.2–3.5 ms at 96 px), while
-# each image of a batch holds ~1.3 MB of activations: bigger buckets would only cost memory.
-_BATCH_BUCKETS = (1, 2, 4, 8, 16)
+# call, at most 2× padding waste. LiteRT's cost per face is flat from batch 2 to 128 (3.2–3.5 ms at 96 px), so the
+# padding is what costs: the multiples of the five views (5, 10, 20) make one to four faces' views fit exactly
+# (one face in 8 was 51 ms, in 5 34 ms). Each image of a batch holds ~1.3 MB of activations: bigger buckets would
+# only cost memory.
+_BATCH_BUCKETS = (1, 2, 4, 5, 8, 10, 16, 20)
 FACE_CROP_NOTE = "taken as a face crop (no face detected)"
 
 
 class _BatchPredictor:
-    """What both predictors share: batching, flip averaging and FacePredictions, over a `_run(batch)` that maps a
-    float32 (n, size, size, 3) batch to the model's outputs by name."""
+    """What both predictors share: batching, view and flip averaging and FacePredictions, over a `_run(batch)`
+    that maps a float32 (n, size, size, 3) batch to the model's outputs by name."""
 
     img_size: int
     flip_tta: bool
+    views: tuple[View, ...]  # the cuts of each face that callers give it to average (core.alignment.VIEWS)
     output_names: list[str]
     space: LabelSpace  # the label space its heads speak (core/label_spaces.py)
 
     def raw_outputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """Model outputs as numpy arrays, for a (n, size, size, 3) uint8/float batch of any n."""
+        """Model outputs as numpy arrays, for a (n, size, size, 3) uint8/float batch of any n, or (n, views, size,
+        size, 3): several cuts of each face (`align_views`), whose outputs are averaged per face."""
         crops = np.asarray(crops, dtype=np.float32)
         n = len(crops)
         if n == 0:
             return {}
-        if crops.shape[1:] != (self.img_size, self.img_size, 3):
-            raise ValueError(f"Expected crops of shape (n, {self.img_size}, {self.img_size}, 3), got {crops.shape}.")
+        cuts = crops.shape[1] if crops.ndim == 5 else 1
+        if crops.shape[-3:] != (self.img_size, self.img_size, 3) or crops.ndim not in (4, 5):
+            raise ValueError(f"Expected crops of shape (n, [views,] {self.img_size}, {self.img_size}, 3), got "
+                             f"{crops.shape}.")
+        crops = crops.reshape(n * cuts, self.img_size, self.img_size, 3)
         step = _BATCH_BUCKETS[-1]
-        chunks = [self._call(crops[i:i + step]) for i in range(0, n, step)]
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        chunks = [self._call(crops[i:i + step]) for i in range(0, n * cuts, step)]
+        joined = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        if cuts == 1:
+            return joined
+        return {key: v.reshape(n, cuts, *v.shape[1:]).mean(axis=1) for key, v in joined.items()}
 
     def _call(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """One model call for up to the largest bucket of crops, their mirror images in the same batch."""
@@ -90,13 +101,14 @@ class Predictor(_BatchPredictor):
     size gets its own interpreter on first use, resized and allocated once; a lock per interpreter serialises the
     calls that share it (a LiteRT interpreter is not thread-safe), while different sizes run in parallel."""
 
-    def __init__(self, tflite_path: str | os.PathLike, flip_tta: bool = True, num_threads: int | None = None):
+    def __init__(self, tflite_path: str | os.PathLike, flip_tta: bool = True, num_threads: int | None = None,
+                 views: tuple[View, ...] = VIEWS):
         self.path = Path(tflite_path)
         try:
             self._flatbuffer = self.path.read_bytes()  # one copy, shared by every interpreter
         except OSError as error:
             raise ModelError(f"Cannot read the model file {self.path}: {error.strerror or error}.") from error
-        self.flip_tta = flip_tta
+        self.flip_tta, self.views = flip_tta, tuple(views) or ONE_VIEW
         self._num_threads = num_threads or os.cpu_count() or 1
         self._interpreters: dict[int, _FixedBatchInterpreter] = {}
         self._interpreters_lock = threading.Lock()
@@ -149,11 +161,11 @@ class KerasPredictor(_BatchPredictor):
     """The same interface over a loaded Keras model (one traced `tf.function` per batch size), for processes that
     hold the Keras model anyway: saliency maps explain the very model they predict with. Imports TensorFlow."""
 
-    def __init__(self, model, flip_tta: bool = True):
+    def __init__(self, model, flip_tta: bool = True, views: tuple[View, ...] = VIEWS):
         import tensorflow as tf
         self.model = model
         self.img_size = int(model.input_shape[1])
-        self.flip_tta = flip_tta
+        self.flip_tta, self.views = flip_tta, tuple(views) or ONE_VIEW
         self.output_names = list(model.output_names) if hasattr(model, "output_names") else []
         self.space = space_of_heads({name: int(t.shape[-1]) for name, t in zip(self.output_names, model.outputs,
                                                                           strict=True)})
@@ -236,14 +248,14 @@ def analyze_bytes(data: bytes, predictor: Predictor, detector: FaceDetector | No
     if photo.scale > 1 and any(_needs_full_resolution(f, predictor.img_size) for f in faces):
         source = load_photo(data).image  # small faces in a big JPEG: worth the full decode for sharper crops
         factor = source.width / photo.image.width
-    crops = [align_crop(source, face.scaled(factor), predictor.img_size) for face in faces]
+    crops = [align_views(source, face.scaled(factor), predictor.img_size, predictor.views) for face in faces]
     full_faces = [face.scaled(photo.scale) for face in faces]
     return Analysis(photo.image, photo.full_size, _results(full_faces, crops, predictor), False)
 
 
 def _whole_image_analysis(photo: Photo, predictor: Predictor, note: str | None = None) -> Analysis:
     face = whole_image_face(photo.full_size)
-    crops = [center_crop(photo.image, predictor.img_size)]
+    crops = [align_views(photo.image, whole_image_face(photo.image.size), predictor.img_size, predictor.views)]
     return Analysis(photo.image, photo.full_size, _results([face], crops, predictor), True, note)
 
 
@@ -260,12 +272,13 @@ def _needs_full_resolution(face: Face, size: int) -> bool:
     return crop_geometry(face)[2] < SHARP_CROP_FACTOR * size if face.keypoints else False
 
 
-def _results(faces: list[Face], crops: list[np.ndarray], predictor: Predictor) -> list[FaceResult]:
+def _results(faces: list[Face], views: list[np.ndarray], predictor: Predictor) -> list[FaceResult]:
+    """Each face's prediction from its views, (views, size, size, 3) each; the first view is the crop shown."""
     if not faces:
         return []
-    predictions = predictor.predict(np.stack(crops))  # one batched call for every face in the photo
-    return [FaceResult(i + 1, face, crop, prediction)
-            for i, (face, crop, prediction) in enumerate(zip(faces, crops, predictions, strict=True))]
+    predictions = predictor.predict(np.stack(views))  # one batched call for every face in the photo
+    return [FaceResult(i + 1, face, cuts[0], prediction)
+            for i, (face, cuts, prediction) in enumerate(zip(faces, views, predictions, strict=True))]
 
 
 def predict_files(paths: list[str], predictor: Predictor, detector: FaceDetector | None = None,

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core import settings
+from core.alignment import VIEWS
 from core.errors import UserError
 from core.runs import Run, new_run_dir
 
@@ -122,15 +123,16 @@ def refresh_batch_norm(model, images: np.ndarray, batch_size: int = 64) -> int:
 
 
 def _validation_metrics(model, images: np.ndarray, table: pd.DataFrame) -> dict:
-    """The app's reading of a model's outputs (flip-averaged, age as the distribution's median) on these rows."""
+    """The app's reading of a model's outputs (view- and flip-averaged, age as the distribution's median) on these
+    rows, `images` cut once per view (core.alignment.VIEWS)."""
     from core.evaluation import join_predictions, scalar_metrics
     from core.predict import KerasPredictor
     return scalar_metrics(join_predictions(table, KerasPredictor(model).raw_outputs(images)))
 
 
-def _crops(config: dict, paths: list[str]) -> np.ndarray:
+def _crops(config: dict, paths: list[str], views=None) -> np.ndarray:
     from core.crops import load_crops
-    return load_crops(paths, int(config["model"]["img_size"]), config.get("crops", "app"))[0]
+    return load_crops(paths, int(config["model"]["img_size"]), config.get("crops", "app"), views=views)[0]
 
 
 def _model_name(path: Path) -> str:
@@ -174,7 +176,8 @@ def average_run(run_dir: str | Path, epochs: Sequence[int] | None = None, data_d
     _, train_rows = load_rows(kind, folder, run.split_file, "train")
     train_rows = train_rows.sample(n=min(BATCH_NORM_IMAGES, len(train_rows)), random_state=0)
     on_progress(f"Cutting {len(val_rows)} validation and {len(train_rows)} training faces…")
-    val_images, train_images = _crops(config, val_rows["path"].tolist()), _crops(config, train_rows["path"].tolist())
+    val_images = _crops(config, val_rows["path"].tolist(), VIEWS)  # cut as the app cuts, to be read as it reads
+    train_images = _crops(config, train_rows["path"].tolist())
 
     also = [Path(path) for path in also]
     members = {**{f"epoch-{epoch:02d}": run.epoch_model_file(epoch) for epoch in chosen},

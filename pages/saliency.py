@@ -94,7 +94,8 @@ def compute(model_path: str, crop, options: dict) -> dict:
 
 def draw(crop, result: dict, alpha: float) -> None:
     png = saliency_figures.figure_png(saliency_figures.figure(crop, result["maps"], result["prediction"], alpha))
-    st.image(png, caption=saliency_figures.prediction_text(result["prediction"]) + " (one pass, no flip averaging)")
+    st.image(png, caption=saliency_figures.prediction_text(result["prediction"])
+             + " (one pass; Predict averages shifted cuts and mirror images)")
     st.dataframe(pd.DataFrame([m.as_row() for m in result["maps"]]), hide_index=True)
     st.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png", key=KEY_DOWNLOAD)
 

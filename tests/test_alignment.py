@@ -1,5 +1,6 @@
 """Alignment (core.alignment) on photos of real faces: the UTKFace framing reproduced, tilted faces levelled, the
-border padded black, large faces shrunk smoothly, and an already-cropped face taken as its centred square."""
+border padded black, large faces shrunk smoothly, an already-cropped face taken as its centred square, and the
+shifted views the app averages over."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.alignment import align_crop, center_crop, crop_geometry, whole_image_face
+from core.alignment import VIEWS, View, align_crop, align_views, center_crop, crop_geometry, shifted, whole_image_face
 from core.faces import Face
 from tests.photos import Placed, compose, selfie
 
@@ -83,3 +84,38 @@ def test_whole_image_face_is_the_centred_square():
     crop = center_crop(image, 64)
     assert crop.shape == (64, 64, 3) and crop[:, :, 2].min() > 240  # only the blue centre square
     assert np.array_equal(align_crop(image, face, 64), crop)
+
+
+@pytest.mark.parametrize("tilt", [0, 20])
+def test_a_view_moves_the_cut_along_the_face_itself(detector, faces, tilt):
+    """View(dx, dy) moves the square by that fraction of its side along the eye line and down the face: at a
+    shift of whole output pixels, the shifted cut is the calibrated cut moved by those pixels, tilted face or not
+    (up to resampling: a large face is box-filtered first, on a grid that moves with the square)."""
+    upright, _ = selfie(faces[3], size=(1200, 1000), side=400)
+    image = upright.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=(90, 90, 90))
+    face = detector.detect(image)[0]
+    base = align_crop(image, face, 64).astype(np.float32)
+    right = align_crop(image, face, 64, view=View(0.125, 0.0)).astype(np.float32)  # 8 px along the eyes
+    down = align_crop(image, face, 64, view=View(0.0, 0.125)).astype(np.float32)
+    assert np.abs(right[:, :-8] - base[:, 8:]).mean() < 1.5 and np.abs(down[:-8] - base[8:]).mean() < 1.5
+    assert np.abs(right - base).mean() > 10 and np.abs(down - base).mean() > 10  # and each is another cut
+
+
+def test_views_stack_the_cuts_with_the_calibrated_one_first(detector, faces):
+    image, _ = selfie(faces[1], size=(1000, 800), side=300)
+    face = detector.detect(image)[0]
+    views = align_views(image, face, 48)
+    assert views.shape == (len(VIEWS), 48, 48, 3) and views.dtype == np.uint8 and VIEWS[0] == View()
+    np.testing.assert_array_equal(views[0], align_crop(image, face, 48))
+    assert len({view.tobytes() for view in views}) == len(VIEWS)
+
+
+def test_a_face_crop_without_keypoints_is_shifted_black_where_uncovered():
+    crop = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3) + 1
+    moved = shifted(crop, View(0.25, -0.25))  # one pixel right along the face, one up
+    np.testing.assert_array_equal(moved[1:, :3], crop[:3, 1:])
+    assert not moved[0].any() and not moved[:, 3].any()
+    assert shifted(crop, View()) is crop
+    image = Image.fromarray(np.repeat(np.repeat(crop, 8, axis=0), 8, axis=1))  # 32 × 32, no keypoints
+    np.testing.assert_array_equal(align_views(image, whole_image_face(image.size), 32, (View(), View(0.25, 0.0)))[1],
+                                  shifted(center_crop(image, 32), View(0.25, 0.0)))

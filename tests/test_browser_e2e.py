@@ -144,7 +144,7 @@ def test_saliency_explains_a_sample_face(page):
     open_page(page, "Saliency")
     since = finished_runs(page)
     page.get_by_role("button", name="Explain").click()
-    page.get_by_text("one pass, no flip averaging").first.wait_for(timeout=WORK_S * 1000)
+    page.get_by_text("one pass; Predict averages").first.wait_for(timeout=WORK_S * 1000)
     wait_idle(page, since, WORK_S)
     no_exception(page)
     shot(page, "saliency_result")

@@ -151,7 +151,7 @@ def _explain_the_last_prediction(page) -> None:
     explain.wait_for(timeout=WORK_S * 1000)  # after the worker listed the model's layers
     since = finished_runs(page)
     explain.click()
-    page.get_by_text("one pass, no flip averaging").first.wait_for(timeout=WORK_S * 1000)  # the figure's caption
+    page.get_by_text("one pass; Predict averages").first.wait_for(timeout=WORK_S * 1000)  # the figure's caption
     wait_idle(page, since, WORK_S)
     assert page.locator('[data-testid="stImage"] img').count() >= 2  # the crop and the figure
     no_exception(page)

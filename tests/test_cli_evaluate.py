@@ -87,6 +87,13 @@ def test_limit_and_predictions_csv(capsys, tmp_path, tiny_model):
     assert {"path", "age", "pred_age", "pred_age_std", "pred_female_prob", "pred_race"} <= set(predictions.columns)
 
 
+def test_faces_are_read_through_the_views_unless_one_is_asked(capsys, tiny_model):
+    views = run_json(capsys, "--model", str(tiny_model), "--limit", "12", "--predictions", "")
+    one = run_json(capsys, "--model", str(tiny_model), "--limit", "12", "--one-view")
+    assert (views["views"], one["views"]) == (5, 1) and views["n"] == one["n"] == 12
+    assert views["age_mae"] != one["age_mae"]
+
+
 def test_text_output_is_readable(capsys, tiny_model):
     assert main(["evaluate", "--data", str(settings.SAMPLE_DIR), "--model", str(tiny_model), "--limit", "40"]) == 0
     out = capsys.readouterr().out

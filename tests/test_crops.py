@@ -92,6 +92,23 @@ def test_load_crops_serves_both_modes_from_one_call():
         crops.load_crops(paths, 48, "tight")
 
 
+def test_views_are_cut_per_image_for_both_modes(tmp_path, monkeypatch):
+    """With views, every image is cut once per view, the calibrated cut first; cached apart from the one-cut array."""
+    from core.alignment import VIEWS, shifted
+    monkeypatch.setenv("FACE_CACHE_DIR", str(tmp_path))
+    paths = SAMPLE[:256]  # enough to be cached
+    one, _ = crops.load_app_crops(paths, 32)
+    views, _ = crops.load_app_crops(paths, 32, views=VIEWS)
+    assert views.shape == (256, len(VIEWS), 32, 32, 3)
+    np.testing.assert_array_equal(views[:, 0], one)
+    assert not np.array_equal(views[:, 1], one) and len(list(tmp_path.glob("appcrops-32px-256-*.npy"))) == 2
+    np.testing.assert_array_equal(crops.load_app_crops(paths, 32, views=VIEWS)[0], views)  # from the cache
+    dataset, _ = crops.load_crops(paths[:3], 32, "dataset", use_cache=False, views=VIEWS)
+    plain, _ = crops.load_crops(paths[:3], 32, "dataset", use_cache=False)
+    np.testing.assert_array_equal(dataset[:, 0], plain)
+    np.testing.assert_array_equal(dataset[2, 4], shifted(plain[2], VIEWS[4]))
+
+
 def test_detections_are_cached_per_image_list(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE_CACHE_DIR", str(tmp_path))
     paths = SAMPLE[:64]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from core import evaluation as ev
+from core.alignment import ONE_VIEW
 from core.datasets import COLUMNS
 from core.labels import ADIENCE_LABELS, RACES, decade_label
 
@@ -159,6 +160,7 @@ def test_run_sources_reads_the_run_folder(tmp_path):
 class FakePredictor:
     """Stands in for core.predict.Predictor: age = mean pixel / 2, plus a flipped age 2 years higher."""
     img_size = 8
+    views = ONE_VIEW
 
     def __init__(self):
         self.batches = []

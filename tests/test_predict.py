@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from core import predict, settings
+from core.alignment import ONE_VIEW, align_views
 from core.faces import Face
 from core.images import ImageError
 from core.labels import RACES
@@ -87,14 +88,25 @@ def test_all_faces_go_through_the_model_in_one_batched_call(predictor, detector,
         _check_prediction(result.prediction)
 
 
-def test_predictions_match_the_model_on_the_crops(predictor, detector, selfie_jpeg, model):
-    """The pipeline's numbers are the model's, for the crop it shows (flip averaging included)."""
-    result = analyze_bytes(selfie_jpeg, predictor, detector).faces[0]
+def test_predictions_match_the_model_on_the_views(predictor, detector, selfie_jpeg, model):
+    """The pipeline's numbers are the model's, averaged over the face's views and their mirror images; the crop it
+    shows is the calibrated view."""
+    analysis = analyze_bytes(selfie_jpeg, predictor, detector)
+    result = analysis.faces[0]
+    views = align_views(analysis.image, result.face.scaled(1 / analysis.scale), 32).astype(np.float32)
+    np.testing.assert_array_equal(result.crop, views[0])
+    female = np.mean([np.asarray(model(batch, training=False)["gender"]) for batch in (views, views[:, :, ::-1])])
+    assert result.prediction.female_prob == pytest.approx(float(female), abs=1e-4)
+    one_cut = np.mean([np.asarray(model(batch, training=False)["gender"]) for batch in (views[:1], views[:1, :, ::-1])])
+    assert abs(female - one_cut) > 1e-4  # the views are not the one cut again
+
+
+def test_a_one_view_predictor_reads_the_calibrated_cut_alone(tiny_residual_model, detector, selfie_jpeg, model):
+    single = Predictor(tiny_residual_model.with_suffix(".tflite"), views=ONE_VIEW)
+    result = analyze_bytes(selfie_jpeg, single, detector).faces[0]
     crop = result.crop[None].astype(np.float32)
-    out = model(crop, training=False)
-    flipped = model(crop[:, :, ::-1], training=False)
-    female = (float(out["gender"][0, 0]) + float(flipped["gender"][0, 0])) / 2
-    assert result.prediction.female_prob == pytest.approx(female, abs=1e-4)
+    female = (np.asarray(model(crop, training=False)["gender"]) + np.asarray(model(crop[:, :, ::-1])["gender"])) / 2
+    assert result.prediction.female_prob == pytest.approx(float(female[0, 0]), abs=1e-4)
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
@@ -260,10 +272,24 @@ def test_face_and_mirror_go_in_one_call_padded_to_a_bucket(predictor, crops, mon
     assert np.array_equal(calls[0][4:7], crops[:3, :, ::-1].astype(np.float32)) and not calls[0][3].any()
     interpreters = dict(predictor._interpreters)
     predictor.raw_outputs(crops[:3])
-    predictor.raw_outputs(crops[:37])  # 16 + 16 + 5: chunks of the largest bucket
-    assert [len(b) for b in calls] == [8, 8, 32, 32, 16]
+    predictor.raw_outputs(crops[:37])  # 20 + 17: chunks of the largest bucket
+    assert [len(b) for b in calls] == [8, 8, 40, 40]
+    predictor.raw_outputs(crops[:10].reshape(2, 5, 32, 32, 3))  # two faces' five views: no padding
+    assert [len(b) for b in calls] == [8, 8, 40, 40, 20]
     assert all(predictor._interpreters[size] is interpreter for size, interpreter in interpreters.items())
     np.testing.assert_allclose(predictor.raw_outputs(crops[:37])["race"][:3], one["race"], atol=1e-6)
+
+
+def test_views_of_each_face_are_averaged(predictor, crops):
+    """(n, views, size, size, 3): every view in the same batched calls, the outputs averaged per face."""
+    stacked = crops[:6].reshape(3, 2, 32, 32, 3)  # three faces, two views each
+    together = predictor.raw_outputs(stacked)
+    alone = [predictor.raw_outputs(stacked[:, v]) for v in range(2)]
+    assert together["age_dist"].shape == (3, alone[0]["age_dist"].shape[1]) and together["gender"].shape == (3, 1)
+    for name in together:
+        np.testing.assert_allclose(together[name], (alone[0][name] + alone[1][name]) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        predictor.raw_outputs(crops[:2, :16])
 
 
 def test_without_flip_the_batch_holds_the_faces_only(tiny_residual_model, crops, model):

@@ -53,7 +53,7 @@ def rss_mb() -> float:
 def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
     """The app's path (LiteRT on the model's .tflite, no TensorFlow in the process) end to end and by stage, then
     the Keras tf.function predictor it replaced, for the ratio (that part imports TensorFlow)."""
-    from core.alignment import align_crop
+    from core.alignment import ONE_VIEW, VIEWS, align_crop, align_views
     from core.export import tflite_is_current
     from core.faces import FaceDetector
     from core.images import load_photo
@@ -66,8 +66,9 @@ def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
     photo, _ = selfie(face_images(data_dir, 1)[0], size=(1600, 1200), side=640)
     data = encode(photo)
     detector = FaceDetector()
-    lite = {"LiteRT Predictor, flip TTA (app default)": Predictor(tflite),
-            "LiteRT Predictor, no TTA": Predictor(tflite, flip_tta=False)}
+    lite = {"LiteRT Predictor, views + flip (app default)": Predictor(tflite),
+            "LiteRT Predictor, one view + flip": Predictor(tflite, views=ONE_VIEW),
+            "LiteRT Predictor, no TTA": Predictor(tflite, flip_tta=False, views=ONE_VIEW)}
     size = lite["LiteRT Predictor, no TTA"].img_size
     print(f"selfie: 1600×1200 JPEG, {len(data) / 1e3:.0f} kB, one face of 640 px; {tflite.name} ({size} px, "
           f"{tflite.stat().st_size / 1e6:.1f} MB float32); {runs} warm runs; load average {os.getloadavg()[0]:.1f} "
@@ -79,10 +80,11 @@ def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
         print(f"  end to end, {label:42s} {percentiles(results[label])}")
 
     print("stages (p50):")
-    predictor = lite["LiteRT Predictor, flip TTA (app default)"]
+    predictor = lite["LiteRT Predictor, views + flip (app default)"]
     work = load_photo(data, draft_side=DRAFT_SIDE)
     faces = detector.detect(work.image)
     crops = np.stack([align_crop(work.image, face, size) for face in faces])
+    views = np.stack([align_views(work.image, face, size) for face in faces])
     stages = {
         f"decode (JPEG draft to {work.image.width}×{work.image.height})":
             lambda: load_photo(data, draft_side=DRAFT_SIDE),
@@ -90,7 +92,9 @@ def bench_latency(data_dir: Path, runs: int, model_path: Path) -> None:
         "detect (short + full range)": lambda: detector.detect(work.image),
         "detect, tiles forced on (+4 passes)": lambda: detector.detect(work.image, tiles="always"),
         "align + crop": lambda: [align_crop(work.image, face, size) for face in faces],
-        "model, LiteRT Predictor with flip TTA": lambda: predictor.predict(crops),
+        f"align + crop, {len(VIEWS)} views": lambda: [align_views(work.image, face, size) for face in faces],
+        "model, LiteRT Predictor, one view + flip": lambda: predictor.predict(crops),
+        f"model, LiteRT Predictor, {len(VIEWS)} views + flips": lambda: predictor.predict(views),
         "model, LiteRT, 16 faces + flips (one call)": lambda: predictor.predict(np.repeat(crops, 16, axis=0)),
     }
     for label, fn in stages.items():
