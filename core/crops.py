@@ -181,9 +181,7 @@ def load_crops(paths: list[str], size: int, mode: str = "app", use_cache: bool =
     crop shifted (it has nothing around it to cut from)."""
     if mode == "dataset":
         images = load_images(paths, size, use_cache)
-        return (images if views is None else
-                np.stack([np.stack([shifted(image, view) for view in views]) for image in images])
-                .reshape(len(images), len(views), size, size, 3)), None
+        return (images if views is None else np.stack([shifted(images, view) for view in views], axis=1)), None
     if mode != "app":
         raise ValueError(f"Unknown crop mode {mode!r}: one of {', '.join(CROP_MODES)}.")
     return load_app_crops(paths, size, use_cache, on_progress, views)

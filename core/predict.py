@@ -39,6 +39,15 @@ _BATCH_BUCKETS = (1, 2, 4, 5, 8, 10, 16, 20)
 FACE_CROP_NOTE = "taken as a face crop (no face detected)"
 
 
+def _bucket(crops: int) -> int:
+    return next(b for b in _BATCH_BUCKETS if b >= crops)
+
+
+def _batch_size(crops: int, flip_tta: bool) -> int:
+    """The model batch for up to the largest bucket of crops: their bucket, twice over with the mirror images."""
+    return _bucket(crops) * (2 if flip_tta else 1)
+
+
 class _BatchPredictor:
     """What both predictors share: batching, view and flip averaging and FacePredictions, over a `_run(batch)`
     that maps a float32 (n, size, size, 3) batch to the model's outputs by name."""
@@ -71,9 +80,8 @@ class _BatchPredictor:
     def _call(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """One model call for up to the largest bucket of crops, their mirror images in the same batch."""
         n = len(crops)
-        bucket = next(b for b in _BATCH_BUCKETS if b >= n)
-        copies = 2 if self.flip_tta else 1
-        batch = np.zeros((bucket * copies, *crops.shape[1:]), np.float32)
+        bucket = _bucket(n)
+        batch = np.zeros((_batch_size(n, self.flip_tta), *crops.shape[1:]), np.float32)
         batch[:n] = crops
         if self.flip_tta:
             batch[bucket:bucket + n] = crops[:, :, ::-1, :]
@@ -112,7 +120,8 @@ class Predictor(_BatchPredictor):
         self._num_threads = num_threads or os.cpu_count() or 1
         self._interpreters: dict[int, _FixedBatchInterpreter] = {}
         self._interpreters_lock = threading.Lock()
-        first = self._interpreter_for(2 if flip_tta else 1)  # the one-face call, ready for the first photo
+        # Allocated now: the call one face's views make, so a one-face photo needs no other interpreter (memory).
+        first = self._interpreter_for(_batch_size(min(len(self.views), _BATCH_BUCKETS[-1]), flip_tta))
         self.img_size, self.output_names = first.img_size, list(first.outputs)
         self.space = space_of_heads(first.widths)  # what its heads speak, read from the file itself
 

@@ -280,6 +280,16 @@ def test_face_and_mirror_go_in_one_call_padded_to_a_bucket(predictor, crops, mon
     np.testing.assert_allclose(predictor.raw_outputs(crops[:37])["race"][:3], one["race"], atol=1e-6)
 
 
+def test_a_one_face_photo_uses_the_interpreter_allocated_at_start(tiny_residual_model, detector, selfie_jpeg):
+    """The views of one face and their mirror images fill the interpreter built with the predictor: no second one
+    is allocated for the commonest upload."""
+    fresh = Predictor(tiny_residual_model.with_suffix(".tflite"))
+    assert list(fresh._interpreters) == [2 * len(fresh.views)]
+    assert len(analyze_bytes(selfie_jpeg, fresh, detector).faces) == 1
+    assert list(fresh._interpreters) == [2 * len(fresh.views)]
+    assert list(Predictor(tiny_residual_model.with_suffix(".tflite"), views=ONE_VIEW)._interpreters) == [2]
+
+
 def test_views_of_each_face_are_averaged(predictor, crops):
     """(n, views, size, size, 3): every view in the same batched calls, the outputs averaged per face."""
     stacked = crops[:6].reshape(3, 2, 32, 32, 3)  # three faces, two views each
