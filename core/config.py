@@ -65,6 +65,11 @@ class TrainConfig:
     # A .keras model of the same architecture to start from instead of random weights: continue a run with a new
     # learning-rate cycle (a warm restart), or fine-tune a shipped model on another dataset.
     init_from: str = ""
+    # Distillation (core/distillation.py): comma-separated .keras models whose averaged outputs the model also
+    # learns from, an ensemble's reading carried into one model; `teacher_weight` is the teachers' share of each
+    # probability target (age distribution, gender, race), the labels keep the rest.
+    teachers: str = ""
+    teacher_weight: float = 0.5
     # A run's split.csv to reuse (required to continue that run honestly): images it lists keep their split,
     # others get a fresh one.
     split_file: str = ""
@@ -111,6 +116,9 @@ class TrainConfig:
              f"split fractions {self.split} must be three non-negative numbers summing to 1 with some train"),
             (self.limit < 0, "limit cannot be negative"),
             (self.freeze_backbone_epochs < 0, "frozen-backbone epochs cannot be negative"),
+            (not 0 <= self.teacher_weight <= 1, "the teachers' weight must be between 0 and 1"),
+            (bool(self.teachers) and (self.model.age_head != "distribution" or self.model.label_space != "utkface"),
+             "teachers teach a UTKFace model with a distribution age head only"),
         ]
         problems = [*self.model.problems(), *(message for failed, message in checks if failed)]
         if problems:

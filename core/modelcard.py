@@ -11,6 +11,7 @@ from pathlib import Path
 from core import settings
 from core.atomic import atomic_path, atomic_write_text, read_json_object
 from core.config import TrainConfig
+from core.distillation import teacher_paths
 from core.evaluation import crop_skew, evaluate_frame, load_rows, predict_table
 from core.metrics import HEADLINE
 from core.registry import DEFAULT_MODEL_NAME, ModelError
@@ -57,7 +58,8 @@ def train_command(config: dict, data_placeholder: str = "/path/to/UTKFace") -> s
     out (where a run is written does not change it)."""
     cfg = TrainConfig.from_dict(config)
     cfg = dataclasses.replace(cfg, data_dir=data_placeholder, out_dir="", init_from=_as_shipped(cfg.init_from),
-                              split_file=_as_shipped(cfg.split_file))
+                              split_file=_as_shipped(cfg.split_file),
+                              teachers=",".join(_as_shipped(str(path)) for path in teacher_paths(cfg.teachers)))
     return shlex.join(["python", "-m", "core", "train", *config_args(cfg)])
 
 

@@ -81,9 +81,10 @@ def check_training_request(cfg, profile: Profile, limits: TrainingLimits | None 
         if not isinstance(value, int | float) or value > most:
             problems.append(f"{label} is at most {most}{unit} on this server.")
     known = (settings.MODELS_DIR, settings.runs_dir())
-    for name, label in (("init_from", "a model to start from"), ("split_file", "a split file")):
-        value = _field(cfg, name) or ""
-        if value and not _inside(value, known):
+    for name, label in (("init_from", "a model to start from"), ("split_file", "a split file"),
+                        ("teachers", "teachers")):
+        values = [part for part in str(_field(cfg, name) or "").split(",") if part.strip()]
+        if any(not _inside(value.strip(), known) for value in values):
             problems.append(f"Only the server's own models and runs can be used as {label}.")
     if _field(cfg, "out_dir"):
         problems.append("Runs are written to the server's runs folder only.")

@@ -51,6 +51,8 @@ HELP = {
     "split": "train,val,test fractions",
     "limit": "use a seeded sample of N images (0: all)",
     "init_from": "a .keras model of the same architecture to start from (warm restart)",
+    "teachers": "comma-separated .keras models whose averaged outputs the model also learns from (distillation)",
+    "teacher_weight": "with --teachers: their share of each probability target, the labels keep the rest",
     "split_file": "reuse a run's split.csv: its images keep their split (continue that run honestly)",
     "seed": "random seed",
     "scale_learning_rate": "keep --lr as given on several replicas (default: scaled with the global batch, the "

@@ -29,8 +29,10 @@ from core.callbacks import progress_callback as make_progress_callback
 # The light half of the engine (no Keras), re-exported for callers that import it from core.training.
 from core.config import MIN_ROWS, SCHEDULES, Progress, TrainConfig, TrainingError  # noqa: F401
 from core.crops import load_crops
+from core.distillation import blend_targets, one_hot_races, teacher_outputs, teacher_paths
 from core.errors import UserError
 from core.label_spaces import SPACES, true_races
+from core.labels import RACES
 from core.metrics import GROUP_RUN_METRICS
 from core.models import backbone_layer, build_model
 from core.pipeline import balanced_class_weights, make_dataset, targets_and_weights
@@ -71,12 +73,15 @@ def _losses(cfg: TrainConfig) -> tuple[dict, dict, dict]:
         return _group_losses(cfg, space)
     distribution = cfg.model.age_head == "distribution"
     age_loss = {"mae": "mae", "mse": "mse", "huber": keras.losses.Huber(delta=5.0)}[cfg.age_loss]
+    # A distilled model's race targets are probability rows (core/distillation.py), not class numbers.
+    soft_race = bool(cfg.teachers)
     losses = {"age": "mae" if distribution else age_loss, "gender": "binary_crossentropy",
-              "race": "sparse_categorical_crossentropy"}
+              "race": "categorical_crossentropy" if soft_race else "sparse_categorical_crossentropy"}
     weights = {"age": cfg.age_weight, "gender": cfg.gender_weight, "race": cfg.race_weight}
+    race_accuracy = keras.metrics.CategoricalAccuracy if soft_race else keras.metrics.SparseCategoricalAccuracy
     metrics = {"age": [keras.metrics.MeanAbsoluteError(name="mae")],
                "gender": [keras.metrics.BinaryAccuracy(name="accuracy")],
-               "race": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+               "race": [race_accuracy(name="accuracy")]}
     if distribution:
         losses["age_dist"] = "categorical_crossentropy"
         weights["age_dist"] = 1.0
@@ -215,10 +220,14 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
     class_weights = _class_weights(cfg, table[parts["train"]])
+    teacher = _teacher_outputs(cfg, table[parts["train"]], progress) if cfg.teachers else None
     datasets = {}
     for name in ("train", "val"):
         y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights,
                                    space=SPACES[cfg.model.label_space])
+        if teacher is not None:  # validation keeps the labels alone: its loss is comparable across runs
+            y = one_hot_races(y, len(RACES))
+            y = blend_targets(y, teacher, cfg.teacher_weight) if name == "train" else y
         build = functools.partial(make_dataset, images[parts[name]], y, w, cfg.batch_size, training=name == "train",
                                   augment=cfg.augment)
         datasets[name] = distribution.dataset(build, cfg.seed)
@@ -303,6 +312,16 @@ def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> 
         progress.update(notes=[*progress.notes, f"No face detected in {missed} of {len(paths)} images "
                                                 f"({missed / len(paths):.1%}): their own crop was used."])
     return images
+
+
+def _teacher_outputs(cfg: TrainConfig, train_rows: pd.DataFrame, progress: Progress) -> dict:
+    paths = teacher_paths(cfg.teachers)
+    outputs = teacher_outputs(paths, train_rows["path"].tolist(), cfg.crops,
+                              lambda message: progress.update(message=message))
+    progress.update(notes=[*progress.notes, f"Learning from {len(paths)} teacher model"
+                                            f"{'s' * (len(paths) > 1)} ({', '.join(p.name for p in paths)}), "
+                                            f"at weight {cfg.teacher_weight:g} beside the labels."])
+    return outputs
 
 
 def _warm_start(model, source: Path) -> str:

@@ -59,6 +59,7 @@ def test_public_training_accepts_a_small_job_on_the_sample():
     ({"model_arch": "resnet50"}, "Architectures on this server"),
     ({"init_from": "/tmp/someone/model.keras"}, "own models and runs"),
     ({"split_file": "/etc/passwd"}, "own models and runs"),
+    ({"teachers": f"{settings.MODELS_DIR}/face_insight_v1.keras, /tmp/other.keras"}, "own models and runs"),
     ({"out_dir": "/tmp/elsewhere"}, "runs folder only"),
 ])
 def test_public_training_refuses_what_a_shared_server_cannot_afford(changes, words):
