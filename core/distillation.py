@@ -12,7 +12,7 @@ Rows that lack a label keep weight 0 in training (core/pipeline.py), whatever th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,11 @@ def teacher_paths(teachers: str) -> list[Path]:
 
 
 def teacher_outputs(paths: Sequence[Path], image_paths: list[str], crops: str = "app",
-                    on_progress: Callable[[str], None] = lambda message: None) -> dict[str, np.ndarray]:
+                    on_progress: Callable[[str], None] = lambda message: None,
+                    cut: Mapping[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The teachers' probability heads on these images, each model at its own input size, flip-averaged, then
-    averaged over the teachers."""
+    averaged over the teachers. `cut`: these images already cut, by size (the student's own crops), so a teacher
+    of that size does not cut them again (a new crop cache for the training rows alone)."""
     from core.alignment import ONE_VIEW
     from core.predict import KerasPredictor
     from core.registry import ModelError, load_model
@@ -51,7 +53,8 @@ def teacher_outputs(paths: Sequence[Path], image_paths: list[str], crops: str = 
         if missing:
             raise DistillationError(f"Cannot learn from {path.name}: it has no {', '.join(missing)} output "
                                     "(teachers need a distribution age head, gender and race).")
-        images = load_crops(image_paths, int(model.input_shape[1]), crops)[0]
+        size = int(model.input_shape[1])
+        images = cut[size] if cut and size in cut else load_crops(image_paths, size, crops)[0]
         predictor = KerasPredictor(model, views=ONE_VIEW)
         outputs = [predictor.raw_outputs(images[start:start + CHUNK]) for start in range(0, len(images), CHUNK)]
         for head in SOFT_HEADS:

@@ -83,8 +83,8 @@ def check_training_request(cfg, profile: Profile, limits: TrainingLimits | None 
     known = (settings.MODELS_DIR, settings.runs_dir())
     for name, label in (("init_from", "a model to start from"), ("split_file", "a split file"),
                         ("teachers", "teachers")):
-        values = [part for part in str(_field(cfg, name) or "").split(",") if part.strip()]
-        if any(not _inside(value.strip(), known) for value in values):
+        values = [part.strip() for part in str(_field(cfg, name) or "").split(",") if part.strip()]
+        if any(not _inside(value, known) for value in values):
             problems.append(f"Only the server's own models and runs can be used as {label}.")
     if _field(cfg, "out_dir"):
         problems.append("Runs are written to the server's runs folder only.")

@@ -220,7 +220,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
     images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
     class_weights = _class_weights(cfg, table[parts["train"]])
-    teacher = _teacher_outputs(cfg, table[parts["train"]], progress) if cfg.teachers else None
+    teacher = _teacher_outputs(cfg, table[parts["train"]], images[parts["train"]], progress) if cfg.teachers else None
     datasets = {}
     for name in ("train", "val"):
         y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights,
@@ -314,10 +314,10 @@ def _input_images(cfg: TrainConfig, table: pd.DataFrame, progress: Progress) -> 
     return images
 
 
-def _teacher_outputs(cfg: TrainConfig, train_rows: pd.DataFrame, progress: Progress) -> dict:
+def _teacher_outputs(cfg: TrainConfig, train_rows: pd.DataFrame, train_images: np.ndarray, progress: Progress) -> dict:
     paths = teacher_paths(cfg.teachers)
     outputs = teacher_outputs(paths, train_rows["path"].tolist(), cfg.crops,
-                              lambda message: progress.update(message=message))
+                              lambda message: progress.update(message=message), {cfg.model.img_size: train_images})
     progress.update(notes=[*progress.notes, f"Learning from {len(paths)} teacher model"
                                             f"{'s' * (len(paths) > 1)} ({', '.join(p.name for p in paths)}), "
                                             f"at weight {cfg.teacher_weight:g} beside the labels."])

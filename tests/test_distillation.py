@@ -52,6 +52,11 @@ def test_teachers_read_each_face_and_its_mirror_and_are_averaged(synthetic_utkfa
     twice = teacher_outputs([tiny_residual_model, tiny_residual_model], paths, crops="dataset")
     np.testing.assert_allclose(twice["race"], one["race"], atol=1e-6)
 
+    blank = np.zeros_like(images)  # crops the student already cut at the teacher's size are read, not cut again
+    given = teacher_outputs([tiny_residual_model], paths, crops="dataset", cut={32: blank})
+    np.testing.assert_allclose(given["gender"], model.predict(blank, verbose=0)["gender"], atol=1e-5)
+    assert not np.allclose(given["gender"], one["gender"])
+
 
 def test_a_teacher_without_the_probability_heads_or_file_is_refused(synthetic_utkface, tiny_models, tmp_path):
     paths = _images(synthetic_utkface)
