@@ -58,6 +58,10 @@ class _BatchPredictor:
     output_names: list[str]
     space: LabelSpace  # the label space its heads speak (core/label_spaces.py)
 
+    def _set_reading(self, flip_tta: bool, views: tuple[View, ...]) -> None:
+        """How each face is read: with its mirror image or not, and which cuts (none given: the calibrated one)."""
+        self.flip_tta, self.views = flip_tta, tuple(views) or ONE_VIEW
+
     def raw_outputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs as numpy arrays, for a (n, size, size, 3) uint8/float batch of any n, or (n, views, size,
         size, 3): several cuts of each face (`align_views`), whose outputs are averaged per face."""
@@ -116,7 +120,7 @@ class Predictor(_BatchPredictor):
             self._flatbuffer = self.path.read_bytes()  # one copy, shared by every interpreter
         except OSError as error:
             raise ModelError(f"Cannot read the model file {self.path}: {error.strerror or error}.") from error
-        self.flip_tta, self.views = flip_tta, tuple(views) or ONE_VIEW
+        self._set_reading(flip_tta, views)
         self._num_threads = num_threads or os.cpu_count() or 1
         self._interpreters: dict[int, _FixedBatchInterpreter] = {}
         self._interpreters_lock = threading.Lock()
@@ -174,7 +178,7 @@ class KerasPredictor(_BatchPredictor):
         import tensorflow as tf
         self.model = model
         self.img_size = int(model.input_shape[1])
-        self.flip_tta, self.views = flip_tta, tuple(views) or ONE_VIEW
+        self._set_reading(flip_tta, views)
         self.output_names = list(model.output_names) if hasattr(model, "output_names") else []
         self.space = space_of_heads({name: int(t.shape[-1]) for name, t in zip(self.output_names, model.outputs,
                                                                           strict=True)})

@@ -290,6 +290,12 @@ def test_a_one_face_photo_uses_the_interpreter_allocated_at_start(tiny_residual_
     assert list(Predictor(tiny_residual_model.with_suffix(".tflite"), views=ONE_VIEW)._interpreters) == [2]
 
 
+def test_no_views_given_reads_the_calibrated_cut(tiny_residual_model, model):
+    """An empty view list is not a predictor that reads nothing: both predictors fall back to the one cut."""
+    assert Predictor(tiny_residual_model.with_suffix(".tflite"), views=()).views == ONE_VIEW
+    assert KerasPredictor(model, views=()).views == ONE_VIEW
+
+
 def test_views_of_each_face_are_averaged(predictor, crops):
     """(n, views, size, size, 3): every view in the same batched calls, the outputs averaged per face."""
     stacked = crops[:6].reshape(3, 2, 32, 32, 3)  # three faces, two views each
