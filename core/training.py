@@ -219,8 +219,9 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
 
     images = _input_images(cfg, table, progress)
     parts = {name: (split == name).to_numpy() for name in ("train", "val", "test")}
+    inputs = {name: images[parts[name]] for name in ("train", "val")}  # each a copy: cut once, shared below
     class_weights = _class_weights(cfg, table[parts["train"]])
-    teacher = _teacher_outputs(cfg, table[parts["train"]], images[parts["train"]], progress) if cfg.teachers else None
+    teacher = _teacher_outputs(cfg, table[parts["train"]], inputs["train"], progress) if cfg.teachers else None
     datasets = {}
     for name in ("train", "val"):
         y, w = targets_and_weights(table[parts[name]], cfg.model.age_head, cfg.age_sigma, **class_weights,
@@ -228,7 +229,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, table: pd.DataFrame, split: pd.Se
         if teacher is not None:  # validation keeps the labels alone: its loss is comparable across runs
             y = one_hot_races(y, len(RACES))
             y = blend_targets(y, teacher, cfg.teacher_weight) if name == "train" else y
-        build = functools.partial(make_dataset, images[parts[name]], y, w, cfg.batch_size, training=name == "train",
+        build = functools.partial(make_dataset, inputs[name], y, w, cfg.batch_size, training=name == "train",
                                   augment=cfg.augment)
         datasets[name] = distribution.dataset(build, cfg.seed)
     steps = distribution.steps_per_epoch(int(parts["train"].sum()), cfg.batch_size)
