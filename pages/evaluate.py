@@ -110,7 +110,12 @@ def show_fairness(reports: dict, detail: str) -> None:
     st.plotly_chart(charts.eval_group_bars(reports, dimension, metric), key="evaluate.chart.groups")
     st.caption(f"Faint bars: groups of fewer than {evaluation.MIN_GROUP_SIZE} images, too few to trust (marked "
                "so in the table); the gaps between groups leave them out.")
-    st.dataframe(for_display(gaps_table(reports, dimension)), hide_index=True)
+    gaps = gaps_table(reports, dimension)
+    if gaps.empty:  # an empty table would read as a failure; say why there is nothing to compare
+        st.caption(f"No gaps to show: fewer than two {charts.EVAL_DIMENSION_LABELS.get(dimension, dimension)} groups "
+                   f"have {evaluation.MIN_GROUP_SIZE} images or more here.")
+    else:
+        st.dataframe(for_display(gaps), hide_index=True)
     st.dataframe(for_display(group_table(reports[detail], dimension)), hide_index=True)
 
 

@@ -114,7 +114,7 @@ def test_second_visit_does_not_predict_again(runs, predict_calls):
     at = evaluate(open_page())
     assert len(predict_calls) == 2
     at.selectbox(key=evaluate_page.KEY_DETAIL).set_value(LABELS[1]).run()  # any rerun
-    assert len(predict_calls) == 2 and len(at.dataframe) == 3
+    assert len(predict_calls) == 2 and len(at.dataframe) == 2  # comparison and group tables: results drawn again
 
     again = open_page()  # a new session: results come from the shared store, without pressing Evaluate
     again.multiselect(key=evaluate_page.KEY_MODELS).set_value(LABELS).run()
@@ -236,6 +236,14 @@ def test_public_evaluate_offers_a_list_and_caps_the_rows(runs, predict_calls, pu
     assert comparison(at)["n"].tolist() == [40] and [c["rows"] for c in predict_calls] == [40]
     assert any("fixed sample of 40 of the 300 images" in c.value for c in at.caption)
     assert not ABSOLUTE.search(_shown(at))
+
+
+def test_groups_too_small_for_a_gap_are_said_so_not_shown_as_an_empty_table(runs, predict_calls, public,
+                                                                             monkeypatch):
+    monkeypatch.setattr(policy, "PUBLIC_MAX_EVAL_ROWS", 40)  # no race group reaches 30 images
+    at = evaluate(open_page(), labels=LABELS[:1], rows="All images in the folder")
+    assert any("No gaps to show: fewer than two race groups have 30 images" in c.value for c in at.caption)
+    assert all(not frame.value.empty for frame in at.dataframe)  # comparison and group tables, no empty gaps one
 
 
 def test_one_evaluation_at_a_time_per_server(runs, predict_calls, public):
