@@ -18,7 +18,8 @@ from core.metrics import HEADLINE, headline, metric_name
 COLUMN_NAMES = {"model": "Model", "group": "Group", "metric": "Metric", "small": "Too few to trust",
                 "best": "Best group", "best_value": "Best", "worst": "Worst group", "worst_value": "Worst",
                 "gap": "Gap", "groups": "Groups compared", "run": "Run", "arch": "Architecture",
-                "img_size": "Image size (px)", "status": "Status", "epochs": "Epochs", "device": "Device"}
+                "img_size": "Image size (px)", "status": "Status", "epochs": "Epochs", "device": "Device",
+                "name": "Name"}
 MISSING = "—"  # a number that does not exist (no labels, one class): shown as a dash, never as "None"
 
 

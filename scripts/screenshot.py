@@ -6,6 +6,8 @@ folder), headless Chromium opens each page through the sidebar, does what a user
 
 Predict gets two sample faces side by side; Train runs a tiny training on the bundled sample and is shot while its
 curves have an epoch point; Evaluate scores the shipped model on the bundled sample and is shot on its Fairness tab.
+The sidebar's page icons are emoji: without a colour-emoji font (Debian: fonts-noto-color-emoji) headless
+Chromium draws them as empty boxes.
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ def test_runs_are_named_by_what_they_are_and_can_be_renamed_and_deleted(monkeypa
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "my first model — UTKFace · residual_cnn · 8 epochs · test age MAE 5.23" in \
         at.selectbox(key=page.KEY_START_FROM).options
-    assert "my first model" in at.dataframe[0].value["name"].tolist()
+    assert "my first model" in at.dataframe[0].value["Name"].tolist()
 
     at.selectbox(key=page.KEY_MANAGE_RUN).set_value("20250101-000001-residual_cnn")
     at.text_input(key=page.KEY_NEW_NAME).set_value("my first model")  # taken: refused in words
