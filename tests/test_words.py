@@ -96,7 +96,7 @@ def test_evaluate_results_use_plain_words(model_run, tmp_path):
     at = open_app_page("pages/evaluate.py")
     at.text_input(key=evaluate_page.KEY_FOLDER).set_value(str(folder)).run()
     at.button(key=evaluate_page.KEY_RUN).click().run()
-    assert not at.exception and len(at.dataframe) >= 3
+    assert not at.exception and len(at.dataframe) >= 2  # comparison and groups (25 faces: no gap table)
     assert_plain(at, "Evaluate")
     for dimension in at.radio(key=evaluate_page.KEY_DIMENSION).options:
         at.radio(key=evaluate_page.KEY_DIMENSION).set_value(dimension).run()
